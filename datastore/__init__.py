@@ -1,0 +1,13 @@
+"""Datastores on Prefect: named, versioned, immutable datasets.
+
+The core domain lives here (naming, settings, manifest, store, versions); Prefect flows and
+tasks that orchestrate it live in the top-level ``flows`` and ``tasks`` packages.
+"""
+
+from __future__ import annotations
+
+from datastore.errors import DatastoreError
+from datastore.settings import Settings
+
+__all__ = ["DatastoreError", "Settings", "__version__"]
+__version__ = "0.1.0"

@@ -1,0 +1,240 @@
+"""The ``datastore`` command line (Typer + Rich).
+
+Every :class:`DatastoreError` ends the command with one line on stderr and exit code 1; usage
+errors exit 2 (Typer's convention). ``--json`` keeps stdout machine-readable.
+"""
+
+from __future__ import annotations
+
+from datastore import runtime
+
+runtime.configure(quiet=True)
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Annotated, Optional  # noqa: E402
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from datastore import progress, versions  # noqa: E402
+from datastore.errors import DatastoreError, InvalidSource, NotSupportedYet  # noqa: E402
+from datastore.settings import Settings  # noqa: E402
+from datastore.store import open_store  # noqa: E402
+
+app = typer.Typer(
+    name="datastore",
+    help="Named, versioned, immutable datasets created by Prefect flows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(exc: DatastoreError) -> None:
+    """Print the one-line error and exit 1."""
+    err.print(f"error: {exc.line()}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def guarded(fn: Callable[[], None]) -> None:
+    """Run ``fn`` translating project errors into the one-line form."""
+    try:
+        fn()
+    except DatastoreError as exc:
+        fail(exc)
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def source_kind(source: str) -> str:
+    """``local``, ``s3`` or ``http`` for a SOURCE argument.
+
+    Raises:
+        InvalidSource: an unknown URL scheme.
+    """
+    lower = source.lower()
+    if lower.startswith("s3://"):
+        return "s3"
+    if lower.startswith(("http://", "https://")):
+        return "http"
+    if "://" in source:
+        scheme = source.split("://", 1)[0]
+        raise InvalidSource(source, f"unsupported scheme {scheme!r}",
+                            "use a local path, s3://bucket/prefix/ or an http(s):// URL of an archive")
+    return "local"
+
+
+def _run_with_progress(run: Callable[[], dict], show: bool) -> dict:
+    """Run ``run`` while a Rich bar on stderr shows files, bytes and rate (terminals only)."""
+    if not show:
+        return run()
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+
+    state = progress.Progress()
+    progress.install(state)
+    done = threading.Event()
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
+                   TransferSpeedColumn(), TimeElapsedColumn(), console=err, transient=True)
+
+    def render() -> None:
+        task = bar.add_task("scanning", total=None)
+        while not done.wait(0.1):
+            bar.update(task, description=f"{state.files_done}/{state.files_total} files",
+                       completed=state.bytes_done, total=state.bytes_total or None)
+
+    with bar:
+        t = threading.Thread(target=render, daemon=True)
+        t.start()
+        try:
+            return run()
+        finally:
+            done.set()
+            t.join()
+            progress.install(None)
+
+
+@app.command()
+def create(
+    source: Annotated[str, typer.Argument(help="Local path, s3://bucket/prefix/ or http(s):// archive URL.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Datastore name (default: derived from SOURCE).")] = None,
+    no_copy: Annotated[bool, typer.Option("--no-copy", help="Reference S3 objects in place.")] = False,
+    credentials: Annotated[Optional[str], typer.Option("--credentials", help="Prefect AwsCredentials block.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the committed version record as JSON.")] = False,
+) -> None:
+    """Create the next version of a datastore from SOURCE."""
+
+    def run() -> None:
+        kind = source_kind(source)
+        if kind == "s3":
+            raise NotSupportedYet("creating from S3", "copy the prefix to a local folder and create from that")
+        if kind == "http":
+            raise NotSupportedYet("creating from an HTTP archive", "download and extract it, then create from the folder")
+        if no_copy or credentials:
+            raise InvalidSource(source, "--no-copy and --credentials apply to s3:// sources only",
+                                "drop the option for a local path")
+        from datastore.creation import prepare
+        from datastore.local_source import resolve_source
+
+        settings = Settings.from_env()
+        root = resolve_source(source)
+        prepare(str(root), name, "local", settings)  # fail fast, before Prefect starts
+        from flows.local_folder import create_from_local
+
+        show = not as_json and sys.stderr.isatty()
+        record = _run_with_progress(lambda: create_from_local(source=str(root), name=name), show)
+        if as_json:
+            print(json.dumps(record, indent=2))
+        else:
+            _print_created(record)
+
+    guarded(run)
+
+
+def _print_created(r: dict) -> None:
+    out.print(
+        f"[bold green]created[/] {r['name']} version {r['version']}: {r['files']} files, {human_bytes(r['bytes'])} "
+        f"({human_bytes(r['bytes_uploaded'])} uploaded) in {r['duration_s']}s"
+    )
+    if r.get("skipped"):
+        out.print(f"[yellow]skipped {r['skipped']} items[/] (see 'datastore show {r['name']}')")
+    out.print(f"digest {r['digest']}")
+
+
+@app.command("list")
+def list_(
+    name: Annotated[Optional[str], typer.Argument(help="Only this datastore.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of version records.")] = False,
+) -> None:
+    """List datastores and their versions."""
+
+    def run() -> None:
+        store = open_store()
+        records = versions.list_records(store, name)
+        if as_json:
+            print(json.dumps([r.to_json() for r in records], indent=2))
+            return
+        if not records:
+            out.print("no datastores yet: create one with 'datastore create PATH'")
+            return
+        table = Table("name", "version", "status", "kind", "files", "size", "created", "source")
+        for r in records:
+            table.add_row(r.name, str(r.version), r.status, r.kind, str(r.files), human_bytes(r.bytes),
+                          r.created_at[:19].replace("T", " "), r.source)
+        out.print(table)
+
+    guarded(run)
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="Datastore name.")],
+    version: Annotated[Optional[int], typer.Option("--version", help="Version (default: newest live).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the version record as JSON.")] = False,
+) -> None:
+    """Show the details of one version, including its original source."""
+
+    def run() -> None:
+        store = open_store()
+        r = versions.resolve(store, name, version)
+        if as_json:
+            print(json.dumps(r.to_json(), indent=2))
+            return
+        table = Table(show_header=False, box=None)
+        rows = [
+            ("name", r.name), ("version", str(r.version)), ("status", "deleted" if r.deleted_at else r.status),
+            ("source", r.source), ("kind", r.kind), ("files", str(r.files)), ("size", f"{human_bytes(r.bytes)} ({r.bytes} bytes)"),
+            ("uploaded", f"{human_bytes(r.bytes_uploaded)} ({r.bytes_uploaded} bytes)"), ("digest", r.digest),
+            ("created", r.created_at), ("duration", f"{r.duration_s}s"), ("flow run", r.flow_run_id or "-"),
+            ("skipped", str(r.skipped)), ("store", store.url),
+        ]
+        if r.deleted_at:
+            rows.append(("deleted", r.deleted_at))
+        for k, v in rows:
+            table.add_row(f"[bold]{k}[/]", v)
+        out.print(table)
+        if r.skipped and r.manifest:
+            _print_skipped(store, r.manifest)
+
+    guarded(run)
+
+
+def _print_skipped(store, manifest_key: str, limit: int = 20) -> None:  # noqa: ANN001
+    import tempfile
+    from pathlib import Path
+
+    from datastore.manifest import Skipped, read_items
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "m.jsonl.gz"
+        store.download_file(manifest_key, local)
+        shown = 0
+        for item in read_items(local):
+            if isinstance(item, Skipped):
+                if shown == limit:
+                    out.print("  …")
+                    break
+                out.print(f"  skipped {item.path}: {item.reason}", markup=False)
+                shown += 1
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The steps every creation path shares: prepare (validate, quota) and commit.
+
+A creation path (local folder, S3 prefix, HTTP archive) supplies the scan and the batch transfer;
+this module supplies the beginning and the end, so all paths keep the same invariants: nothing is
+transferred over quota, and nothing is visible until the one put-if-absent of the record.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from datastore import layout, versions
+from datastore.manifest import Entry, ManifestWriter, read_entries, read_items
+from datastore.naming import derive_name, validate_name
+from datastore.settings import Settings
+from datastore.store import Store, open_store
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    """Everything the tasks of one creation need, small enough to pass as a task parameter."""
+
+    name: str
+    kind: str
+    source: str  # credential-free, normalized
+    store: str
+    staging: str
+    create_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.time)
+    source_detail: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """Plain dict (for logs and artifacts)."""
+        return asdict(self)
+
+
+def prepare(source: str, name: str | None, kind: str, settings: Settings, source_detail: dict | None = None) -> CreateJob:
+    """Validate everything that can be validated before any data moves.
+
+    Raises:
+        InvalidName: ``name`` breaks the rule, or none can be derived from ``source``.
+        StoreError: the store cannot be used (missing bucket, bad credentials, not writable).
+        QuotaExceeded: the quota is already full.
+    """
+    name = validate_name(name) if name is not None else derive_name(source)
+    store = open_store(settings.store, settings)
+    store.check_writable()
+    versions.check_quota(store, settings.max_versions)
+    return CreateJob(
+        name=name,
+        kind=kind,
+        source=source,
+        store=store.url,
+        staging=layout.staging_prefix(name, kind, source),
+        source_detail=source_detail or {},
+    )
+
+
+def previous_entries(store: Store, job: CreateJob, workdir: Path) -> Iterator[Entry]:
+    """Entries of the newest live version of the same name and source (empty if none).
+
+    The manifest is streamed from a local temporary copy, never loaded whole.
+    """
+    prev = versions.latest_live(store, job.name)
+    if prev is None or prev.source != job.source or prev.kind != job.kind or not prev.manifest:
+        return iter(())
+    local = workdir / "previous.jsonl.gz"
+    store.download_file(prev.manifest, local)
+    return read_entries(local)
+
+
+def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, settings: Settings,
+           flow_run_id: str | None) -> versions.VersionRecord:
+    """Concatenate the batch manifests, store the manifest, then commit the version record.
+
+    Raises:
+        QuotaExceeded: the quota filled up while this creation was transferring.
+    """
+    with tempfile.TemporaryDirectory(prefix="datastore-commit-") as tmp:
+        out = Path(tmp) / "manifest.jsonl.gz"
+        part = Path(tmp) / "batch.jsonl.gz"
+        with ManifestWriter(out) as writer:
+            for key in batch_keys:
+                store.download_file(key, part)
+                writer.extend(read_items(part))
+            summary = writer.close()
+        mkey = layout.manifest_key(job.create_id)
+        store.put_file(mkey, out)
+    record = versions.VersionRecord(
+        name=job.name,
+        version=0,
+        status="succeeded",
+        kind=job.kind,
+        source=job.source,
+        files=summary.files,
+        bytes=summary.bytes,
+        digest=summary.digest,
+        created_at=versions.now_iso(),
+        flow_run_id=flow_run_id,
+        bytes_uploaded=uploaded,
+        skipped=summary.skipped,
+        manifest=mkey,
+        source_detail=job.source_detail,
+        duration_s=round(time.time() - job.started, 3),
+    )
+    return versions.commit(store, record, settings.max_versions)
+
+
+def workdir() -> tempfile.TemporaryDirectory:
+    """A private scratch directory (manifest copies), removed when the context ends."""
+    return tempfile.TemporaryDirectory(prefix="datastore-", dir=os.environ.get("DATASTORE_TMP"))

@@ -1,0 +1,236 @@
+"""One exception hierarchy for the whole project.
+
+Every error a user can cause or meet is a :class:`DatastoreError`. Each subclass also inherits
+the builtin exception that fits (``FileNotFoundError``, ``PermissionError`` …) so callers that
+think in builtins still catch them. Each carries the arguments it was built from (like dlt's
+exceptions) and renders as one line that says what is wrong *and* what to do about it.
+
+Errors from boto3/botocore and from HTTP libraries are translated into this hierarchy at one
+boundary (:mod:`datastore.s3`); nothing above that boundary sees a ``ClientError``.
+"""
+
+from __future__ import annotations
+
+
+class DatastoreError(Exception):
+    """Root of every error the project raises on purpose.
+
+    Attributes:
+        message: What went wrong.
+        hint: What the user can do about it.
+        transient: True when retrying the same operation may succeed (network, throttling).
+    """
+
+    transient: bool = False
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        self.message = message
+        self.hint = hint
+        Exception.__init__(self, self.line())
+
+    def line(self) -> str:
+        """The one-line rendering shown to users: problem, then the fix."""
+        return f"{self.message}: {self.hint}" if self.hint else self.message
+
+    def __str__(self) -> str:  # OSError subclasses would otherwise render errno tuples
+        return self.line()
+
+    def __reduce__(self):  # keep pickling (Prefect state serialization) working for subclasses
+        return (_rebuild, (type(self), self.__dict__))
+
+
+def _rebuild(cls: type[DatastoreError], state: dict) -> DatastoreError:
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    Exception.__init__(obj, obj.line())
+    return obj
+
+
+class TransientError(DatastoreError):
+    """A failure that may go away on retry (timeouts, throttling, 5xx)."""
+
+    transient = True
+
+
+# --- user input -------------------------------------------------------------------------------
+
+
+class InvalidName(DatastoreError, ValueError):
+    """An explicit datastore name breaks the naming rule, or none can be derived."""
+
+    def __init__(self, name: str, rule: str) -> None:
+        self.name = name
+        super().__init__(f"invalid datastore name {name!r}", rule)
+
+
+class InvalidSource(DatastoreError, ValueError):
+    """A SOURCE argument that cannot be understood."""
+
+    def __init__(self, source: str, reason: str, hint: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"invalid source {source!r}: {reason}", hint)
+
+
+class NotSupportedYet(DatastoreError, NotImplementedError):
+    """A valid request this version of the project cannot serve yet."""
+
+    def __init__(self, what: str, hint: str) -> None:
+        self.what = what
+        super().__init__(f"{what} is not supported yet", hint)
+
+
+class SourceNotFound(DatastoreError, FileNotFoundError):
+    """The source path does not exist."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(
+            f"source {source!r} does not exist", "check the path (it is resolved from the current directory)"
+        )
+
+
+class EmptySource(DatastoreError, ValueError):
+    """The source holds no file that could be stored."""
+
+    def __init__(self, source: str, skipped: int = 0) -> None:
+        self.source = source
+        self.skipped = skipped
+        extra = f" ({skipped} entries skipped: symlinks to folders, broken links or special files)" if skipped else ""
+        super().__init__(
+            f"source {source!r} contains no files{extra}", "add files to it or choose another source"
+        )
+
+
+class SourceUnreadable(DatastoreError, PermissionError):
+    """A file of the source cannot be read."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"cannot read source file {path!r} ({reason})",
+            "fix its permissions (chmod +r) or move it out of the source folder",
+        )
+
+
+class SourceChanged(DatastoreError, RuntimeError):
+    """A source file kept changing while it was being read."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(
+            f"source file {path!r} changed while it was being read ({detail})",
+            "stop whatever writes to it and run the same create again (finished batches are reused)",
+        )
+
+
+class QuotaExceeded(DatastoreError):
+    """Creating one more version would exceed DATASTORE_MAX_VERSIONS."""
+
+    def __init__(self, live: int, limit: int) -> None:
+        self.live = live
+        self.limit = limit
+        super().__init__(
+            f"quota reached: {live} live versions exist and the limit is {limit}",
+            "delete versions you no longer need (datastore delete --name NAME --version N) "
+            "or raise DATASTORE_MAX_VERSIONS",
+        )
+
+
+class DatastoreNotFound(DatastoreError, LookupError):
+    """No such datastore name or version."""
+
+    def __init__(self, name: str, version: int | None = None) -> None:
+        self.name = name
+        self.version = version
+        what = f"datastore {name!r}" + (f" version {version}" if version is not None else "")
+        super().__init__(f"{what} does not exist", "run 'datastore list' to see what exists")
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+class StoreError(DatastoreError, OSError):
+    """Something about the store (local directory or S3 bucket) went wrong."""
+
+
+class StoreNotWritable(StoreError, PermissionError):
+    """The store location exists (or could) but this process may not write to it."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(
+            f"store {location!r} is not writable ({reason})",
+            "fix its permissions or set DATASTORE_STORE to a writable path or s3://bucket/prefix",
+        )
+
+
+class StoreNotFound(StoreError, FileNotFoundError):
+    """The bucket behind DATASTORE_STORE does not exist."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(
+            f"store {location!r} does not exist ({reason})",
+            "create the bucket or set DATASTORE_STORE to an existing s3://bucket/prefix",
+        )
+
+
+class StoreAccessDenied(StoreError, PermissionError):
+    """S3 refused the credentials or the request."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(
+            f"access to {location!r} was denied ({reason})",
+            "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket policy",
+        )
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """The store could not be reached; retrying later may work."""
+
+    transient = True
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(
+            f"store {location!r} could not be reached ({reason})",
+            "check AWS_ENDPOINT_URL and the network, then run the same command again",
+        )
+
+
+class ObjectNotFound(StoreError, FileNotFoundError):
+    """A key the project expected in the store is missing."""
+
+    def __init__(self, location: str, key: str) -> None:
+        self.location = location
+        self.key = key
+        super().__init__(
+            f"object {key!r} is missing from store {location!r}",
+            "the store was changed outside datastore; run 'datastore verify' on the affected versions",
+        )
+
+
+class AlreadyExists(StoreError, FileExistsError):
+    """A put-if-absent found the key taken (used for version allocation)."""
+
+    def __init__(self, location: str, key: str) -> None:
+        self.location = location
+        self.key = key
+        super().__init__(f"object {key!r} already exists in store {location!r}", "choose another key")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed task should be retried (Prefect ``retry_condition_fn`` uses this)."""
+    if isinstance(exc, DatastoreError):
+        return exc.transient
+    # Anything we did not classify (an unexpected OSError from a flaky disk, say) gets a retry:
+    # retries are idempotent by construction, so a wasted retry costs only time.
+    return not isinstance(exc, (ValueError, TypeError, KeyError, AssertionError))

@@ -1,0 +1,65 @@
+"""Where things live inside a store (one place, so every module agrees).
+
+::
+
+    names/<name>/versions/<0000000001>.json   version record; written once, put-if-absent
+    names/<name>/deleted/<0000000001>.json    tombstone of a deleted version (its record stays,
+                                              so its number can never be allocated again)
+    manifests/<uuid>.jsonl.gz                 immutable manifest of one version
+    data/<sha256>                             a pack of small files, or one large file (local)
+    data/u-<uuid>                             one large file uploaded by multipart (S3)
+    staging/<name>/<source-id>/plans/…        batch plans written by the scan task
+    staging/<name>/<source-id>/batches/…      finished batch manifests (resume; gc'd later)
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+NAMES = "names/"
+
+
+def record_key(name: str, version: int) -> str:
+    """Key of the version record of ``name`` version ``version``."""
+    return f"{NAMES}{name}/versions/{version:010d}.json"
+
+
+def tombstone_key(name: str, version: int) -> str:
+    """Key of the deletion marker of a version."""
+    return f"{NAMES}{name}/deleted/{version:010d}.json"
+
+
+def manifest_key(create_id: str) -> str:
+    """Key of the manifest written by one creation."""
+    return f"manifests/{create_id}.jsonl.gz"
+
+
+def source_id(kind: str, source: str) -> str:
+    """A short stable id of a source, so a re-run of the same create finds its staged work."""
+    return hashlib.sha256(f"{kind}\0{source}".encode()).hexdigest()[:20]
+
+
+def staging_prefix(name: str, kind: str, source: str) -> str:
+    """Prefix of everything a creation of ``name`` from ``source`` stages before commit."""
+    return f"staging/{name}/{source_id(kind, source)}/"
+
+
+def plan_key(staging: str, seq: int, plan_hash: str) -> str:
+    """Key of one batch plan."""
+    return f"{staging}plans/{seq:08d}-{plan_hash}.jsonl.gz"
+
+
+def batch_key(staging: str, plan_hash: str) -> str:
+    """Key of the finished manifest of the batch whose plan hashes to ``plan_hash``."""
+    return f"{staging}batches/{plan_hash}.jsonl.gz"
+
+
+def parse_version_key(key: str) -> tuple[str, str, int] | None:
+    """Split ``names/<name>/<versions|deleted>/<n>.json`` into (name, kind, n)."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "names" or parts[2] not in ("versions", "deleted"):
+        return None
+    stem = parts[3].removesuffix(".json")
+    if not stem.isdigit():
+        return None
+    return parts[1], parts[2], int(stem)

@@ -1,0 +1,164 @@
+"""Manifests: the immutable list of files of one version, streamed, never held in memory.
+
+Format: gzip-compressed JSON Lines, one object per line, in strictly increasing path order
+(code-point order of the ``/``-separated relative path, which equals S3's UTF-8 key order).
+A file line::
+
+    {"path": "a/b.txt", "size": 12, "sha256": "…", "object": "data/…", "offset": 0, "mtime_ns": …}
+
+``object``/``offset`` say where the bytes live (a pack shared by many small files, or an object
+of its own). An item the source had but the version does not store is a line
+``{"skipped": "path", "reason": "…"}``.
+
+The top hash (``digest``) is sha256 over the canonical encoding ``["path",size,"sha256"]\\n`` of
+every file line in order. It leaves the physical location out, so the same content stored
+differently (re-packed, copied, referenced) has the same digest, as in quilt3's top hash.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Union
+
+FORMAT = "datastore-manifest/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored file."""
+
+    path: str
+    size: int
+    sha256: str
+    object: str
+    offset: int = 0
+    mtime_ns: int | None = None
+    source: dict | None = None  # provenance of remote sources (key, etag, version id)
+
+    def to_json(self) -> dict:
+        """The manifest line as a dict (optional fields left out when unset)."""
+        d: dict = {"path": self.path, "size": self.size, "sha256": self.sha256, "object": self.object, "offset": self.offset}
+        if self.mtime_ns is not None:
+            d["mtime_ns"] = self.mtime_ns
+        if self.source is not None:
+            d["source"] = self.source
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An item of the source that was deliberately not stored, with the reason."""
+
+    path: str
+    reason: str
+
+    def to_json(self) -> dict:
+        """The manifest line as a dict."""
+        return {"skipped": self.path, "reason": self.reason}
+
+
+Item = Union[Entry, Skipped]
+
+
+def parse_line(line: bytes) -> Item:
+    """Decode one manifest line."""
+    d = json.loads(line)
+    if "skipped" in d:
+        return Skipped(d["skipped"], d["reason"])
+    return Entry(d["path"], d["size"], d["sha256"], d["object"], d.get("offset", 0), d.get("mtime_ns"), d.get("source"))
+
+
+def canonical_line(path: str, size: int, sha256: str) -> bytes:
+    """The bytes an entry contributes to the top hash."""
+    return json.dumps([path, size, sha256], ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+@dataclass
+class Summary:
+    """Totals of a written manifest."""
+
+    files: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    digest: str = field(default_factory=lambda: hashlib.sha256().hexdigest())
+
+
+class ManifestWriter:
+    """Writes items in path order to a gzip JSONL stream and computes the top hash on the way.
+
+    Memory is constant: each item is encoded and written as it arrives.
+
+    Raises:
+        ValueError: an item arrives out of order or twice (a canonical manifest has neither).
+    """
+
+    def __init__(self, target: Path | BinaryIO) -> None:
+        self._own = isinstance(target, (str, Path))
+        raw = open(target, "wb") if self._own else target  # type: ignore[arg-type]
+        self._raw = raw
+        # mtime=0 keeps the compressed bytes a pure function of the content.
+        self._gz = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0)
+        self._buf = io.BufferedWriter(self._gz, buffer_size=1 << 20)  # type: ignore[arg-type]
+        self._hash = hashlib.sha256()
+        self._last: str | None = None
+        self.summary = Summary()
+
+    def add(self, item: Item) -> None:
+        """Append one entry or skipped item."""
+        if self._last is not None and item.path <= self._last:
+            raise ValueError(f"manifest items out of order: {item.path!r} after {self._last!r}")
+        self._last = item.path
+        self._buf.write(json.dumps(item.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+        if isinstance(item, Entry):
+            self._hash.update(canonical_line(item.path, item.size, item.sha256))
+            self.summary.files += 1
+            self.summary.bytes += item.size
+        else:
+            self.summary.skipped += 1
+
+    def extend(self, items: Iterable[Item]) -> None:
+        """Append many items."""
+        for item in items:
+            self.add(item)
+
+    def close(self) -> Summary:
+        """Finish the stream and return the totals and the digest."""
+        self._buf.flush()
+        self._gz.close()
+        if self._own:
+            self._raw.close()
+        self.summary.digest = self._hash.hexdigest()
+        return self.summary
+
+    def __enter__(self) -> ManifestWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._gz.closed:
+            self.close()
+
+
+def read_items(source: Path | BinaryIO) -> Iterator[Item]:
+    """Stream the items of a manifest file (local path or open binary file)."""
+    fh = open(source, "rb") if isinstance(source, (str, Path)) else source
+    try:
+        with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+            for line in io.BufferedReader(gz, buffer_size=1 << 20):  # type: ignore[arg-type]
+                if line.strip():
+                    yield parse_line(line)
+    finally:
+        if isinstance(source, (str, Path)):
+            fh.close()
+
+
+def read_entries(source: Path | BinaryIO) -> Iterator[Entry]:
+    """Stream only the file entries of a manifest."""
+    for item in read_items(source):
+        if isinstance(item, Entry):
+            yield item

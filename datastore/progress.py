@@ -1,0 +1,56 @@
+"""Progress of a running creation, shared between transfer tasks and whoever displays it.
+
+Tasks call :func:`add_total` / :func:`advance`; the CLI installs a :class:`Progress` with
+:func:`install` and renders it. Without an installed sink the calls cost nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Progress:
+    """Thread-safe counters of one creation."""
+
+    files_total: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    bytes_done: int = 0
+    bytes_uploaded: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_total(self, files: int, nbytes: int) -> None:
+        """Grow the known totals (the scan streams, so totals arrive in steps)."""
+        with self._lock:
+            self.files_total += files
+            self.bytes_total += nbytes
+
+    def advance(self, files: int, nbytes: int, uploaded: int = 0) -> None:
+        """Count finished work."""
+        with self._lock:
+            self.files_done += files
+            self.bytes_done += nbytes
+            self.bytes_uploaded += uploaded
+
+
+_current: Progress | None = None
+
+
+def install(p: Progress | None) -> None:
+    """Make ``p`` the sink of this process (None removes it)."""
+    global _current
+    _current = p
+
+
+def add_total(files: int, nbytes: int) -> None:
+    """Report newly discovered work to the installed sink, if any."""
+    if _current is not None:
+        _current.add_total(files, nbytes)
+
+
+def advance(files: int, nbytes: int, uploaded: int = 0) -> None:
+    """Report finished work to the installed sink, if any."""
+    if _current is not None:
+        _current.advance(files, nbytes, uploaded)

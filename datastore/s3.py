@@ -1,0 +1,134 @@
+"""The S3 boundary: client construction and translation of botocore errors.
+
+Everything that calls boto3 goes through :func:`client` and wraps calls in :func:`translated`,
+so the rest of the project only ever sees :mod:`datastore.errors` exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from datastore.errors import (
+    AlreadyExists,
+    DatastoreError,
+    ObjectNotFound,
+    StoreAccessDenied,
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+    TransientError,
+)
+
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidSecurity",
+    "AuthorizationHeaderMalformed",
+}
+_DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "Forbidden", "403"}
+_MISSING_BUCKET = {"NoSuchBucket"}
+_MISSING_KEY = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+_TAKEN = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500"}
+
+_lock = threading.Lock()
+_clients: dict[tuple, object] = {}
+
+
+def client(**overrides: object):
+    """A shared, thread-safe boto3 S3 client configured for bulk transfer.
+
+    The endpoint comes from the standard ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3`` variables
+    (boto3 reads them itself), credentials from the standard chain unless ``overrides`` name them.
+    """
+    key = tuple(sorted(overrides.items()))
+    with _lock:
+        c = _clients.get(key)
+        if c is None:
+            session = boto3.session.Session()
+            region = session.region_name or "us-east-1"
+            cfg = Config(
+                max_pool_connections=64,
+                retries={"max_attempts": 5, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=120,
+                # Our own sha256 protects the content end to end; botocore's default per-request
+                # CRC would cost CPU on every part without adding protection we rely on.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                s3={"addressing_style": "path"},
+            )
+            c = session.client("s3", region_name=region, config=cfg, **overrides)  # type: ignore[arg-type]
+            _clients[key] = c
+        return c
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests change credentials and endpoints between cases)."""
+    with _lock:
+        _clients.clear()
+
+
+def translate(exc: BaseException, location: str, key: str | None = None) -> DatastoreError:
+    """Map a botocore exception to the project's hierarchy.
+
+    Args:
+        exc: The exception botocore raised.
+        location: ``s3://bucket/prefix`` of the store or source, for the message.
+        key: The object key involved, when there is one.
+    """
+    if isinstance(exc, DatastoreError):
+        return exc
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        msg = err.get("Message") or code or status
+        if code in _MISSING_BUCKET:
+            return StoreNotFound(location, "no such bucket")
+        if code in _CREDENTIAL_CODES:
+            return StoreAccessDenied(location, f"{code}: the credentials were rejected")
+        if code in _DENIED_CODES or status == "403":
+            return StoreAccessDenied(location, code or "403 Forbidden")
+        if code in _TAKEN or status == "412":
+            return AlreadyExists(location, key or "")
+        if code in _MISSING_KEY or status == "404":
+            if key is None:  # a HEAD on the bucket itself says 404 for a missing bucket
+                return StoreNotFound(location, "no such bucket")
+            return ObjectNotFound(location, key)
+        if code in _THROTTLED or status.startswith("5"):
+            return TransientError(f"S3 at {location!r} answered {code or status} ({msg})", "the request will be retried")
+        return StoreError(f"S3 request to {location!r} failed: {code} {msg}".strip(), "see the S3 error code above")
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return StoreAccessDenied(location, "no AWS credentials were found")
+    if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError)):
+        return StoreUnavailable(location, type(exc).__name__)
+    if isinstance(exc, BotoCoreError):
+        return StoreError(f"S3 request to {location!r} failed ({exc})", "check the store settings")
+    raise exc
+
+
+@contextlib.contextmanager
+def translated(location: str, key: str | None = None) -> Iterator[None]:
+    """Context manager that re-raises botocore errors as :class:`DatastoreError` subclasses."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, location, key) from exc

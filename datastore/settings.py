@@ -1,0 +1,74 @@
+"""Settings read from the environment, with the defaults a fresh machine needs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+def default_store_path() -> Path:
+    """The embedded default store: under the user's data directory (XDG), no server needed."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "datastore" / "store"
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    from datastore.errors import DatastoreError
+
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DatastoreError(f"{name}={raw!r} is not a whole number", f"set {name} to an integer >= {minimum}") from None
+    if value < minimum:
+        raise DatastoreError(f"{name}={raw!r} is too small", f"set {name} to an integer >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything tunable, in one value object.
+
+    Attributes:
+        store: Store location, a local path or ``s3://bucket/prefix``.
+        max_versions: Quota of live versions across all names.
+        batch_files: At most this many files a transfer batch (one Prefect task run).
+        batch_bytes: At most this many new bytes a transfer batch.
+        pack_bytes: Small files are packed into objects of about this size.
+        large_file_bytes: Files this big or bigger are stored as objects of their own.
+        part_bytes: Multipart part size for large objects on S3.
+        workers: Concurrent transfer batches (Prefect thread pool size).
+        part_workers: Concurrent multipart parts per large object.
+        reuse_lines: A batch may carry at most this many reused (unchanged) entries.
+    """
+
+    store: str = field(default_factory=lambda: str(default_store_path()))
+    max_versions: int = 50
+    batch_files: int = 1000
+    batch_bytes: int = 128 * MiB
+    pack_bytes: int = 32 * MiB
+    large_file_bytes: int = 32 * MiB
+    part_bytes: int = 16 * MiB
+    workers: int = 8
+    part_workers: int = 6
+    reuse_lines: int = 100_000
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Build settings from ``DATASTORE_*`` environment variables."""
+        return cls(
+            store=os.environ.get("DATASTORE_STORE") or str(default_store_path()),
+            max_versions=_int("DATASTORE_MAX_VERSIONS", 50, minimum=0),
+            batch_files=_int("DATASTORE_BATCH_FILES", 1000),
+            batch_bytes=_int("DATASTORE_BATCH_BYTES", 128 * MiB),
+            pack_bytes=_int("DATASTORE_PACK_BYTES", 32 * MiB),
+            large_file_bytes=_int("DATASTORE_LARGE_FILE_BYTES", 32 * MiB),
+            part_bytes=_int("DATASTORE_PART_BYTES", 16 * MiB, minimum=5 * MiB),
+            workers=_int("DATASTORE_WORKERS", 8),
+            part_workers=_int("DATASTORE_PART_WORKERS", 6),
+        )

@@ -1,0 +1,463 @@
+"""The store: one interface over a local directory and an S3 bucket prefix.
+
+Keys are ``/``-separated strings relative to the store root. The layout of keys is owned by
+:mod:`datastore.layout`; this module only moves bytes, and keeps two promises on both backends:
+
+* ``put_bytes(..., if_absent=True)`` is an atomic put-if-absent (S3 ``If-None-Match: *``, local
+  ``link(2)`` of a complete temporary file), which is what makes version commits atomic;
+* an object becomes visible complete or not at all (temporary file + rename locally, single PUT
+  or completed multipart upload on S3).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from datastore import s3
+from datastore.errors import (
+    AlreadyExists,
+    InvalidSource,
+    ObjectNotFound,
+    StoreError,
+    StoreNotWritable,
+)
+from datastore.settings import Settings
+
+DATA_PREFIX = "data/"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object."""
+
+    key: str
+    size: int
+    modified: float
+
+
+class BlobWriter(ABC):
+    """Streams one large object into the store; the key is decided by :meth:`commit`."""
+
+    written: int = 0
+
+    @abstractmethod
+    def write(self, chunk: bytes) -> None:
+        """Append ``chunk``."""
+
+    @abstractmethod
+    def commit(self, sha256: str) -> str:
+        """Make the object durable and visible; return its key."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop everything written so far (safe to call more than once)."""
+
+
+class Store(ABC):
+    """Where datastore data, manifests and version records live."""
+
+    url: str
+
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Fail early, with a clear error, when the store cannot be used."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        """Write a whole object. With ``if_absent`` raise :class:`AlreadyExists` if taken."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Upload a local file as one object (streamed)."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """Read a whole object."""
+
+    @abstractmethod
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """Read ``length`` bytes at ``offset``."""
+
+    @abstractmethod
+    def download_file(self, key: str, path: Path) -> None:
+        """Stream an object to a local file."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """All objects under ``prefix``, in key order, paginated (never all in memory)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (missing keys are fine)."""
+
+    @abstractmethod
+    def blob_writer(self) -> BlobWriter:
+        """A writer for one large data object."""
+
+    def put_data(self, data: bytes, sha256: str) -> tuple[str, bool]:
+        """Store a data object (a pack) under its content address.
+
+        Content addressing makes a retried batch idempotent: the same bytes land on the same key,
+        so a retry never duplicates data.
+
+        Returns:
+            The key, and whether bytes were written (False when identical bytes were there).
+        """
+        key = f"{DATA_PREFIX}{sha256}"
+        try:
+            self.put_bytes(key, data, if_absent=True)
+        except AlreadyExists:
+            return key, False
+        return key, True
+
+
+# --- local directory -----------------------------------------------------------------------------
+
+
+class LocalStore(Store):
+    """A store in a local directory (the embedded default)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.url = str(self.root)
+        self._tmp = self.root / ".tmp"
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*key.split("/"))
+
+    def _write_error(self, exc: OSError) -> StoreError:
+        if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return StoreNotWritable(self.url, exc.strerror or str(exc))
+        if isinstance(exc, (NotADirectoryError, FileExistsError)) or exc.errno == errno.ENOTDIR:
+            return StoreNotWritable(self.url, "a path component is a file, not a directory")
+        if exc.errno == errno.ENOSPC:
+            return StoreNotWritable(self.url, "no space left on device")
+        return StoreError(f"writing to store {self.url!r} failed ({exc})", "check the disk and run the command again")
+
+    def check_writable(self) -> None:
+        try:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            probe = self._tmp / f"probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def _tmpfile(self) -> Path:
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        return self._tmp / uuid.uuid4().hex
+
+    def _publish(self, tmp: Path, key: str, if_absent: bool) -> None:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if if_absent:
+            try:
+                os.link(tmp, final)  # atomic, fails if taken: the local put-if-absent
+            except FileExistsError:
+                raise AlreadyExists(self.url, key) from None
+            finally:
+                tmp.unlink(missing_ok=True)
+        else:
+            os.replace(tmp, final)
+
+    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        try:
+            tmp = self._tmpfile()
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._publish(tmp, key, if_absent)
+        except AlreadyExists:
+            raise
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def put_file(self, key: str, path: Path) -> None:
+        import shutil
+
+        try:
+            tmp = self._tmpfile()
+            shutil.copyfile(path, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            self._publish(tmp, key, False)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(self.url, key) from None
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
+        except FileNotFoundError:
+            raise ObjectNotFound(self.url, key) from None
+
+    def download_file(self, key: str, path: Path) -> None:
+        import shutil
+
+        try:
+            shutil.copyfile(self._path(key), path)
+        except FileNotFoundError:
+            raise ObjectNotFound(self.url, key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        # Walk only the directory the prefix names, sorted so the order matches S3's.
+        head, _, tail = prefix.rpartition("/")
+        base = self._path(head) if head else self.root
+
+        def walk(directory: Path, rel: str) -> Iterator[ObjectInfo]:
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name + ("/" if e.is_dir() else ""))
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            for entry in entries:
+                key = f"{rel}{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    if key + "/" == ".tmp/":
+                        continue
+                    if key.startswith(prefix) or prefix.startswith(key + "/"):
+                        yield from walk(Path(entry.path), key + "/")
+                elif key.startswith(prefix):
+                    st = entry.stat(follow_symlinks=False)
+                    yield ObjectInfo(key, st.st_size, st.st_mtime)
+
+        del tail
+        yield from walk(base, f"{head}/" if head else "")
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def blob_writer(self) -> BlobWriter:
+        return _LocalBlobWriter(self)
+
+
+class _LocalBlobWriter(BlobWriter):
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+        try:
+            self.tmp = store._tmpfile()
+            self.fh = open(self.tmp, "wb")
+        except OSError as exc:
+            raise store._write_error(exc) from exc
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self.fh.write(chunk)
+        except OSError as exc:
+            self.abort()
+            raise self.store._write_error(exc) from exc
+        self.written += len(chunk)
+
+    def commit(self, sha256: str) -> str:
+        key = f"{DATA_PREFIX}{sha256}"
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            self.store._publish(self.tmp, key, True)
+        except AlreadyExists:
+            pass  # the same content is stored already: deduplicated for free
+        except OSError as exc:
+            self.abort()
+            raise self.store._write_error(exc) from exc
+        return key
+
+    def abort(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+# --- S3 ----------------------------------------------------------------------------------------------
+
+
+class S3Store(Store):
+    """A store under ``s3://bucket/prefix``; the endpoint comes from ``AWS_ENDPOINT_URL``."""
+
+    def __init__(self, url: str, settings: Settings | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise InvalidSource(url, "not an s3://bucket/prefix URL", "set DATASTORE_STORE to s3://bucket/prefix")
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/")
+        self.prefix = f"{self.prefix}/" if self.prefix else ""
+        self.url = f"s3://{self.bucket}/{self.prefix}"
+        self.settings = settings or Settings.from_env()
+        self.client = s3.client()
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    def check_writable(self) -> None:
+        with s3.translated(self.url):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        with s3.translated(self.url, key):
+            self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data, **extra)
+
+    def put_file(self, key: str, path: Path) -> None:
+        with open(path, "rb") as fh, s3.translated(self.url, key):
+            self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=fh)
+
+    def get_bytes(self, key: str) -> bytes:
+        with s3.translated(self.url, key):
+            return self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"].read()
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        if length == 0:
+            return b""
+        with s3.translated(self.url, key):
+            resp = self.client.get_object(
+                Bucket=self.bucket, Key=self._k(key), Range=f"bytes={offset}-{offset + length - 1}"
+            )
+            return resp["Body"].read()
+
+    def download_file(self, key: str, path: Path) -> None:
+        with s3.translated(self.url, key):
+            body = self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"]
+            with open(path, "wb") as fh:
+                for chunk in body.iter_chunks(1024 * 1024):
+                    fh.write(chunk)
+
+    def exists(self, key: str) -> bool:
+        try:
+            with s3.translated(self.url, key):
+                self.client.head_object(Bucket=self.bucket, Key=self._k(key))
+            return True
+        except ObjectNotFound:
+            return False
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        with s3.translated(self.url):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._k(prefix)):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"][len(self.prefix) :], obj["Size"], obj["LastModified"].timestamp())
+
+    def delete(self, key: str) -> None:
+        with s3.translated(self.url, key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
+
+    def blob_writer(self) -> BlobWriter:
+        return _S3BlobWriter(self)
+
+
+class _S3BlobWriter(BlobWriter):
+    """Multipart upload with a bounded number of parts in flight (bounded memory)."""
+
+    def __init__(self, store: S3Store) -> None:
+        self.store = store
+        self.key = f"{DATA_PREFIX}u-{uuid.uuid4().hex}"
+        self.part_bytes = store.settings.part_bytes
+        self.buf = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[Future] = []
+        self.slots = threading.BoundedSemaphore(store.settings.part_workers)
+        self.pool: ThreadPoolExecutor | None = None
+
+    def _send(self, chunk: bytes) -> None:
+        st = self.store
+        if self.upload_id is None:
+            with s3.translated(st.url, self.key):
+                self.upload_id = st.client.create_multipart_upload(Bucket=st.bucket, Key=st._k(self.key))["UploadId"]
+            self.pool = ThreadPoolExecutor(max_workers=st.settings.part_workers, thread_name_prefix="part")
+        number = len(self.parts) + 1
+        self.slots.acquire()  # wait for a free slot: at most part_workers parts in memory
+
+        def upload() -> dict:
+            try:
+                with s3.translated(st.url, self.key):
+                    r = st.client.upload_part(
+                        Bucket=st.bucket, Key=st._k(self.key), UploadId=self.upload_id, PartNumber=number, Body=chunk
+                    )
+                return {"PartNumber": number, "ETag": r["ETag"]}
+            finally:
+                self.slots.release()
+
+        assert self.pool is not None
+        self.parts.append(self.pool.submit(upload))
+
+    def write(self, chunk: bytes) -> None:
+        self.written += len(chunk)
+        if not self.buf and len(chunk) == self.part_bytes:
+            self._send(chunk)
+            return
+        self.buf += chunk
+        while len(self.buf) >= self.part_bytes:
+            self._send(bytes(self.buf[: self.part_bytes]))
+            del self.buf[: self.part_bytes]
+
+    def commit(self, sha256: str) -> str:
+        st = self.store
+        try:
+            if self.upload_id is None:
+                st.put_bytes(self.key, bytes(self.buf))
+                return self.key
+            if self.buf:
+                self._send(bytes(self.buf))
+                self.buf = bytearray()
+            done = [f.result() for f in self.parts]
+            with s3.translated(st.url, self.key):
+                st.client.complete_multipart_upload(
+                    Bucket=st.bucket, Key=st._k(self.key), UploadId=self.upload_id, MultipartUpload={"Parts": done}
+                )
+            self.upload_id = None
+            return self.key
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            if self.pool:
+                self.pool.shutdown(wait=False)
+
+    def abort(self) -> None:
+        if self.pool:
+            for f in self.parts:
+                f.cancel()
+            self.pool.shutdown(wait=True)
+        if self.upload_id is not None:
+            st = self.store
+            try:
+                st.client.abort_multipart_upload(Bucket=st.bucket, Key=st._k(self.key), UploadId=self.upload_id)
+            except Exception:  # noqa: BLE001 - best effort; gc reclaims what is left
+                pass
+            self.upload_id = None
+
+
+def open_store(url: str | None = None, settings: Settings | None = None) -> Store:
+    """Open the store named by ``url`` (default: ``DATASTORE_STORE`` or the embedded store)."""
+    settings = settings or Settings.from_env()
+    url = url or settings.store
+    if url.startswith("s3://") or url.startswith("S3://"):
+        return S3Store("s3://" + url[5:], settings)
+    if "://" in url:
+        raise InvalidSource(url, "unknown store scheme", "set DATASTORE_STORE to a local path or s3://bucket/prefix")
+    return LocalStore(url)

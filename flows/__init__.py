@@ -1,0 +1,1 @@
+"""Prefect flows: one per creation path (plus the periodic one in a later issue)."""

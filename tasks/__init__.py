@@ -1,0 +1,1 @@
+"""Prefect tasks: thin, retryable wrappers around the steps in the ``datastore`` package."""
