@@ -315,8 +315,10 @@ class S3Store(Store):
         return self.prefix + key
 
     def check_writable(self) -> None:
+        # A one-key LIST rather than HEAD: HEAD responses have no body, so S3 could only say
+        # "403"; LIST names the cause (NoSuchBucket, InvalidAccessKeyId, AccessDenied …).
         with s3.translated(self.url):
-            self.client.head_bucket(Bucket=self.bucket)
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
 
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
         extra = {"IfNoneMatch": "*"} if if_absent else {}
