@@ -97,7 +97,10 @@ class Store(ABC):
 
     @abstractmethod
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """All objects under ``prefix``, in key order, paginated (never all in memory)."""
+        """All objects under ``prefix``, paginated (never all in memory).
+
+        No order is promised: S3 lists in byte order, but SeaweedFS lists directory by directory.
+        """
 
     @abstractmethod
     def delete(self, key: str) -> None:

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from datastore.errors import AlreadyExists, ObjectNotFound, StoreAccessDenied, StoreNotFound, StoreNotWritable
+from datastore.settings import Settings
+from datastore.store import LocalStore, S3Store, open_store
+
+
+def test_put_get_range_list_delete(any_store: str) -> None:
+    store = open_store()
+    store.put_bytes("a/b/c.txt", b"hello world")
+    store.put_bytes("a/b-c", b"x")
+    store.put_bytes("a/b/d", b"y")
+    assert store.get_bytes("a/b/c.txt") == b"hello world"
+    assert store.get_range("a/b/c.txt", 6, 5) == b"world"
+    assert store.get_range("a/b/c.txt", 0, 0) == b""
+    # no order is promised: SeaweedFS lists directory by directory, not in byte order
+    assert sorted(o.key for o in store.list("a/")) == ["a/b-c", "a/b/c.txt", "a/b/d"]
+    assert sorted(o.key for o in store.list("a/b/")) == ["a/b/c.txt", "a/b/d"]
+    assert store.exists("a/b/d") and not store.exists("a/b/zz")
+    store.delete("a/b/d")
+    assert not store.exists("a/b/d")
+    with pytest.raises(ObjectNotFound, match="a/b/d"):
+        store.get_bytes("a/b/d")
+
+
+def test_put_if_absent_is_exclusive(any_store: str) -> None:
+    store = open_store()
+    store.put_bytes("rec", b"first", if_absent=True)
+    with pytest.raises(AlreadyExists):
+        store.put_bytes("rec", b"second", if_absent=True)
+    assert store.get_bytes("rec") == b"first"
+
+
+def test_put_data_is_content_addressed_and_idempotent(any_store: str) -> None:
+    store = open_store()
+    data = os.urandom(1000)
+    sha = hashlib.sha256(data).hexdigest()
+    assert store.put_data(data, sha) == (f"data/{sha}", True)
+    assert store.put_data(data, sha) == (f"data/{sha}", False)
+
+
+@pytest.mark.parametrize("size", [0, 100, 6 * 1024 * 1024 * 2 + 17])
+def test_blob_writer_streams_multipart(any_store: str, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATASTORE_PART_BYTES", str(5 * 1024 * 1024))
+    store = open_store()
+    data = os.urandom(size)
+    w = store.blob_writer()
+    for i in range(0, size, 1_000_000):
+        w.write(data[i : i + 1_000_000])
+    key = w.commit(hashlib.sha256(data).hexdigest())
+    assert store.get_bytes(key) == data
+    assert w.written == size
+
+
+def test_blob_writer_abort_leaves_nothing(any_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATASTORE_PART_BYTES", str(5 * 1024 * 1024))
+    store = open_store()
+    w = store.blob_writer()
+    w.write(os.urandom(11 * 1024 * 1024))
+    w.abort()
+    assert [o.key for o in store.list("data/")] == []
+    if isinstance(store, S3Store):
+        uploads = store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+        assert uploads == []
+
+
+def test_local_store_not_writable(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreNotWritable, match="is not writable"):
+        LocalStore(blocker / "store").check_writable()
+
+
+def test_s3_missing_bucket(seaweed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datastore import s3
+
+    for k, v in seaweed.env().items():
+        monkeypatch.setenv(k, v)
+    s3.reset_clients()
+    with pytest.raises(StoreNotFound, match="no such bucket"):
+        S3Store("s3://no-such-bucket-here/x", Settings()).check_writable()
+
+
+def test_s3_wrong_credentials(seaweed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datastore import s3
+
+    seaweed.client().create_bucket(Bucket="creds-check")
+    for k, v in seaweed.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    s3.reset_clients()
+    with pytest.raises(StoreAccessDenied, match="credentials were rejected|denied") as info:
+        S3Store("s3://creds-check/x", Settings()).check_writable()
+    assert "wrong-secret" not in str(info.value)
