@@ -98,8 +98,23 @@ def encode(batch: list[dict]) -> tuple[bytes, str]:
 
 
 def write_plans(store: Store, staging: str, plan_batches: Iterable[list[dict]], on_batch: Callable[[int, int], None] | None = None) -> PlanSummary:
-    """Store each batch plan and return the summary with their keys, in order."""
+    """Store each batch plan and return the summary with their keys, in order.
+
+    If the scan fails part-way (an unreadable file, say), the plans already stored are removed,
+    so a refused source leaves nothing behind.
+    """
     summary = PlanSummary()
+    try:
+        _write_all(store, staging, plan_batches, on_batch, summary)
+    except BaseException:
+        for key in summary.plan_keys:
+            store.delete(key)
+        raise
+    return summary
+
+
+def _write_all(store: Store, staging: str, plan_batches: Iterable[list[dict]],
+               on_batch: Callable[[int, int], None] | None, summary: PlanSummary) -> None:
     for seq, batch in enumerate(plan_batches):
         data, h = encode(batch)
         key = layout.plan_key(staging, seq, h)
@@ -120,7 +135,6 @@ def write_plans(store: Store, staging: str, plan_batches: Iterable[list[dict]], 
         summary.bytes += bb
         if on_batch:
             on_batch(bf, bb)
-    return summary
 
 
 def read_plan(store: Store, key: str) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from datastore import runtime
 runtime.configure(quiet=True)
 
 from datastore import s3  # noqa: E402
+from tests.support.cli import popen_cli, run_cli  # noqa: E402
 from tests.support.servers import S3Server, moto_server, seaweedfs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,9 +90,35 @@ def make_tree(root: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
-def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for running the CLI in a subprocess (inherits the test's DATASTORE_/AWS_ vars)."""
-    env = dict(os.environ)
-    env.pop("PREFECT_API_URL", None)  # subprocesses use their own ephemeral Prefect
-    env.update(extra or {})
-    return env
+@pytest.fixture(scope="session")
+def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PREFECT_HOME and HOME shared by CLI subprocesses (ephemeral Prefect, no server)."""
+    return tmp_path_factory.mktemp("cli-home")
+
+
+class Cli:
+    """Runs the console script in subprocesses with the test's current DATASTORE_*/AWS_* vars."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment a subprocess gets (read at call time, after fixtures set variables)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(PREFECT_HOME=str(self.home / "prefect"), HOME=str(self.home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        env.update(extra)
+        return env
+
+    def run(self, *args: str, restricted: bool = False, **extra: str) -> subprocess.CompletedProcess:
+        """Run ``datastore ARGS`` to completion; ``restricted`` drops root's permission bypass."""
+        return run_cli(*args, env=self.env(**extra), restricted=restricted)
+
+    def start(self, *args: str, **extra: str) -> subprocess.Popen:
+        """Start ``datastore ARGS`` without waiting."""
+        return popen_cli(*args, env=self.env(**extra))
+
+
+@pytest.fixture
+def cli(cli_home: Path) -> Cli:
+    """Run the CLI as a user would, in a subprocess."""
+    return Cli(cli_home)

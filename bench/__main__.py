@@ -1,0 +1,836 @@
+"""Benchmark ``datastore create`` against plain copy tools, side by side, in one run.
+
+Run::
+
+    make bench                                            # full size (defaults below)
+    .venv/bin/python -m bench --files 300 --large-mb 16   # a quick smoke run
+    .venv/bin/python -m bench --only small-s3 --profile   # one scenario, plus a cProfile of datastore
+
+Every row is one subprocess on this machine. The servers are started for the run, on 127.0.0.1
+only: a real SeaweedFS S3 server and a real ``prefect server start`` (see tests/support/servers.py).
+Each run is verified afterwards (object or file count and bytes, or the datastore's version
+record); a run that fails or does not verify prints ``FAILED`` and its stderr tail, never a number.
+
+Scenarios (``--only`` takes these names; each compares tools doing the same job on the same data):
+
+small-s3     N files (``--files``, default 10,000) of K KiB (``--file-kb``, default 10) of random
+             bytes, 100 per directory → SeaweedFS. ``datastore create`` (store in a fresh bucket,
+             flow runs tracked by the Prefect server) vs ``s5cmd cp`` vs ``aws s3 cp --recursive``
+             (AWS CLI v1 in its own venv, .venv-awscli). Ratio: files/s relative to s5cmd.
+large-s3     one file of M MiB (``--large-mb``, default 512) → SeaweedFS; the same three tools.
+             Ratio: MiB/s relative to s5cmd.
+small-local  the N small files → a fresh local directory: ``datastore create`` (local store,
+             Prefect server as above) vs ``cp -r``. Ratio: files/s relative to cp.
+large-local  the large file → a fresh local directory; the same two tools. Ratio: MiB/s vs cp.
+fixed        the fixed cost of one command without a server: ``datastore create`` of a one-file
+             folder in Prefect's ephemeral mode vs a bare one-task Prefect flow in the same mode.
+             Each has its own PREFECT_HOME, warmed by one untimed run so that database migrations
+             do not count. Ratio: seconds relative to the bare flow (>1 = slower).
+
+Measured per row: wall time (``time.perf_counter`` around the subprocess) and peak resident memory,
+sampled with psutil every 20 ms, of the whole process tree and of the main process alone (Prefect's
+ephemeral mode starts a server subprocess, which counts in the tree). The shared SeaweedFS and
+Prefect servers are not counted. Results are printed as one table and written to
+``bench/out/results.json``; ``--profile`` also writes ``bench/out/small.prof``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import pstats
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # tests/support is not installed; it sits next to bench/
+
+from tests.support.servers import S3Server, prefect_server, seaweedfs  # noqa: E402
+
+MiB = 1024 * 1024
+BIN = Path(sys.executable).parent  # the project venv's bin: datastore, s5cmd, weed
+OUT = Path(__file__).resolve().parent / "out"
+AWSCLI_VENV = REPO / ".venv-awscli"
+FILES_PER_DIR = 100
+SAMPLE_S = 0.02
+# Listing a process tree walks all of /proc (~1 ms); reading the RSS of a known process is ~10 µs.
+# Re-list the tree only every few samples so that the sampler itself loads the CPU very little.
+RESCAN_EVERY = 5
+
+SCENARIOS = {
+    "small-s3": "small files → SeaweedFS",
+    "large-s3": "one large file → SeaweedFS",
+    "small-local": "small files → local store",
+    "large-local": "large file → local store",
+    "fixed": "fixed cost (ephemeral)",
+}
+# Per scenario: the tool the others are compared with, and the metric compared.
+REFERENCE = {
+    "small-s3": ("s5cmd", "files_per_s"),
+    "large-s3": ("s5cmd", "mib_per_s"),
+    "small-local": ("cp", "files_per_s"),
+    "large-local": ("cp", "mib_per_s"),
+    "fixed": ("bare flow", "seconds"),
+}
+BARE_FLOW = """\
+from prefect import flow, task
+
+
+@task
+def t():
+    return 1
+
+
+@flow
+def f():
+    return t()
+
+
+print(f())
+"""
+
+
+class VerifyError(Exception):
+    """A run exited 0 but its result is not what it should be."""
+
+
+@dataclass
+class Measurement:
+    """One finished subprocess."""
+
+    returncode: int | None  # None: killed after the timeout
+    seconds: float
+    peak_tree: int
+    peak_main: int
+    stdout: str
+    stderr: str
+    leftovers: bool = False  # processes of its session were still alive after it exited
+
+
+@dataclass
+class Row:
+    """One line of the table: a tool doing a scenario's job, or why there is no number."""
+
+    scenario: str
+    tool: str
+    files: int
+    bytes: int
+    command: list[str] = field(default_factory=list)
+    seconds: float | None = None
+    peak_tree_mib: float | None = None
+    peak_main_mib: float | None = None
+    error: str | None = None  # shown instead of the numbers: "FAILED: …" or "n/a (…)"
+    check: str = ""
+    ratio: float | None = None
+    ratio_ref: str | None = None
+    record: dict | None = None  # the datastore's version record, when the tool is datastore
+
+    @property
+    def files_per_s(self) -> float | None:
+        """Files per second, when the run succeeded and moved files."""
+        return self.files / self.seconds if self.seconds and self.files else None
+
+    @property
+    def mib_per_s(self) -> float | None:
+        """MiB per second, when the run succeeded and moved bytes."""
+        return self.bytes / MiB / self.seconds if self.seconds and self.bytes else None
+
+    def to_json(self) -> dict:
+        """Plain dict for results.json, with the derived rates."""
+        return {**asdict(self), "files_per_s": self.files_per_s, "mib_per_s": self.mib_per_s}
+
+
+@dataclass
+class Context:
+    """Everything the scenarios share."""
+
+    args: argparse.Namespace
+    root: Path
+    env: dict[str, str]
+    small_dir: Path | None = None
+    large_dir: Path | None = None
+    s3: S3Server | None = None
+    s3_error: str = ""
+    api_url: str | None = None
+    api_error: str = ""
+    awscli: Path | None = None
+    awscli_error: str = ""
+
+    @property
+    def small_bytes(self) -> int:
+        """Total bytes of the small-files data set."""
+        return self.args.files * self.args.file_kb * 1024
+
+    @property
+    def large_bytes(self) -> int:
+        """Size of the large file."""
+        return self.args.large_mb * MiB
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+class RssSampler(threading.Thread):
+    """Samples the RSS of a process and of its whole tree until stopped; keeps the peaks."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self._stop_event = threading.Event()
+        self.peak_main = 0
+        self.peak_tree = 0
+        try:
+            self._root: psutil.Process | None = psutil.Process(pid)
+        except psutil.Error:
+            self._root = None
+
+    def run(self) -> None:
+        """Sample every :data:`SAMPLE_S` seconds."""
+        if self._root is None:
+            return
+        children: list[psutil.Process] = []
+        n = 0
+        while True:
+            if n % RESCAN_EVERY == 0:
+                with contextlib.suppress(psutil.Error):
+                    children = self._root.children(recursive=True)
+            self._sample(children)
+            n += 1
+            if self._stop_event.wait(SAMPLE_S):
+                return
+
+    def _sample(self, children: list[psutil.Process]) -> None:
+        assert self._root is not None
+        try:
+            main = self._root.memory_info().rss
+        except psutil.Error:
+            return
+        tree = main
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                tree += child.memory_info().rss
+        self.peak_main = max(self.peak_main, main)
+        self.peak_tree = max(self.peak_tree, tree)
+
+    def stop(self) -> None:
+        """Stop sampling and wait for the thread."""
+        self._stop_event.set()
+        self.join()
+
+
+def _reap_session(pgid: int) -> bool:
+    """Kill what is left of a finished run's process group; True if anything was left.
+
+    Every run starts its own session (its pid is the group id), so this only reaches processes
+    the run itself started, e.g. an ephemeral Prefect server that outlived its parent.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    return True
+
+
+def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> Measurement:
+    """Run ``cmd`` to completion, timing it and sampling its memory.
+
+    Args:
+        cmd: The command.
+        env: Its complete environment.
+        cwd: Its working directory.
+        timeout: Seconds after which the whole process group is killed.
+
+    Returns:
+        The measurement; ``returncode`` is None after a timeout.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        # Files rather than pipes: nothing has to drain them while we wait and sample.
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+        sampler = RssSampler(proc.pid)
+        sampler.start()
+        returncode: int | None
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            returncode = None
+        seconds = time.perf_counter() - start
+        sampler.stop()
+        leftovers = _reap_session(proc.pid)
+        out.seek(0)
+        err.seek(0)
+        return Measurement(returncode, seconds, sampler.peak_tree, sampler.peak_main,
+                           out.read().decode(errors="replace"), err.read().decode(errors="replace"), leftovers)
+
+
+def tail(text: str, limit: int = 300) -> str:
+    """The end of ``text`` on one line (for a FAILED cell)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    joined = " | ".join(lines[-6:])
+    return joined[-limit:] if joined else "(no output)"
+
+
+def measured_row(ctx: Context, scenario: str, tool: str, cmd: list[str], env: dict[str, str], files: int,
+                 nbytes: int, verify: Callable[[Measurement], str]) -> Row:
+    """Run one tool once and turn the outcome into a row.
+
+    Args:
+        ctx: The run context.
+        scenario: Scenario key.
+        tool: Tool label.
+        cmd: The command to time.
+        env: Its environment.
+        files: Files it must have transferred.
+        nbytes: Bytes it must have transferred.
+        verify: Checks the result after a zero exit; returns a short description, raises
+            :class:`VerifyError` when the result is wrong.
+
+    Returns:
+        The row, with numbers only if the run succeeded and verified.
+    """
+    log(f"{scenario}: {tool} …")
+    row = Row(scenario, tool, files, nbytes, command=cmd)
+    try:
+        m = run_measured(cmd, env, ctx.root, ctx.args.timeout)
+    except OSError as exc:
+        row.error = f"FAILED: could not start: {exc}"
+        return row
+    if m.returncode is None:
+        row.error = f"FAILED: timed out after {ctx.args.timeout:.0f}s: {tail(m.stderr or m.stdout)}"
+    elif m.returncode != 0:
+        row.error = f"FAILED: exit {m.returncode}: {tail(m.stderr or m.stdout)}"
+    else:
+        try:
+            row.check = verify(m)
+        except VerifyError as exc:
+            row.error = f"FAILED: verification: {exc}"
+        if tool.startswith("datastore"):
+            with contextlib.suppress(VerifyError):
+                row.record = parse_record(m.stdout)
+    if m.leftovers:
+        row.check = (row.check + "; " if row.check else "") + "left processes behind (killed)"
+    if row.error is None:
+        row.seconds = m.seconds
+        row.peak_tree_mib = m.peak_tree / MiB
+        row.peak_main_mib = m.peak_main / MiB
+    log(f"{scenario}: {tool}: {row.error or f'{m.seconds:.2f}s, {row.check}'}")
+    return row
+
+
+# --- verifying ---------------------------------------------------------------------------------
+
+
+def parse_record(stdout: str) -> dict:
+    """The version record ``datastore create --json`` printed.
+
+    Raises:
+        VerifyError: no parsable JSON object on stdout.
+    """
+    start = stdout.find("{")
+    if start < 0:
+        raise VerifyError(f"no JSON record on stdout: {tail(stdout)}")
+    try:
+        record, _ = json.JSONDecoder().raw_decode(stdout[start:])
+    except ValueError as exc:
+        raise VerifyError(f"unparsable JSON record ({exc}): {tail(stdout)}") from None
+    return record
+
+
+def verify_record(files: int, nbytes: int) -> Callable[[Measurement], str]:
+    """A verifier for ``datastore create --json``: the record's files and bytes must match."""
+
+    def verify(m: Measurement) -> str:
+        record = parse_record(m.stdout)
+        if record.get("files") != files or record.get("bytes") != nbytes:
+            raise VerifyError(f"record says {record.get('files')} files / {record.get('bytes')} bytes, "
+                              f"expected {files} / {nbytes}")
+        notes = [f"{files} files, {nbytes / MiB:.1f} MiB"]
+        uploaded = record.get("bytes_uploaded")
+        # A fresh store has nothing to reuse, so every byte must have been uploaded.
+        notes.append("uploaded=bytes" if uploaded == nbytes else f"UPLOADED {uploaded} != bytes {nbytes}")
+        notes.append(f"in-flow {record.get('duration_s')}s")
+        try:
+            json.loads(m.stdout)
+        except ValueError:
+            notes.append("STDOUT NOT PURE JSON")  # --json promises machine-readable stdout
+        return ", ".join(notes)
+
+    return verify
+
+
+def verify_s3(s3: S3Server, bucket: str, prefix: str, files: int, nbytes: int) -> Callable[[Measurement], str]:
+    """A verifier that lists ``s3://bucket/prefix`` and compares object count and total size."""
+
+    def verify(m: Measurement) -> str:
+        del m
+        count = total = 0
+        for page in s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                count += 1
+                total += obj["Size"]
+        if (count, total) != (files, nbytes):
+            raise VerifyError(f"s3://{bucket}/{prefix} holds {count} objects / {total} bytes, "
+                              f"expected {files} / {nbytes}")
+        return f"{count} objects, {total / MiB:.1f} MiB listed"
+
+    return verify
+
+
+def verify_tree(dst: Path, files: int, nbytes: int) -> Callable[[Measurement], str]:
+    """A verifier that walks a local copy and compares file count and total size."""
+
+    def verify(m: Measurement) -> str:
+        del m
+        count = total = 0
+        for dirpath, _, names in os.walk(dst):
+            for name in names:
+                count += 1
+                total += os.path.getsize(os.path.join(dirpath, name))
+        if (count, total) != (files, nbytes):
+            raise VerifyError(f"{dst} holds {count} files / {total} bytes, expected {files} / {nbytes}")
+        return f"{count} files, {total / MiB:.1f} MiB"
+
+    return verify
+
+
+def verify_prints_one(m: Measurement) -> str:
+    """The bare flow prints its result, 1."""
+    last = m.stdout.strip().splitlines()[-1:] or [""]
+    if last[0].strip() != "1":
+        raise VerifyError(f"expected the flow to print 1, got {tail(m.stdout)!r}")
+    return "returned 1"
+
+
+# --- data, servers, tools -------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so stdout holds only the results."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def make_small_tree(root: Path, files: int, size: int) -> Path:
+    """``files`` files of ``size`` random bytes, 100 per directory, 100 directories per parent."""
+    for i in range(files):
+        directory = root / f"{i // FILES_PER_DIR ** 2:03d}" / f"{i // FILES_PER_DIR % FILES_PER_DIR:02d}"
+        if i % FILES_PER_DIR == 0:
+            directory.mkdir(parents=True, exist_ok=True)
+        # Random bytes: nothing along the way can compress or deduplicate them.
+        (directory / f"{i:07d}.bin").write_bytes(os.urandom(size))
+    return root
+
+
+def make_large_file(root: Path, size: int) -> Path:
+    """A folder holding one file of ``size`` random bytes."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "large.bin", "wb") as fh:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 8 * MiB))
+            fh.write(chunk)
+            left -= len(chunk)
+    return root
+
+
+def base_env(root: Path) -> dict[str, str]:
+    """The caller's environment without its Prefect/AWS/datastore settings, plus hermetic defaults."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_", "DATASTORE_"))}
+    env.update(
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        # No user AWS profile may change endpoint, credentials or checksums of a run.
+        AWS_CONFIG_FILE=str(root / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(root / "no-aws-credentials"),
+        # Nothing may fall back to the user's embedded default store.
+        XDG_DATA_HOME=str(root / "xdg-data"),
+    )
+    return env
+
+
+def ensure_awscli() -> tuple[Path | None, str]:
+    """The AWS CLI from its own venv, installing it there if missing.
+
+    It has a venv of its own because its botocore pin differs from the project's.
+
+    Returns:
+        The ``aws`` executable, or None and the reason it is unavailable.
+    """
+    aws = AWSCLI_VENV / "bin" / "aws"
+    if aws.exists():
+        return aws, ""
+    python = shutil.which("python3") or sys.executable
+    steps = []
+    if not (AWSCLI_VENV / "bin" / "pip").exists():
+        steps.append([python, "-m", "venv", str(AWSCLI_VENV)])
+    steps.append([str(AWSCLI_VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "awscli"])
+    log(f"installing the AWS CLI into {AWSCLI_VENV} …")
+    for cmd in steps:
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"{' '.join(cmd[:3])}: {exc}"
+        if done.returncode != 0:
+            return None, f"{' '.join(cmd[:3])} failed: {tail(done.stderr or done.stdout, 200)}"
+    return (aws, "") if aws.exists() else (None, "pip install awscli left no bin/aws")
+
+
+def fresh_bucket(s3: S3Server, scenario: str, tool: str) -> str:
+    """Create and return a new, empty bucket for one tool's run of one scenario."""
+    name = f"bench-{scenario}-{tool}".lower().replace(" ", "-").replace("(", "").replace(")", "")
+    s3.client().create_bucket(Bucket=name)
+    return name
+
+
+def start_servers(ctx: Context, selected: list[str], stack: contextlib.ExitStack) -> None:
+    """Start SeaweedFS and the Prefect server when a selected scenario needs them.
+
+    A server that does not start is recorded; the rows that need it then say why they failed.
+    """
+    needs_s3 = any(s.endswith("-s3") for s in selected)
+    needs_api = any(s in ("small-s3", "large-s3", "small-local", "large-local") for s in selected)
+    if needs_s3:
+        log("starting SeaweedFS …")
+        try:
+            ctx.s3 = stack.enter_context(seaweedfs(ctx.root / "seaweedfs"))
+        except Exception as exc:  # noqa: BLE001 - reported in every row that needs it
+            ctx.s3_error = f"SeaweedFS did not start: {exc}"
+        ctx.awscli, ctx.awscli_error = ensure_awscli()
+    if needs_api:
+        log("starting the Prefect server …")
+        try:
+            ctx.api_url = stack.enter_context(prefect_server(ctx.root / "prefect-server"))
+        except Exception as exc:  # noqa: BLE001 - reported in every row that needs it
+            ctx.api_error = f"Prefect server did not start: {exc}"
+
+
+def server_env(ctx: Context, store: str) -> dict[str, str]:
+    """Environment of a ``datastore create`` that reports to the Prefect server."""
+    return {**ctx.env, "DATASTORE_STORE": store, "PREFECT_API_URL": ctx.api_url or "",
+            "PREFECT_HOME": str(ctx.root / "prefect-client")}
+
+
+def datastore_cmd(source: Path, name: str) -> list[str]:
+    """``datastore create SOURCE --name NAME --json``."""
+    return [str(BIN / "datastore"), "create", str(source), "--name", name, "--json"]
+
+
+# --- scenarios -----------------------------------------------------------------------------------
+
+
+def s3_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, name: str) -> list[Row]:
+    """s5cmd, the AWS CLI and datastore each copy ``src`` into a bucket of their own."""
+    if ctx.s3 is None:
+        return [Row(scenario, tool, files, nbytes, error=f"FAILED: {ctx.s3_error}")
+                for tool in ("s5cmd", "aws s3 cp", "datastore")]
+    s3 = ctx.s3
+    s3_env = {**ctx.env, **s3.env()}
+    rows = []
+
+    bucket = fresh_bucket(s3, scenario, "s5cmd")
+    cmd = [str(BIN / "s5cmd"), "--endpoint-url", s3.endpoint, "--log", "error", "cp", f"{src}/*", f"s3://{bucket}/s5/"]
+    rows.append(measured_row(ctx, scenario, "s5cmd", cmd, s3_env, files, nbytes,
+                             verify_s3(s3, bucket, "s5/", files, nbytes)))
+
+    if ctx.awscli is None:
+        rows.append(Row(scenario, "aws s3 cp", files, nbytes, error=f"n/a ({ctx.awscli_error})"))
+    else:
+        bucket = fresh_bucket(s3, scenario, "aws")
+        cmd = [str(ctx.awscli), "s3", "cp", "--recursive", str(src), f"s3://{bucket}/aws/",
+               "--endpoint-url", s3.endpoint, "--only-show-errors"]
+        rows.append(measured_row(ctx, scenario, "aws s3 cp", cmd, s3_env, files, nbytes,
+                                 verify_s3(s3, bucket, "aws/", files, nbytes)))
+
+    if ctx.api_url is None:
+        rows.append(Row(scenario, "datastore", files, nbytes, error=f"FAILED: {ctx.api_error}"))
+    else:
+        # A fresh bucket per scenario: nothing can be reused, so every byte is transferred.
+        bucket = fresh_bucket(s3, scenario, "datastore")
+        env = {**server_env(ctx, f"s3://{bucket}/store"), **s3.env()}
+        rows.append(measured_row(ctx, scenario, "datastore", datastore_cmd(src, name), env, files, nbytes,
+                                 verify_record(files, nbytes)))
+    return rows
+
+
+def local_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, name: str) -> list[Row]:
+    """``cp -r`` and datastore (local store) each copy ``src`` into a fresh directory."""
+    rows = []
+    dst = ctx.root / "dest" / f"{scenario}-cp"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    rows.append(measured_row(ctx, scenario, "cp", ["cp", "-r", str(src), str(dst)], ctx.env, files, nbytes,
+                             verify_tree(dst, files, nbytes)))
+    if ctx.api_url is None:
+        rows.append(Row(scenario, "datastore", files, nbytes, error=f"FAILED: {ctx.api_error}"))
+    else:
+        env = server_env(ctx, str(ctx.root / "stores" / scenario))
+        rows.append(measured_row(ctx, scenario, "datastore", datastore_cmd(src, name), env, files, nbytes,
+                                 verify_record(files, nbytes)))
+    return rows
+
+
+def warmed_row(ctx: Context, tool: str, cmd: list[str], warm_env: dict[str, str], env: dict[str, str],
+               files: int, nbytes: int, verify: Callable[[Measurement], str]) -> Row:
+    """Run ``cmd`` once untimed with ``warm_env`` (creates the Prefect database), then measure it."""
+    log(f"fixed: warming {tool} …")
+    warm = run_measured(cmd, warm_env, ctx.root, ctx.args.timeout)
+    if warm.returncode != 0:
+        return Row("fixed", tool, files, nbytes, command=cmd,
+                   error=f"FAILED: warm-up run exit {warm.returncode}: {tail(warm.stderr or warm.stdout)}")
+    row = measured_row(ctx, "fixed", tool, cmd, env, files, nbytes, verify)
+    if row.error is None:
+        row.check += f"; untimed warm-up took {warm.seconds:.1f}s"  # mostly the database migrations
+    return row
+
+
+def fixed_rows(ctx: Context) -> list[Row]:
+    """datastore create of one file vs a bare one-task flow, both in Prefect's ephemeral mode."""
+    size = ctx.args.file_kb * 1024
+    one = ctx.root / "data" / "one"
+    one.mkdir(parents=True, exist_ok=True)
+    (one / "one.bin").write_bytes(os.urandom(size))
+    homes = ctx.root / "homes"
+
+    # No PREFECT_API_URL (base_env drops it): each process starts Prefect's ephemeral server. On a
+    # fresh PREFECT_HOME that server first migrates its database, which can outlast Prefect's 20 s
+    # startup timeout on a small, busy machine; the longer timeout only changes when it gives up.
+    eph_env = {**ctx.env, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
+    ds_env = {**eph_env, "PREFECT_HOME": str(homes / "datastore")}
+    rows = [warmed_row(ctx, "datastore", datastore_cmd(one, "benchfixed"),
+                       {**ds_env, "DATASTORE_STORE": str(ctx.root / "stores" / "fixed-warm")},
+                       {**ds_env, "DATASTORE_STORE": str(ctx.root / "stores" / "fixed")},
+                       1, size, verify_record(1, size))]
+
+    script = ctx.root / "bare_flow.py"
+    script.write_text(BARE_FLOW)
+    flow_env = {**eph_env, "PREFECT_HOME": str(homes / "bare-flow")}
+    rows.append(warmed_row(ctx, "bare flow", [sys.executable, str(script)], flow_env, flow_env, 0, 0,
+                           verify_prints_one))
+    return rows
+
+
+def run_scenario(ctx: Context, scenario: str) -> list[Row]:
+    """The rows of one scenario."""
+    a = ctx.args
+    assert ctx.small_dir is not None or not scenario.startswith("small")
+    assert ctx.large_dir is not None or not scenario.startswith("large")
+    if scenario == "small-s3":
+        return s3_rows(ctx, scenario, ctx.small_dir, a.files, ctx.small_bytes, "benchsmall")  # type: ignore[arg-type]
+    if scenario == "large-s3":
+        return s3_rows(ctx, scenario, ctx.large_dir, 1, ctx.large_bytes, "benchlarge")  # type: ignore[arg-type]
+    if scenario == "small-local":
+        return local_rows(ctx, scenario, ctx.small_dir, a.files, ctx.small_bytes, "benchsmall")  # type: ignore[arg-type]
+    if scenario == "large-local":
+        return local_rows(ctx, scenario, ctx.large_dir, 1, ctx.large_bytes, "benchlarge")  # type: ignore[arg-type]
+    return fixed_rows(ctx)
+
+
+def profile_small(ctx: Context) -> dict:
+    """datastore small files → SeaweedFS once more, under cProfile; print the top 25 (cumulative).
+
+    Returns:
+        What results.json records about the profile run.
+    """
+    if ctx.s3 is None or ctx.api_url is None or ctx.small_dir is None:
+        return {"error": ctx.s3_error or ctx.api_error or "no data"}
+    prof = OUT / "small.prof"
+    bucket = fresh_bucket(ctx.s3, "small-s3", "profile")
+    env = {**server_env(ctx, f"s3://{bucket}/store"), **ctx.s3.env()}
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "datastore.cli", "create", str(ctx.small_dir),
+           "--name", "benchsmall", "--json"]
+    row = measured_row(ctx, "small-s3", "datastore (cProfile)", cmd, env, ctx.args.files, ctx.small_bytes,
+                       verify_record(ctx.args.files, ctx.small_bytes))
+    print()
+    if row.error:
+        print(f"profile: {row.error}")
+        return {"error": row.error}
+    print(f"profile: datastore small files → SeaweedFS under cProfile: {row.seconds:.2f}s, written to {prof}")
+    # cProfile sees the main thread only: the transfer tasks run in Prefect's worker threads, so their
+    # time shows up here as waiting on futures rather than as their own functions.
+    print("(main thread only: work in Prefect's task-runner threads appears as waiting on futures)")
+    pstats.Stats(str(prof), stream=sys.stdout).sort_stats("cumulative").print_stats(25)
+    return {"file": str(prof), "seconds": row.seconds, "check": row.check}
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def add_ratios(rows: list[Row]) -> None:
+    """Fill ``ratio``: throughput over the reference tool's (or seconds over, for the fixed cost)."""
+    for scenario, (ref_tool, metric) in REFERENCE.items():
+        ref = next((r for r in rows if r.scenario == scenario and r.tool == ref_tool and r.error is None), None)
+        if ref is None:
+            continue
+        base = getattr(ref, metric)
+        for row in rows:
+            value = getattr(row, metric)
+            if row.scenario == scenario and row.error is None and value and base:
+                row.ratio = value / base
+                row.ratio_ref = ref_tool
+
+
+def _command_version(cmd: list[str]) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "n/a"
+    text = (done.stdout or done.stderr).strip().splitlines()
+    return text[0] if text else "n/a"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def machine_info(ctx: Context, load_at_start: tuple[float, float, float]) -> dict:
+    """What the numbers were measured on (printed under the table, stored in results.json)."""
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu": _cpu_model(),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_at_start": [round(x, 2) for x in load_at_start],
+        "python": platform.python_version(),
+        "s5cmd": _command_version([str(BIN / "s5cmd"), "version"]),
+        "aws": _command_version([str(ctx.awscli), "--version"]) if ctx.awscli else f"n/a ({ctx.awscli_error})"
+        if ctx.awscli_error else "not used",
+        "seaweedfs": _command_version([str(BIN / "weed"), "version"]),
+        "prefect": metadata.version("prefect"),
+    }
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def render_table(rows: list[Row]) -> list[str]:
+    """The table as fixed-width text lines; a failed row shows its reason instead of numbers."""
+    header = ["scenario", "tool", "seconds", "files/s", "MiB/s", "RSS tree MiB", "RSS main MiB", "ratio", "check"]
+    right = {2, 3, 4, 5, 6}
+    cells: list[list[str] | tuple[str, str, str]] = []
+    for r in rows:
+        label = SCENARIOS[r.scenario]
+        if r.error:
+            cells.append((label, r.tool, r.error))
+            continue
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}× {r.ratio_ref}"
+        cells.append([label, r.tool, _num(r.seconds, 2), _num(r.files_per_s, 0), _num(r.mib_per_s, 1),
+                      _num(r.peak_tree_mib, 0), _num(r.peak_main_mib, 0), ratio, r.check])
+    full = [c for c in cells if isinstance(c, list)]
+    widths = [max([len(header[i])] + [len(c[i]) for c in full]) for i in range(len(header) - 1)]
+    widths[0] = max([widths[0]] + [len(c[0]) for c in cells])
+    widths[1] = max([widths[1]] + [len(c[1]) for c in cells])
+
+    def line(values: list[str]) -> str:
+        out = [v.rjust(widths[i]) if i in right else v.ljust(widths[i]) for i, v in enumerate(values[:-1])]
+        return "  ".join(out + [values[-1]]).rstrip()
+
+    lines = [line(header), line(["-" * w for w in widths] + ["-" * 5])]
+    for c in cells:
+        if isinstance(c, tuple):
+            lines.append("  ".join([c[0].ljust(widths[0]), c[1].ljust(widths[1]), c[2]]))
+        else:
+            lines.append(line(c))
+    return lines
+
+
+def print_report(rows: list[Row], args: argparse.Namespace, machine: dict) -> None:
+    """The table, its legend and the machine line, on stdout."""
+    print()
+    print("\n".join(render_table(rows)))
+    print()
+    print(f"data: small = {args.files:,} files × {args.file_kb} KiB ({args.files * args.file_kb / 1024:.1f} MiB, "
+          f"{FILES_PER_DIR} per directory); large = 1 file × {args.large_mb} MiB; random bytes")
+    print("ratio: throughput ÷ the reference tool's (S3: s5cmd, local: cp; >1 = faster); "
+          "fixed cost: seconds ÷ the bare flow's (>1 = slower)")
+    print(f"RSS: peak resident memory sampled every {SAMPLE_S * 1000:.0f} ms; tree = the process and all its "
+          "descendants (incl. Prefect's ephemeral server); SeaweedFS and the Prefect server are not counted")
+    print("note: datastore's local store fsyncs what it writes, cp does not; "
+          "datastore transfer rows report to a real Prefect server, fixed-cost rows run without one")
+    print(f"machine: nproc {machine['nproc']} ({machine['cpu']}), {machine['ram_gib']} GiB RAM, "
+          f"load {'/'.join(map(str, machine['load_at_start']))} at start; Python {machine['python']}; "
+          f"s5cmd {machine['s5cmd']}; {machine['aws']}; SeaweedFS {machine['seaweedfs']}; "
+          f"Prefect {machine['prefect']}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options (sizes of the data sets, scenario selection, profiling)."""
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--files", type=int, default=10_000, metavar="N", help="small files (default 10000)")
+    p.add_argument("--file-kb", type=int, default=10, metavar="K", help="KiB per small file (default 10)")
+    p.add_argument("--large-mb", type=int, default=512, metavar="M", help="MiB of the large file (default 512)")
+    p.add_argument("--only", action="append", choices=list(SCENARIOS), metavar="SCENARIO",
+                   help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
+    p.add_argument("--profile", action="store_true",
+                   help="also run datastore small files → SeaweedFS under cProfile (bench/out/small.prof)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds before a run is killed (default 3600)")
+    args = p.parse_args(argv)
+    if args.files < 1 or args.file_kb < 1 or args.large_mb < 1:
+        p.error("--files, --file-kb and --large-mb must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected scenarios, print the table, write results.json.
+
+    Returns:
+        0 when every row succeeded (n/a rows included), 1 otherwise.
+    """
+    args = parse_args(argv)
+    selected = [s for s in SCENARIOS if not args.only or s in args.only]
+    if args.profile and "small-s3" not in selected:
+        selected.insert(0, "small-s3")  # the profile run needs its data and servers
+    load_at_start = os.getloadavg()
+    OUT.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="bench-"))
+    ctx = Context(args, root, base_env(root))
+    rows: list[Row] = []
+    profile: dict | None = None
+    try:
+        if any(s.startswith("small") for s in selected):
+            log(f"generating {args.files} files of {args.file_kb} KiB …")
+            ctx.small_dir = make_small_tree(root / "data" / "small", args.files, args.file_kb * 1024)
+        if any(s.startswith("large") for s in selected):
+            log(f"generating one file of {args.large_mb} MiB …")
+            ctx.large_dir = make_large_file(root / "data" / "large", ctx.large_bytes)
+        with contextlib.ExitStack() as stack:
+            start_servers(ctx, selected, stack)
+            for scenario in selected:
+                rows += run_scenario(ctx, scenario)
+            machine = machine_info(ctx, load_at_start)
+            add_ratios(rows)
+            print_report(rows, args, machine)
+            if args.profile:
+                profile = profile_small(ctx)
+    finally:
+        log("cleaning up …")
+        shutil.rmtree(root, ignore_errors=True)
+    results = {"args": vars(args), "machine": machine, "rows": [r.to_json() for r in rows], "profile": profile}
+    (OUT / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nresults: {OUT / 'results.json'}")
+    return 0 if all(r.error is None or r.error.startswith("n/a") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

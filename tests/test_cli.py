@@ -1,0 +1,145 @@
+"""The console script as a user runs it: subprocesses, ephemeral Prefect, real stores."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from datastore import versions
+from datastore.store import open_store
+from tests.conftest import Cli, make_tree
+from tests.support.cli import can_drop_privileges
+
+
+def assert_one_line_error(proc, *fragments: str) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert proc.stdout == ""
+
+
+def assert_nothing_stored(store_url: str) -> None:
+    store = open_store(store_url)
+    assert versions.scan_versions(store) == {}
+    assert [o.key for o in store.list("data/")] == []
+    assert [o.key for o in store.list("manifests/")] == []
+    assert [o.key for o in store.list("staging/")] == []
+
+
+def test_create_list_show_json(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "My Photos", {"a.jpg": b"a" * 100, "sub/b.jpg": b"b" * 50})
+    created = cli.run("create", str(src), "--json")
+    assert created.returncode == 0, created.stderr
+    rec = json.loads(created.stdout)
+    for field in ("name", "version", "status", "kind", "source", "files", "bytes", "digest", "created_at",
+                  "flow_run_id", "bytes_uploaded"):
+        assert field in rec
+    assert (rec["name"], rec["version"], rec["status"], rec["kind"]) == ("myphotos", 1, "succeeded", "local")
+    assert (rec["files"], rec["bytes"], rec["bytes_uploaded"], rec["source"]) == (2, 150, 150, str(src))
+
+    listed = cli.run("list", "--json")
+    assert listed.returncode == 0
+    assert [(r["name"], r["version"], r["status"]) for r in json.loads(listed.stdout)] == [("myphotos", 1, "succeeded")]
+
+    shown = cli.run("show", "myphotos", "--json")
+    assert json.loads(shown.stdout) == rec
+    human = cli.run("show", "myphotos")
+    assert str(src) in human.stdout and rec["digest"] in human.stdout
+
+
+@pytest.mark.parametrize("store_fixture", ["local_store", "seaweed_store"])
+def test_four_concurrent_creates_get_versions_one_to_four(
+    cli: Cli, tmp_path: Path, store_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    request.getfixturevalue(store_fixture)
+    src = make_tree(tmp_path / "src", {f"f{i}": os.urandom(2000) for i in range(50)})
+    procs = [cli.start("create", str(src), "--name", "race", "--json") for _ in range(4)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    got = sorted(json.loads(o[0])["version"] for o in outs)
+    assert got == [1, 2, 3, 4]
+    assert versions.live_numbers(open_store(), "race") == [1, 2, 3, 4]
+    assert len({json.loads(o[0])["digest"] for o in outs}) == 1
+
+
+def test_missing_path(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    proc = cli.run("create", str(tmp_path / "nope"))
+    assert_one_line_error(proc, "does not exist", "check the path")
+    assert_nothing_stored(local_store)
+
+
+def test_empty_folder(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    (tmp_path / "empty").mkdir()
+    proc = cli.run("create", str(tmp_path / "empty"))
+    assert_one_line_error(proc, "contains no files", "add files")
+    assert_nothing_stored(local_store)
+
+
+def test_invalid_name(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "src", {"a": b"a"})
+    proc = cli.run("create", str(src), "--name", "Not Valid")
+    assert_one_line_error(proc, "invalid datastore name 'Not Valid'", "lowercase letters")
+    assert_nothing_stored(local_store)
+
+
+def test_over_quota_fails_before_transferring(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "src", {"a": b"a"})
+    assert cli.run("create", str(src), "--name", "one", DATASTORE_MAX_VERSIONS="1").returncode == 0
+    store = open_store()
+    before = sorted(o.key for o in store.list(""))
+    other = make_tree(tmp_path / "other", {"b": os.urandom(5000)})
+    proc = cli.run("create", str(other), "--name", "two", DATASTORE_MAX_VERSIONS="1")
+    assert_one_line_error(proc, "1 live versions exist and the limit is 1", "datastore delete", "DATASTORE_MAX_VERSIONS")
+    assert sorted(o.key for o in store.list("")) == before
+
+
+def test_unsupported_scheme(cli: Cli, local_store: str) -> None:
+    assert_one_line_error(cli.run("create", "ftp://host/x.zip"), "unsupported scheme 'ftp'")
+    assert_one_line_error(cli.run("create", "s3://bucket/prefix/"), "not supported yet")
+
+
+needs_setpriv = pytest.mark.skipif(not can_drop_privileges(), reason="root needs setpriv (util-linux) to drop its permission bypass")
+
+
+@needs_setpriv
+def test_unreadable_file(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "src", {"ok.txt": b"fine", "secret.txt": b"no", "z/more.txt": b"more"})
+    (src / "secret.txt").chmod(0o000)
+    proc = cli.run("create", str(src), restricted=True)
+    assert_one_line_error(proc, "cannot read source file 'secret.txt'", "permission denied", "chmod")
+    assert_nothing_stored(local_store)
+
+
+@needs_setpriv
+def test_store_not_writable(cli: Cli, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src", {"a": b"a"})
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    proc = cli.run("create", str(src), restricted=True, DATASTORE_STORE=str(locked / "store"))
+    assert_one_line_error(proc, "is not writable", "DATASTORE_STORE")
+    assert not (locked / "store").exists()
+
+
+def test_s3_bucket_missing(cli: Cli, tmp_path: Path, seaweed_store: str) -> None:
+    src = make_tree(tmp_path / "src", {"a": b"a"})
+    proc = cli.run("create", str(src), DATASTORE_STORE="s3://no-such-bucket-xyz/store")
+    assert_one_line_error(proc, "s3://no-such-bucket-xyz/store/", "does not exist", "create the bucket")
+
+
+def test_wrong_s3_credentials(cli: Cli, tmp_path: Path, seaweed_store: str) -> None:
+    src = make_tree(tmp_path / "src", {"a": b"a"})
+    proc = cli.run("create", str(src), AWS_SECRET_ACCESS_KEY="definitely-wrong")
+    assert_one_line_error(proc, "access to", "denied", "AWS_ACCESS_KEY_ID")
+    assert "definitely-wrong" not in proc.stderr
+    assert_nothing_stored(seaweed_store)
+
+
+def test_show_missing(cli: Cli, local_store: str) -> None:
+    assert_one_line_error(cli.run("show", "ghost"), "datastore 'ghost' does not exist", "datastore list")

@@ -1,0 +1,137 @@
+"""The local creation flow end to end, through a real Prefect API (test harness)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from datastore import reader, versions
+from datastore.errors import StoreUnavailable
+from datastore.store import LocalStore, open_store
+from flows.local_folder import create_from_local
+from tests.conftest import make_tree
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def task_runs_of(flow_run_id: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+def assert_round_trip(record: dict, tree: dict[str, bytes]) -> None:
+    store = open_store()
+    rec = versions.read_record(store, record["name"], record["version"])
+    got = {e.path: reader.read_file(store, e) for e in reader.entries(store, rec)}
+    assert got == tree
+
+
+def small_tree(n: int, size: int = 10_240, seed: int = 0) -> dict[str, bytes]:
+    rnd = hashlib.sha256(str(seed).encode()).digest()
+    return {f"d{i // 100:03d}/f{i:05d}.bin": (rnd + i.to_bytes(4, "big")) * (size // 36) for i in range(n)}
+
+
+def test_ten_thousand_small_files_use_few_task_runs(tmp_path: Path, local_store: str) -> None:
+    tree = small_tree(10_000)
+    make_tree(tmp_path / "src", tree)
+    record = create_from_local(str(tmp_path / "src"), name="many")
+    assert record["files"] == 10_000 and record["bytes"] == sum(map(len, tree.values()))
+    runs = task_runs_of(record["flow_run_id"])
+    assert 3 <= len(runs) <= 20, [r.name for r in runs]
+    assert all(r.state.is_completed() for r in runs)
+    # packed: far fewer objects than files
+    data_objects = list(open_store().list("data/"))
+    assert len(data_objects) <= 10
+    assert_round_trip(record, tree)
+
+
+@pytest.mark.parametrize("store_fixture", ["local_store", "seaweed_store", "moto_store"])
+def test_unchanged_folder_reuses_everything(tmp_path: Path, store_fixture: str, request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue(store_fixture)
+    tree = small_tree(300, 2000) | {"big.bin": os.urandom(3 * 1024 * 1024 + 5), "empty": b""}
+    src = make_tree(tmp_path / "src", tree)
+    os.environ["DATASTORE_LARGE_FILE_BYTES"] = str(1024 * 1024)
+    try:
+        # mtimes older than the racy window, as a folder at rest would be
+        for p in src.rglob("*"):
+            os.utime(p, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+        first = create_from_local(str(src), name="same")
+        second = create_from_local(str(src), name="same")
+        assert (first["version"], second["version"]) == (1, 2)
+        assert second["digest"] == first["digest"]
+        assert first["bytes_uploaded"] >= first["bytes"]
+        assert second["bytes_uploaded"] == 0
+        assert_round_trip(second, tree)
+
+        # one file changes: only it is sent again
+        (src / "d001/f00150.bin").write_bytes(b"changed!")
+        tree["d001/f00150.bin"] = b"changed!"
+        third = create_from_local(str(src), name="same")
+        assert third["version"] == 3 and third["digest"] != first["digest"]
+        assert 0 < third["bytes_uploaded"] <= 8
+        assert_round_trip(third, tree)
+        assert_round_trip(first, small_tree(300, 2000) | {"big.bin": tree["big.bin"], "empty": b""})
+    finally:
+        del os.environ["DATASTORE_LARGE_FILE_BYTES"]
+
+
+def test_large_files_go_multipart_on_s3(tmp_path: Path, seaweed_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATASTORE_LARGE_FILE_BYTES", str(1024 * 1024))
+    monkeypatch.setenv("DATASTORE_PART_BYTES", str(5 * 1024 * 1024))
+    tree = {"big/a.bin": os.urandom(12 * 1024 * 1024 + 3), "small.txt": b"tiny"}
+    record = create_from_local(str(make_tree(tmp_path / "src", tree)), name="big")
+    assert record["files"] == 2 and record["bytes_uploaded"] == sum(map(len, tree.values()))
+    store = open_store()
+    rec = versions.read_record(store, "big", 1)
+    by_path = {e.path: e for e in reader.entries(store, rec)}
+    head = store.client.head_object(Bucket=store.bucket, Key=store._k(by_path["big/a.bin"].object))
+    assert head["ETag"].strip('"').endswith("-3")  # three parts: a multipart upload
+    assert_round_trip(record, tree)
+
+
+def test_skipped_items_are_recorded_and_counted(tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "src", {"a.txt": b"a"})
+    os.symlink(tmp_path / "nowhere", src / "dangling")
+    os.mkfifo(src / "pipe")
+    record = create_from_local(str(src), name="skips")
+    assert record["files"] == 1 and record["skipped"] == 2
+    from datastore.manifest import Skipped, read_items
+
+    store = open_store()
+    local = tmp_path / "m.gz"
+    store.download_file(record["manifest"], local)
+    skipped = [i for i in read_items(local) if isinstance(i, Skipped)]
+    assert skipped == [Skipped("dangling", "broken symlink"), Skipped("pipe", "special file (FIFO)")]
+
+
+def test_transient_store_failure_is_retried_without_duplicating_data(
+    tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = small_tree(2500, 1000)
+    src = make_tree(tmp_path / "src", tree)
+    real_put = LocalStore.put_bytes
+    failed: list[str] = []
+
+    def flaky(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        # the first pack of every batch is stored, then the batch fails before its manifest
+        if "/batches/" in key and key not in failed:
+            failed.append(key)
+            raise StoreUnavailable(self.url, "simulated timeout")
+        real_put(self, key, data, if_absent=if_absent)
+
+    monkeypatch.setattr(LocalStore, "put_bytes", flaky)
+    record = create_from_local(str(src), name="flaky")
+    assert len(failed) == 3  # three batches, each failed once and was retried
+    runs = task_runs_of(record["flow_run_id"])
+    assert sum(r.run_count for r in runs if r.name.startswith("transfer")) == 6
+    store = open_store()
+    referenced = {e.object for e in reader.entries(store, versions.read_record(store, "flaky", 1))}
+    stored = {o.key for o in store.list("data/")}
+    assert stored == referenced  # the retries wrote the same content-addressed packs, nothing extra
+    assert_round_trip(record, tree)

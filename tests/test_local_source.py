@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from datastore import local_source
+from datastore.errors import SourceChanged, SourceNotFound
+from datastore.local_source import LocalFile, read_small, resolve_source, walk
+from datastore.manifest import Skipped
+from tests.conftest import make_tree
+
+
+def test_walk_yields_plain_string_order_of_full_paths(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"a-b": b"1", "a/b": b"2", "a/a/z": b"3", "a.txt": b"4", "B": b"5", "é": b"6"})
+    paths = [i.path for i in walk(tmp_path)]
+    assert paths == sorted(paths) == ["B", "a-b", "a.txt", "a/a/z", "a/b", "é"]
+
+
+def test_single_file_source(tmp_path: Path) -> None:
+    f = tmp_path / "data.bin"
+    f.write_bytes(b"abc")
+    (item,) = list(walk(f))
+    assert isinstance(item, LocalFile) and item.path == "data.bin" and item.size == 3
+
+
+def test_symlink_and_special_file_policy(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src", {"real.txt": b"real", "sub/x": b"x"})
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"outside")
+    os.symlink(outside, src / "link-to-file")
+    os.symlink(src / "sub", src / "link-to-dir")
+    os.symlink(tmp_path / "missing", src / "broken")
+    os.mkfifo(src / "fifo")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(src / "sock"))
+    try:
+        items = {i.path: i for i in walk(src)}
+    finally:
+        sock.close()
+    assert isinstance(items["link-to-file"], LocalFile) and items["link-to-file"].size == len(b"outside")
+    assert items["link-to-dir"] == Skipped("link-to-dir", "symlink to a directory (not followed)")
+    assert items["broken"] == Skipped("broken", "broken symlink")
+    assert items["fifo"] == Skipped("fifo", "special file (FIFO)")
+    assert items["sock"] == Skipped("sock", "special file (socket)")
+    assert isinstance(items["sub/x"], LocalFile)
+
+
+def test_non_utf8_names_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "ok").write_bytes(b"1")
+    with open(os.path.join(os.fsencode(tmp_path), b"bad\xff"), "wb") as fh:
+        fh.write(b"2")
+    items = list(walk(tmp_path))
+    assert any(isinstance(i, Skipped) and i.reason == "name is not valid UTF-8" for i in items)
+    assert [i.path for i in items if isinstance(i, LocalFile)] == ["ok"]
+
+
+def test_missing_source(tmp_path: Path) -> None:
+    with pytest.raises(SourceNotFound, match="does not exist"):
+        resolve_source(str(tmp_path / "nope"))
+
+
+def test_read_small_rereads_a_file_that_changes_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"v1")
+    real_fstat = os.fstat
+    calls = {"n": 0}
+
+    def fstat(fd: int):
+        st = real_fstat(fd)
+        calls["n"] += 1
+        if calls["n"] == 2:  # the "after" stat of the first read: the file was rewritten meanwhile
+            f.write_bytes(b"version-2")
+            return real_fstat(fd)
+        return st
+
+    monkeypatch.setattr(local_source.os, "fstat", fstat)
+    data, st = read_small(str(f), "f")
+    assert data == b"version-2" and st.st_size == len(data)
+
+
+def test_read_small_fails_naming_a_file_that_keeps_changing(tmp_path: Path) -> None:
+    f = tmp_path / "busy.log"
+    f.write_bytes(b"x" * 100_000)
+    stop = threading.Event()
+
+    def writer() -> None:
+        with open(f, "ab") as fh:
+            while not stop.is_set():
+                fh.write(b"y" * 10_000)
+                fh.flush()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        time.sleep(0.05)
+        with pytest.raises(SourceChanged, match="busy.log") as info:
+            read_small(str(f), "busy.log")
+        assert "changed while it was being read" in str(info.value)
+    finally:
+        stop.set()
+        t.join()
