@@ -170,10 +170,13 @@ def list_(
         if not records:
             out.print("no datastores yet: create one with 'datastore create PATH'")
             return
-        table = Table("name", "version", "status", "kind", "files", "size", "created", "source")
+        table = Table()
+        for col in ("name", "version", "status", "files", "size", "created (UTC)"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("source", overflow="fold")
         for r in records:
-            table.add_row(r.name, str(r.version), r.status, r.kind, str(r.files), human_bytes(r.bytes),
-                          r.created_at[:19].replace("T", " "), r.source)
+            table.add_row(r.name, str(r.version), r.status, str(r.files), human_bytes(r.bytes),
+                          r.created_at[:16].replace("T", " "), f"{r.kind}: {r.source}")
         out.print(table)
 
     guarded(run)
