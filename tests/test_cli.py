@@ -36,6 +36,7 @@ def test_create_list_show_json(cli: Cli, tmp_path: Path, local_store: str) -> No
     src = make_tree(tmp_path / "My Photos", {"a.jpg": b"a" * 100, "sub/b.jpg": b"b" * 50})
     created = cli.run("create", str(src), "--json")
     assert created.returncode == 0, created.stderr
+    assert created.stderr == ""  # offline: no telemetry or update-check noise
     rec = json.loads(created.stdout)
     for field in ("name", "version", "status", "kind", "source", "files", "bytes", "digest", "created_at",
                   "flow_run_id", "bytes_uploaded"):

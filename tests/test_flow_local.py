@@ -135,3 +135,34 @@ def test_transient_store_failure_is_retried_without_duplicating_data(
     stored = {o.key for o in store.list("data/")}
     assert stored == referenced  # the retries wrote the same content-addressed packs, nothing extra
     assert_round_trip(record, tree)
+
+
+def test_rerun_after_failure_resumes_finished_batches(
+    tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datastore import local_transfer
+    from datastore.errors import SourceUnreadable
+
+    tree = small_tree(4000, 1000)
+    src = make_tree(tmp_path / "src", tree)
+    real_read = local_transfer.read_small
+
+    def failing(full: str, rel: str):
+        if rel == "d039/f03950.bin":  # in the last batch
+            raise SourceUnreadable(rel, "simulated")
+        return real_read(full, rel)
+
+    monkeypatch.setattr(local_transfer, "read_small", failing)
+    with pytest.raises(SourceUnreadable):
+        create_from_local(str(src), name="resume")
+    store = open_store()
+    assert versions.live_numbers(store, "resume") == []  # nothing visible
+    first = sum(o.size for o in store.list("data/"))
+    assert first > 0
+
+    monkeypatch.setattr(local_transfer, "read_small", real_read)
+    record = create_from_local(str(src), name="resume")
+    total = sum(o.size for o in store.list("data/"))
+    assert record["version"] == 1
+    assert record["bytes_uploaded"] == total - first < record["bytes"]
+    assert_round_trip(record, tree)
