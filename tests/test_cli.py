@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +15,7 @@ import pytest
 from datastore import versions
 from datastore.store import open_store
 from tests.conftest import Cli, make_tree
-from tests.support.cli import can_drop_privileges
+from tests.support.cli import DATASTORE, can_drop_privileges
 
 
 def assert_one_line_error(proc, *fragments: str) -> None:
@@ -144,3 +148,17 @@ def test_wrong_s3_credentials(cli: Cli, tmp_path: Path, seaweed_store: str) -> N
 
 def test_show_missing(cli: Cli, local_store: str) -> None:
     assert_one_line_error(cli.run("show", "ghost"), "datastore 'ghost' does not exist", "datastore list")
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script (util-linux) to give the CLI a terminal")
+def test_progress_bar_on_a_terminal_only(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "src", {f"f{i}": os.urandom(1000) for i in range(20)})
+    cmd = f"{DATASTORE} create {shlex.quote(str(src))} --name tty"
+    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], env=cli.env(COLUMNS="120"), capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", proc.stdout)  # drop colours and cursor moves
+    assert "20/20 files" in screen  # the bar's last frame, drawn on the terminal
+    assert "created tty version 1" in screen
+    piped = cli.run("create", str(src), "--name", "tty")
+    assert "files" not in piped.stderr and piped.stderr == ""
