@@ -11,6 +11,7 @@ from datastore import runtime
 runtime.configure(quiet=True)
 
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -21,7 +22,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from datastore import progress, versions  # noqa: E402
-from datastore.errors import DatastoreError, InvalidSource, NotSupportedYet  # noqa: E402
+from datastore.errors import DatastoreError, InvalidSource, NotSupportedYet, OrchestrationError  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
 from datastore.store import open_store  # noqa: E402
 
@@ -43,11 +44,25 @@ def fail(exc: DatastoreError) -> None:
 
 
 def guarded(fn: Callable[[], None]) -> None:
-    """Run ``fn`` translating project errors into the one-line form."""
+    """Run ``fn`` translating project errors into the one-line form.
+
+    Anything else that escapes is a bug or an orchestration failure; it still gets one line
+    (the traceback is printed only with ``DATASTORE_DEBUG=1``).
+    """
     try:
         fn()
     except DatastoreError as exc:
         fail(exc)
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the one boundary where unknown errors become a line
+        if os.environ.get("DATASTORE_DEBUG"):
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if "prefect" in type(exc).__module__ or "Prefect" in text or "API" in text:
+            fail(OrchestrationError(text))
+        fail(DatastoreError(f"unexpected {type(exc).__name__}: {text}",
+                            "run again with DATASTORE_DEBUG=1 for the traceback and report it"))
 
 
 def human_bytes(n: int) -> str:

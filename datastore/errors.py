@@ -149,6 +149,18 @@ class DatastoreNotFound(DatastoreError, LookupError):
         super().__init__(f"{what} does not exist", "run 'datastore list' to see what exists")
 
 
+class OrchestrationError(DatastoreError, RuntimeError):
+    """Prefect could not run the flow (API unreachable, ephemeral server did not start)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"Prefect could not run the creation ({reason})",
+            "start the server PREFECT_API_URL points at, or unset PREFECT_API_URL to run without one; "
+            "nothing was committed",
+        )
+
+
 # --- the store --------------------------------------------------------------------------------
 
 

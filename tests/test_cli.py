@@ -162,3 +162,12 @@ def test_progress_bar_on_a_terminal_only(cli: Cli, tmp_path: Path, local_store: 
     assert "created tty version 1" in screen
     piped = cli.run("create", str(src), "--name", "tty")
     assert "files" not in piped.stderr and piped.stderr == ""
+
+
+def test_unreachable_prefect_api_is_one_line(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    from tests.support.servers import free_port
+
+    src = make_tree(tmp_path / "src", {"a": b"a"})
+    proc = cli.run("create", str(src), PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api")
+    assert_one_line_error(proc, "Prefect could not run the creation", "PREFECT_API_URL", "nothing was committed")
+    assert versions.scan_versions(open_store()) == {}
