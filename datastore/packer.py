@@ -63,7 +63,7 @@ class BatchBuilder:
         """Store the current pack (if any) and point its members at it."""
         if not self._members:
             return
-        data = bytes(self._pack)
+        data = self._pack  # stored as is: a bytes() copy would double the pack's memory
         key, wrote = self.store.put_data(data, hashlib.sha256(data).hexdigest())
         if wrote:
             self.uploaded += len(data)

@@ -53,9 +53,9 @@ class Settings:
     batch_bytes: int = 128 * MiB
     pack_bytes: int = 32 * MiB
     large_file_bytes: int = 32 * MiB
-    part_bytes: int = 16 * MiB
-    workers: int = 8
-    part_workers: int = 6
+    part_bytes: int = 8 * MiB
+    workers: int = 4
+    part_workers: int = 8
     reuse_lines: int = 100_000
 
     @classmethod
@@ -68,7 +68,7 @@ class Settings:
             batch_bytes=_int("DATASTORE_BATCH_BYTES", 128 * MiB),
             pack_bytes=_int("DATASTORE_PACK_BYTES", 32 * MiB),
             large_file_bytes=_int("DATASTORE_LARGE_FILE_BYTES", 32 * MiB),
-            part_bytes=_int("DATASTORE_PART_BYTES", 16 * MiB, minimum=5 * MiB),
-            workers=_int("DATASTORE_WORKERS", 8),
-            part_workers=_int("DATASTORE_PART_WORKERS", 6),
+            part_bytes=_int("DATASTORE_PART_BYTES", 8 * MiB, minimum=5 * MiB),
+            workers=_int("DATASTORE_WORKERS", 4),
+            part_workers=_int("DATASTORE_PART_WORKERS", 8),
         )

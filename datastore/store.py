@@ -72,7 +72,7 @@ class Store(ABC):
         """Fail early, with a clear error, when the store cannot be used."""
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         """Write a whole object. With ``if_absent`` raise :class:`AlreadyExists` if taken."""
 
     @abstractmethod
@@ -110,7 +110,7 @@ class Store(ABC):
     def blob_writer(self) -> BlobWriter:
         """A writer for one large data object."""
 
-    def put_data(self, data: bytes, sha256: str) -> tuple[str, bool]:
+    def put_data(self, data: bytes | bytearray, sha256: str) -> tuple[str, bool]:
         """Store a data object (a pack) under its content address.
 
         Content addressing makes a retried batch idempotent: the same bytes land on the same key,
@@ -176,7 +176,7 @@ class LocalStore(Store):
         else:
             os.replace(tmp, final)
 
-    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         try:
             tmp = self._tmpfile()
             with open(tmp, "wb") as fh:
@@ -323,7 +323,7 @@ class S3Store(Store):
         with s3.translated(self.url):
             self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
 
-    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
         extra = {"IfNoneMatch": "*"} if if_absent else {}
         with s3.translated(self.url, key):
             self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data, **extra)
