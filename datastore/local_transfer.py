@@ -24,7 +24,7 @@ from datastore.local_source import (
     unchanged_since,
     walk,
 )
-from datastore.manifest import Entry, Skipped
+from datastore.manifest import Entry
 from datastore.packer import BatchBuilder
 from datastore.plan import Candidate, PlanSummary, batches, plan_hash_of, read_plan, write_plans
 from datastore.settings import Settings
@@ -126,5 +126,3 @@ def transfer_batch(job: CreateJob, plan_key: str, settings: Settings) -> tuple[s
                 builder.small(rel, data, stable_mtime(st))
     return bkey, builder.finish(bkey)
 
-
-__all__ = ["scan", "transfer_batch", "Skipped"]
