@@ -576,6 +576,22 @@ def datastore_cmd(source: Path, name: str) -> list[str]:
     return [str(BIN / "datastore"), "create", str(source), "--name", name, "--json"]
 
 
+def datastore_row(ctx: Context, scenario: str, src: Path, name: str, files: int, nbytes: int,
+                  store: Callable[[], tuple[str, dict[str, str]]]) -> Row:
+    """``datastore create`` of ``src`` reporting to the Prefect server.
+
+    Args:
+        store: Makes the destination: returns the DATASTORE_STORE value and extra environment
+            (called only when the Prefect server is up).
+    """
+    if ctx.api_url is None:
+        return Row(scenario, "datastore", files, nbytes, error=f"FAILED: {ctx.api_error}")
+    url, extra = store()
+    env = {**server_env(ctx, url), **extra}
+    return measured_row(ctx, scenario, "datastore", datastore_cmd(src, name), env, files, nbytes,
+                        verify_record(files, nbytes))
+
+
 # --- scenarios -----------------------------------------------------------------------------------
 
 
@@ -602,14 +618,9 @@ def s3_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, nam
         rows.append(measured_row(ctx, scenario, "aws s3 cp", cmd, s3_env, files, nbytes,
                                  verify_s3(s3, bucket, "aws/", files, nbytes)))
 
-    if ctx.api_url is None:
-        rows.append(Row(scenario, "datastore", files, nbytes, error=f"FAILED: {ctx.api_error}"))
-    else:
-        # A fresh bucket per scenario: nothing can be reused, so every byte is transferred.
-        bucket = fresh_bucket(s3, scenario, "datastore")
-        env = {**server_env(ctx, f"s3://{bucket}/store"), **s3.env()}
-        rows.append(measured_row(ctx, scenario, "datastore", datastore_cmd(src, name), env, files, nbytes,
-                                 verify_record(files, nbytes)))
+    # A fresh bucket per scenario: nothing can be reused, so every byte is transferred.
+    rows.append(datastore_row(ctx, scenario, src, name, files, nbytes,
+                              lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store", s3.env())))
     return rows
 
 
@@ -620,12 +631,8 @@ def local_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, 
     dst.parent.mkdir(parents=True, exist_ok=True)
     rows.append(measured_row(ctx, scenario, "cp", ["cp", "-r", str(src), str(dst)], ctx.env, files, nbytes,
                              verify_tree(dst, files, nbytes)))
-    if ctx.api_url is None:
-        rows.append(Row(scenario, "datastore", files, nbytes, error=f"FAILED: {ctx.api_error}"))
-    else:
-        env = server_env(ctx, str(ctx.root / "stores" / scenario))
-        rows.append(measured_row(ctx, scenario, "datastore", datastore_cmd(src, name), env, files, nbytes,
-                                 verify_record(files, nbytes)))
+    rows.append(datastore_row(ctx, scenario, src, name, files, nbytes,
+                              lambda: (str(ctx.root / "stores" / scenario), {})))
     return rows
 
 

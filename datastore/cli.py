@@ -146,7 +146,9 @@ def create(
 
         settings = Settings.from_env()
         root = resolve_source(source)
-        prepare(str(root), name, "local", settings)  # fail fast, before Prefect starts
+        # Fail fast, before paying Prefect's start-up (seconds). The flow checks again (two small
+        # LISTs) on purpose: deployments run it without this CLI, and the quota may change meanwhile.
+        prepare(str(root), name, "local", settings)
         from flows.local_folder import create_from_local
 
         show = not as_json and sys.stderr.isatty()
@@ -231,22 +233,17 @@ def show(
 
 
 def _print_skipped(store, manifest_key: str, limit: int = 20) -> None:  # noqa: ANN001
-    import tempfile
-    from pathlib import Path
+    from datastore.manifest import Skipped
+    from datastore.reader import manifest_items
 
-    from datastore.manifest import Skipped, read_items
-
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "m.jsonl.gz"
-        store.download_file(manifest_key, local)
-        shown = 0
-        for item in read_items(local):
-            if isinstance(item, Skipped):
-                if shown == limit:
-                    out.print("  …")
-                    break
-                out.print(f"  skipped {item.path}: {item.reason}", markup=False)
-                shown += 1
+    shown = 0
+    for item in manifest_items(store, manifest_key):
+        if isinstance(item, Skipped):
+            if shown == limit:
+                out.print("  …")
+                break
+            out.print(f"  skipped {item.path}: {item.reason}", markup=False)
+            shown += 1
 
 
 def main() -> None:

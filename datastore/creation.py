@@ -7,7 +7,6 @@ transferred over quota, and nothing is visible until the one put-if-absent of th
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import uuid
@@ -15,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from datastore import layout, versions
-from datastore.manifest import Entry, ManifestWriter, read_entries, read_items
+from datastore import layout, reader, versions
+from datastore.manifest import Entry, ManifestWriter
 from datastore.naming import derive_name, validate_name
 from datastore.settings import Settings
 from datastore.store import Store, open_store
@@ -62,17 +61,12 @@ def prepare(source: str, name: str | None, kind: str, settings: Settings, source
     )
 
 
-def previous_entries(store: Store, job: CreateJob, workdir: Path) -> Iterator[Entry]:
-    """Entries of the newest live version of the same name and source (empty if none).
-
-    The manifest is streamed from a local temporary copy, never loaded whole.
-    """
+def previous_entries(store: Store, job: CreateJob) -> Iterator[Entry]:
+    """Entries of the newest live version of the same name and source (empty if none), streamed."""
     prev = versions.latest_live(store, job.name)
     if prev is None or prev.source != job.source or prev.kind != job.kind or not prev.manifest:
         return iter(())
-    local = workdir / "previous.jsonl.gz"
-    store.download_file(prev.manifest, local)
-    return read_entries(local)
+    return reader.entries(store, prev)
 
 
 def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, settings: Settings,
@@ -83,12 +77,11 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         QuotaExceeded: the quota filled up while this creation was transferring.
     """
     with tempfile.TemporaryDirectory(prefix="datastore-commit-") as tmp:
+        # The manifest goes through a local file so a million entries never sit in memory.
         out = Path(tmp) / "manifest.jsonl.gz"
-        part = Path(tmp) / "batch.jsonl.gz"
         with ManifestWriter(out) as writer:
             for key in batch_keys:
-                store.download_file(key, part)
-                writer.extend(read_items(part))
+                writer.extend(reader.manifest_items(store, key))
             summary = writer.close()
         mkey = layout.manifest_key(job.create_id)
         store.put_file(mkey, out)
@@ -111,7 +104,3 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
     )
     return versions.commit(store, record, settings.max_versions)
 
-
-def workdir() -> tempfile.TemporaryDirectory:
-    """A private scratch directory (manifest copies), removed when the context ends."""
-    return tempfile.TemporaryDirectory(prefix="datastore-", dir=os.environ.get("DATASTORE_TMP"))

@@ -6,7 +6,9 @@
     names/<name>/deleted/<0000000001>.json    tombstone of a deleted version (its record stays,
                                               so its number can never be allocated again)
     manifests/<uuid>.jsonl.gz                 immutable manifest of one version
-    data/<sha256>                             a pack of small files, or one large file (local)
+    data/p-<address>                          a pack of small files (address: sha256 over its
+                                              members' sizes and sha256s, which fix its bytes)
+    data/<sha256>                             one large file (local store)
     data/u-<uuid>                             one large file uploaded by multipart (S3)
     staging/<name>/<source-id>/plans/…        batch plans written by the scan task
     staging/<name>/<source-id>/batches/…      finished batch manifests (resume; gc'd later)

@@ -43,10 +43,8 @@ class LocalFile:
 def resolve_source(source: str) -> Path:
     """Absolute path of a local source; raises :class:`SourceNotFound` if there is nothing."""
     p = Path(os.path.abspath(os.path.expanduser(source)))
-    if not os.path.lexists(p):
+    if not p.exists():  # follows symlinks: a dangling link is "not found" too
         raise SourceNotFound(source)
-    if not p.exists():
-        raise SourceNotFound(source)  # a dangling symlink given as the source
     return p
 
 

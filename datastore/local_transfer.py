@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from datastore import layout, progress
-from datastore.creation import CreateJob, previous_entries, workdir
+from datastore.creation import CreateJob, previous_entries
 from datastore.errors import SourceChanged
 from datastore.local_source import (
     LocalFile,
@@ -52,10 +52,9 @@ def scan(job: CreateJob, settings: Settings) -> PlanSummary:
     """
     store = open_store(job.store, settings)
     root = Path(job.source)
-    with workdir() as tmp:
-        prev = previous_entries(store, job, Path(tmp))
-        summary = write_plans(store, job.staging, batches(_candidates(root), prev, _unchanged, settings),
-                              on_batch=progress.add_total)
+    prev = previous_entries(store, job)
+    summary = write_plans(store, job.staging, batches(_candidates(root), prev, _unchanged, settings),
+                          on_batch=progress.add_total)
     ensure_not_empty(job.source, summary.files, summary.skipped)
     return summary
 

@@ -1,7 +1,7 @@
 """Building one batch: pack small files into shared objects, keep plan order, write the result.
 
 Small files are appended to an in-memory pack (at most ``pack_bytes``); when it is full it is
-stored under its sha256 (idempotent on retry) and the entries it holds learn their object key.
+stored under its content address (idempotent on retry) and the entries it holds learn their object key.
 Large files arrive as objects of their own. The finished batch manifest lists every item of the
 plan, in plan order, and is what :mod:`datastore.commit` concatenates.
 """
@@ -15,6 +15,18 @@ from datastore import progress
 from datastore.manifest import Entry, ManifestWriter, Skipped
 from datastore.settings import Settings
 from datastore.store import Store
+
+
+def pack_address(members: list[dict]) -> str:
+    """Content address of a pack, from its members' (size, sha256) in order.
+
+    A pack's bytes are exactly its members' bytes concatenated, so this list determines them;
+    hashing it avoids hashing every byte a second time (each file was hashed when read).
+    """
+    h = hashlib.sha256(b"datastore-pack/1\n")
+    for m in members:
+        h.update(f"{m['size']} {m['sha256']}\n".encode())
+    return h.hexdigest()
 
 
 class BatchBuilder:
@@ -64,7 +76,7 @@ class BatchBuilder:
         if not self._members:
             return
         data = self._pack  # stored as is: a bytes() copy would double the pack's memory
-        key, wrote = self.store.put_data(data, hashlib.sha256(data).hexdigest())
+        key, wrote = self.store.put_pack(data, pack_address(self._members))
         if wrote:
             self.uploaded += len(data)
             progress.advance(0, 0, len(data))

@@ -6,12 +6,10 @@ The lifecycle issue builds ``mount``, ``verify`` and the fsspec protocol on thes
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 from datastore.errors import DatastoreError
-from datastore.manifest import Entry, read_entries
+from datastore.manifest import Entry, Item, read_items
 from datastore.store import Store
 from datastore.versions import VersionRecord
 
@@ -25,12 +23,17 @@ class ChecksumMismatch(DatastoreError, ValueError):
                          "the store was damaged or changed outside datastore; run 'datastore verify'")
 
 
+def manifest_items(store: Store, key: str) -> Iterator[Item]:
+    """Stream the items of a stored manifest (a version's or a batch's) straight from the store."""
+    with store.open_read(key) as fh:
+        yield from read_items(fh)
+
+
 def entries(store: Store, record: VersionRecord) -> Iterator[Entry]:
-    """Stream the file entries of a version (the manifest is copied to a temp file first)."""
-    with tempfile.TemporaryDirectory(prefix="datastore-read-") as tmp:
-        local = Path(tmp) / "manifest.jsonl.gz"
-        store.download_file(record.manifest, local)
-        yield from read_entries(local)
+    """Stream the file entries of a version."""
+    for item in manifest_items(store, record.manifest):
+        if isinstance(item, Entry):
+            yield item
 
 
 def read_file(store: Store, entry: Entry) -> bytes:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from datastore import s3
@@ -88,8 +89,8 @@ class Store(ABC):
         """Read ``length`` bytes at ``offset``."""
 
     @abstractmethod
-    def download_file(self, key: str, path: Path) -> None:
-        """Stream an object to a local file."""
+    def open_read(self, key: str) -> BinaryIO:
+        """A sequential reader of an object (close it, or use it as a context manager)."""
 
     @abstractmethod
     def exists(self, key: str) -> bool:
@@ -110,16 +111,18 @@ class Store(ABC):
     def blob_writer(self) -> BlobWriter:
         """A writer for one large data object."""
 
-    def put_data(self, data: bytes | bytearray, sha256: str) -> tuple[str, bool]:
-        """Store a data object (a pack) under its content address.
+    def put_pack(self, data: bytes | bytearray, address: str) -> tuple[str, bool]:
+        """Store a pack of small files under its content address ``data/p-<address>``.
 
-        Content addressing makes a retried batch idempotent: the same bytes land on the same key,
-        so a retry never duplicates data.
+        The caller derives ``address`` from what determines the bytes (see
+        :func:`datastore.packer.pack_address`), so a retried batch writes the same key and never
+        duplicates data. Packs have their own ``p-`` namespace so no pack can ever take the key of
+        a large file stored under its sha256.
 
         Returns:
             The key, and whether bytes were written (False when identical bytes were there).
         """
-        key = f"{DATA_PREFIX}{sha256}"
+        key = f"{DATA_PREFIX}p-{address}"
         try:
             self.put_bytes(key, data, if_absent=True)
         except AlreadyExists:
@@ -215,11 +218,9 @@ class LocalStore(Store):
         except FileNotFoundError:
             raise ObjectNotFound(self.url, key) from None
 
-    def download_file(self, key: str, path: Path) -> None:
-        import shutil
-
+    def open_read(self, key: str) -> BinaryIO:
         try:
-            shutil.copyfile(self._path(key), path)
+            return open(self._path(key), "rb")
         except FileNotFoundError:
             raise ObjectNotFound(self.url, key) from None
 
@@ -227,27 +228,26 @@ class LocalStore(Store):
         return self._path(key).exists()
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        # Walk only the directory the prefix names, sorted so the order matches S3's.
-        head, _, tail = prefix.rpartition("/")
+        # Start at the deepest directory the prefix names; filter the rest by prefix. Unsorted,
+        # like the interface promises, so a directory is streamed rather than listed whole.
+        head = prefix.rpartition("/")[0]
         base = self._path(head) if head else self.root
 
         def walk(directory: Path, rel: str) -> Iterator[ObjectInfo]:
             try:
-                entries = sorted(os.scandir(directory), key=lambda e: e.name + ("/" if e.is_dir() else ""))
+                it = os.scandir(directory)
             except (FileNotFoundError, NotADirectoryError):
                 return
-            for entry in entries:
-                key = f"{rel}{entry.name}"
-                if entry.is_dir(follow_symlinks=False):
-                    if key + "/" == ".tmp/":
-                        continue
-                    if key.startswith(prefix) or prefix.startswith(key + "/"):
-                        yield from walk(Path(entry.path), key + "/")
-                elif key.startswith(prefix):
-                    st = entry.stat(follow_symlinks=False)
-                    yield ObjectInfo(key, st.st_size, st.st_mtime)
+            with it:
+                for entry in it:
+                    key = f"{rel}{entry.name}"
+                    if entry.is_dir(follow_symlinks=False):
+                        if key != ".tmp" and (key.startswith(prefix) or prefix.startswith(key + "/")):
+                            yield from walk(Path(entry.path), key + "/")
+                    elif key.startswith(prefix):
+                        st = entry.stat(follow_symlinks=False)
+                        yield ObjectInfo(key, st.st_size, st.st_mtime)
 
-        del tail
         yield from walk(base, f"{head}/" if head else "")
 
     def delete(self, key: str) -> None:
@@ -345,12 +345,10 @@ class S3Store(Store):
             )
             return resp["Body"].read()
 
-    def download_file(self, key: str, path: Path) -> None:
+    def open_read(self, key: str) -> BinaryIO:
         with s3.translated(self.url, key):
-            body = self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"]
-            with open(path, "wb") as fh:
-                for chunk in body.iter_chunks(1024 * 1024):
-                    fh.write(chunk)
+            # botocore's StreamingBody reads the response as it arrives: nothing is buffered whole.
+            return self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"]
 
     def exists(self, key: str) -> bool:
         try:

@@ -76,25 +76,37 @@ def live_numbers(store: Store, name: str) -> list[int]:
     return sorted(s["versions"] - s["deleted"]) if s else []
 
 
+def _live(scan: dict[str, dict[str, set[int]]]) -> int:
+    return sum(len(s["versions"] - s["deleted"]) for s in scan.values())
+
+
 def count_live(store: Store) -> int:
     """Live versions across all names (what the quota counts)."""
-    return sum(len(s["versions"] - s["deleted"]) for s in scan_versions(store).values())
+    return _live(scan_versions(store))
 
 
-def check_quota(store: Store, limit: int) -> int:
-    """Raise :class:`QuotaExceeded` when one more version would pass ``limit``; return the count."""
-    live = count_live(store)
+def check_quota(store: Store, limit: int, scan: dict[str, dict[str, set[int]]] | None = None) -> int:
+    """Raise :class:`QuotaExceeded` when one more version would pass ``limit``; return the count.
+
+    Args:
+        scan: A fresh :func:`scan_versions` of the whole store, to save listing it again.
+    """
+    live = _live(scan if scan is not None else scan_versions(store))
     if live >= limit:
         raise QuotaExceeded(live, limit)
     return live
 
 
-def read_record(store: Store, name: str, version: int) -> VersionRecord:
-    """Read one record (live or deleted; ``deleted_at`` says which)."""
+def _load(store: Store, name: str, version: int) -> VersionRecord:
     try:
-        rec = VersionRecord.from_json(json.loads(store.get_bytes(layout.record_key(name, version))))
+        return VersionRecord.from_json(json.loads(store.get_bytes(layout.record_key(name, version))))
     except ObjectNotFound:
         raise DatastoreNotFound(name, version) from None
+
+
+def read_record(store: Store, name: str, version: int) -> VersionRecord:
+    """Read one record (live or deleted; ``deleted_at`` says which)."""
+    rec = _load(store, name, version)
     try:
         tomb = json.loads(store.get_bytes(layout.tombstone_key(name, version)))
         rec.deleted_at = tomb.get("deleted_at")
@@ -105,27 +117,24 @@ def read_record(store: Store, name: str, version: int) -> VersionRecord:
 
 def resolve(store: Store, name: str, version: int | None = None) -> VersionRecord:
     """The record of ``name`` at ``version``, or the newest live one when ``version`` is None."""
-    if version is None:
-        live = live_numbers(store, name)
-        if not live:
-            raise DatastoreNotFound(name)
-        version = live[-1]
-    return read_record(store, name, version)
+    if version is not None:
+        return read_record(store, name, version)
+    rec = latest_live(store, name)
+    if rec is None:
+        raise DatastoreNotFound(name)
+    return rec
 
 
 def latest_live(store: Store, name: str) -> VersionRecord | None:
     """Newest live version of ``name``, or None."""
     live = live_numbers(store, name)
-    return read_record(store, name, live[-1]) if live else None
+    return _load(store, name, live[-1]) if live else None  # known live: no tombstone to read
 
 
 def list_records(store: Store, name: str | None = None) -> list[VersionRecord]:
-    """Live records, by name then version."""
-    out = []
-    for n, s in sorted(scan_versions(store, name).items()):
-        for v in sorted(s["versions"] - s["deleted"]):
-            out.append(read_record(store, n, v))
-    return out
+    """Live records, by name then version (one listing, one GET per record)."""
+    return [_load(store, n, v) for n, s in sorted(scan_versions(store, name).items())
+            for v in sorted(s["versions"] - s["deleted"])]
 
 
 def commit(store: Store, record: VersionRecord, quota: int, max_attempts: int = 10_000) -> VersionRecord:
@@ -138,9 +147,10 @@ def commit(store: Store, record: VersionRecord, quota: int, max_attempts: int = 
         QuotaExceeded: the quota is full at commit time (it is also checked before transfer).
     """
     for _ in range(max_attempts):
-        s = scan_versions(store, record.name).get(record.name)
-        record.version = (max(s["versions"]) if s and s["versions"] else 0) + 1
-        check_quota(store, quota)
+        scan = scan_versions(store)  # one listing serves both the number and the quota
+        mine = scan.get(record.name)
+        record.version = (max(mine["versions"]) if mine and mine["versions"] else 0) + 1
+        check_quota(store, quota, scan)
         body = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
         try:
             store.put_bytes(layout.record_key(record.name, record.version), body, if_absent=True)

@@ -101,12 +101,9 @@ def test_skipped_items_are_recorded_and_counted(tmp_path: Path, local_store: str
     os.mkfifo(src / "pipe")
     record = create_from_local(str(src), name="skips")
     assert record["files"] == 1 and record["skipped"] == 2
-    from datastore.manifest import Skipped, read_items
+    from datastore.manifest import Skipped
 
-    store = open_store()
-    local = tmp_path / "m.gz"
-    store.download_file(record["manifest"], local)
-    skipped = [i for i in read_items(local) if isinstance(i, Skipped)]
+    skipped = [i for i in reader.manifest_items(open_store(), record["manifest"]) if isinstance(i, Skipped)]
     assert skipped == [Skipped("dangling", "broken symlink"), Skipped("pipe", "special file (FIFO)")]
 
 

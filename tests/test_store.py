@@ -36,12 +36,13 @@ def test_put_if_absent_is_exclusive(any_store: str) -> None:
     assert store.get_bytes("rec") == b"first"
 
 
-def test_put_data_is_content_addressed_and_idempotent(any_store: str) -> None:
+def test_put_pack_is_idempotent_per_address(any_store: str) -> None:
     store = open_store()
     data = os.urandom(1000)
-    sha = hashlib.sha256(data).hexdigest()
-    assert store.put_data(data, sha) == (f"data/{sha}", True)
-    assert store.put_data(data, sha) == (f"data/{sha}", False)
+    address = hashlib.sha256(b"members").hexdigest()
+    assert store.put_pack(data, address) == (f"data/p-{address}", True)
+    assert store.put_pack(data, address) == (f"data/p-{address}", False)
+    assert store.get_bytes(f"data/p-{address}") == data
 
 
 @pytest.mark.parametrize("size", [0, 100, 6 * 1024 * 1024 * 2 + 17])
