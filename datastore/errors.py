@@ -81,25 +81,21 @@ class NotSupportedYet(DatastoreError, NotImplementedError):
 
 
 class SourceNotFound(DatastoreError, FileNotFoundError):
-    """The source path does not exist."""
+    """The source path, bucket or object does not exist."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, hint: str = "check the path (it is resolved from the current directory)") -> None:
         self.source = source
-        super().__init__(
-            f"source {source!r} does not exist", "check the path (it is resolved from the current directory)"
-        )
+        super().__init__(f"source {source!r} does not exist", hint)
 
 
 class EmptySource(DatastoreError, ValueError):
     """The source holds no file that could be stored."""
 
-    def __init__(self, source: str, skipped: int = 0) -> None:
+    def __init__(self, source: str, skipped: int = 0, hint: str = "add files to it or choose another source") -> None:
         self.source = source
         self.skipped = skipped
         extra = f" ({skipped} entries skipped: symlinks to folders, broken links or special files)" if skipped else ""
-        super().__init__(
-            f"source {source!r} contains no files{extra}", "add files to it or choose another source"
-        )
+        super().__init__(f"source {source!r} contains no files{extra}", hint)
 
 
 class SourceUnreadable(DatastoreError, PermissionError):
@@ -115,14 +111,53 @@ class SourceUnreadable(DatastoreError, PermissionError):
 
 
 class SourceChanged(DatastoreError, RuntimeError):
-    """A source file kept changing while it was being read."""
+    """A source file or object changed while it was being read."""
 
-    def __init__(self, path: str, detail: str) -> None:
+    def __init__(self, path: str, detail: str,
+                 hint: str = "stop whatever writes to it and run the same create again (finished batches are reused)") -> None:
         self.path = path
         self.detail = detail
+        super().__init__(f"source file {path!r} changed while it was being read ({detail})", hint)
+
+
+class SourceAccessDenied(DatastoreError, PermissionError):
+    """The source bucket refused the credentials or the request."""
+
+    def __init__(self, location: str, reason: str, hint: str = "") -> None:
+        self.location = location
+        self.reason = reason
         super().__init__(
-            f"source file {path!r} changed while it was being read ({detail})",
-            "stop whatever writes to it and run the same create again (finished batches are reused)",
+            f"access to source {location!r} was denied ({reason})",
+            hint or "pass --credentials BLOCK naming a Prefect AwsCredentials block that may read it, "
+            "or grant the default AWS credentials s3:ListBucket and s3:GetObject on it",
+        )
+
+
+class CredentialsNotFound(DatastoreError, LookupError):
+    """``--credentials`` names no AwsCredentials block."""
+
+    def __init__(self, block: str, reason: str = "no such block") -> None:
+        self.block = block
+        self.reason = reason
+        super().__init__(
+            f"AwsCredentials block {block!r} cannot be loaded ({reason})",
+            "create it (prefect-aws: AwsCredentials(...).save(NAME)) or pick one from 'prefect block ls'",
+        )
+
+
+class ReferenceBroken(DatastoreError, FileNotFoundError):
+    """A no-copy version's pinned S3 object is gone or holds different bytes."""
+
+    def __init__(self, path: str, name: str, version: int, location: str, reason: str) -> None:
+        self.path = path
+        self.name = name
+        self.version = version
+        self.location = location
+        self.reason = reason
+        super().__init__(
+            f"file {path!r} of {name} version {version} cannot be read: its pinned object {location} {reason}",
+            "the source no longer holds the pinned bytes; restore the object or create a new version "
+            "from the current prefix",
         )
 
 

@@ -26,7 +26,7 @@ from datastore.local_source import (
 )
 from datastore.manifest import Entry
 from datastore.packer import BatchBuilder
-from datastore.plan import Candidate, PlanSummary, batches, plan_hash_of, read_plan, write_plans
+from datastore.plan import Candidate, PlanSummary, already_done, batches, plan_hash_of, read_plan, write_plans
 from datastore.settings import Settings
 from datastore.store import Store, open_store
 
@@ -100,11 +100,7 @@ def transfer_batch(job: CreateJob, plan_key: str, settings: Settings) -> tuple[s
     store = open_store(job.store, settings)
     bkey = layout.batch_key(job.staging, plan_hash_of(plan_key))
     plan = read_plan(store, plan_key)
-    if store.exists(bkey):
-        for line in plan:
-            body = line.get("new") or line.get("reuse")
-            if body:
-                progress.advance(1, body["size"])
+    if already_done(store, bkey, plan):
         return bkey, 0
     root = Path(job.source)
     builder = BatchBuilder(store, settings)

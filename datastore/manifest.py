@@ -7,12 +7,16 @@ A file line::
     {"path": "a/b.txt", "size": 12, "sha256": "…", "object": "data/…", "offset": 0, "mtime_ns": …}
 
 ``object``/``offset`` say where the bytes live (a pack shared by many small files, or an object
-of its own). An item the source had but the version does not store is a line
-``{"skipped": "path", "reason": "…"}``.
+of its own). Files from S3 carry ``source`` provenance (``key``, ``etag``, ``version_id``). Two
+kinds of file have no ``sha256`` because their bytes never passed through this process: an
+object copied server-side (``object`` set, ``etag`` = the stored copy's ETag) and an object
+referenced in place (``--no-copy``: no ``object``; ``source`` pins it). An item the source had
+but the version does not store is a line ``{"skipped": "path", "reason": "…"}``.
 
-The top hash (``digest``) is sha256 over the canonical encoding ``["path",size,"sha256"]\\n`` of
-every file line in order. It leaves the physical location out, so the same content stored
-differently (re-packed, copied, referenced) has the same digest, as in quilt3's top hash.
+The top hash (``digest``) is sha256 over the canonical encoding ``["path",size,"checksum"]\\n``
+of every file line in order, where the checksum is the sha256, or ``etag:<source ETag>`` for the
+two kinds above. It leaves the physical location out, so the same content stored differently
+(re-packed, resumed, reused from an earlier version) has the same digest, as in quilt3's top hash.
 """
 
 from __future__ import annotations
@@ -35,20 +39,48 @@ class Entry:
 
     path: str
     size: int
-    sha256: str
-    object: str
+    sha256: str | None
+    object: str | None
     offset: int = 0
     mtime_ns: int | None = None
-    source: dict | None = None  # provenance of remote sources (key, etag, version id)
+    source: dict | None = None  # provenance of remote sources (key, etag, version_id)
+    etag: str | None = None  # ETag of a server-side copy in the store (its bytes were not hashed here)
+
+    @property
+    def checksum(self) -> str:
+        """What identifies the content in the top hash: sha256, or the source ETag."""
+        if self.sha256:
+            return self.sha256
+        if self.source and self.source.get("etag"):
+            return f"etag:{self.source['etag']}"
+        raise ValueError(f"manifest entry {self.path!r} has neither a sha256 nor a source ETag")
+
+    @property
+    def referenced(self) -> bool:
+        """True for a no-copy entry: the bytes live in the source bucket, pinned by ``source``."""
+        return self.object is None
 
     def to_json(self) -> dict:
         """The manifest line as a dict (optional fields left out when unset)."""
-        d: dict = {"path": self.path, "size": self.size, "sha256": self.sha256, "object": self.object, "offset": self.offset}
+        d: dict = {"path": self.path, "size": self.size}
+        if self.sha256 is not None:
+            d["sha256"] = self.sha256
+        if self.object is not None:
+            d["object"] = self.object
+            d["offset"] = self.offset
+        if self.etag is not None:
+            d["etag"] = self.etag
         if self.mtime_ns is not None:
             d["mtime_ns"] = self.mtime_ns
         if self.source is not None:
             d["source"] = self.source
         return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Entry:
+        """Inverse of :meth:`to_json`."""
+        return cls(d["path"], d["size"], d.get("sha256"), d.get("object"), d.get("offset", 0), d.get("mtime_ns"),
+                   d.get("source"), d.get("etag"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +103,12 @@ def parse_line(line: bytes) -> Item:
     d = json.loads(line)
     if "skipped" in d:
         return Skipped(d["skipped"], d["reason"])
-    return Entry(d["path"], d["size"], d["sha256"], d["object"], d.get("offset", 0), d.get("mtime_ns"), d.get("source"))
+    return Entry.from_json(d)
 
 
-def canonical_line(path: str, size: int, sha256: str) -> bytes:
+def canonical_line(path: str, size: int, checksum: str) -> bytes:
     """The bytes an entry contributes to the top hash."""
-    return json.dumps([path, size, sha256], ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    return json.dumps([path, size, checksum], ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 @dataclass
@@ -116,7 +148,7 @@ class ManifestWriter:
         self._last = item.path
         self._buf.write(json.dumps(item.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
         if isinstance(item, Entry):
-            self._hash.update(canonical_line(item.path, item.size, item.sha256))
+            self._hash.update(canonical_line(item.path, item.size, item.checksum))
             self.summary.files += 1
             self.summary.bytes += item.size
         else:

@@ -63,11 +63,11 @@ class BatchBuilder:
         if len(self._pack) >= self.settings.pack_bytes:
             self.flush()
 
-    def blob(self, path: str, size: int, sha256: str, key: str, written: int, mtime_ns: int | None = None,
-             source: dict | None = None) -> None:
-        """Add a large file already stored as its own object."""
+    def blob(self, path: str, size: int, sha256: str | None, key: str, written: int, mtime_ns: int | None = None,
+             source: dict | None = None, etag: str | None = None) -> None:
+        """Add a large file already stored as its own object (``etag`` for a server-side copy)."""
         self.items.append({"path": path, "size": size, "sha256": sha256, "object": key, "offset": 0,
-                           "mtime_ns": mtime_ns, "source": source})
+                           "mtime_ns": mtime_ns, "source": source, "etag": etag})
         self.uploaded += written
         progress.advance(1, size, written)
 
@@ -94,7 +94,6 @@ class BatchBuilder:
                 if "skipped" in line:
                     w.add(Skipped(line["skipped"], line["reason"]))
                 else:
-                    w.add(Entry(line["path"], line["size"], line["sha256"], line["object"], line.get("offset", 0),
-                                line.get("mtime_ns"), line.get("source")))
+                    w.add(Entry.from_json(line))
         self.store.put_bytes(batch_key, buf.getvalue())
         return self.uploaded

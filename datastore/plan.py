@@ -142,6 +142,22 @@ def read_plan(store: Store, key: str) -> list[dict]:
     return [json.loads(line) for line in gzip.decompress(store.get_bytes(key)).splitlines() if line]
 
 
+def already_done(store: Store, batch_key: str, plan: list[dict]) -> bool:
+    """Whether an earlier, interrupted run finished this batch (its manifest exists).
+
+    If so, the batch's files are reported as done so progress still adds up.
+    """
+    if not store.exists(batch_key):
+        return False
+    from datastore import progress
+
+    for line in plan:
+        body = line.get("new") or line.get("reuse")
+        if body:
+            progress.advance(1, body["size"])
+    return True
+
+
 def plan_hash_of(key: str) -> str:
     """The plan hash embedded in a plan key."""
     return key.rsplit("/", 1)[-1].split("-", 1)[1].removesuffix(".jsonl.gz")

@@ -21,11 +21,15 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.exceptions import ConnectTimeoutError
 
 from datastore.errors import (
     AlreadyExists,
     DatastoreError,
     ObjectNotFound,
+    SourceAccessDenied,
+    SourceChanged,
+    SourceNotFound,
     StoreAccessDenied,
     StoreError,
     StoreNotFound,
@@ -44,7 +48,7 @@ _CREDENTIAL_CODES = {
 }
 _DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "Forbidden", "403"}
 _MISSING_BUCKET = {"NoSuchBucket"}
-_MISSING_KEY = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+_MISSING_KEY = {"NoSuchKey", "404", "NotFound", "NoSuchUpload", "NoSuchVersion"}
 _TAKEN = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500"}
 
@@ -118,17 +122,42 @@ def translate(exc: BaseException, location: str, key: str | None = None) -> Data
         return StoreError(f"S3 request to {location!r} failed: {code} {msg}".strip(), "see the S3 error code above")
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return StoreAccessDenied(location, "no AWS credentials were found")
-    if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError)):
+    if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)):
         return StoreUnavailable(location, type(exc).__name__)
     if isinstance(exc, BotoCoreError):
         return StoreError(f"S3 request to {location!r} failed ({exc})", "check the store settings")
     raise exc
 
 
+def as_source_error(err: DatastoreError, location: str, key: str | None = None) -> DatastoreError:
+    """Re-word a store-side error for a *source* bucket (the user's data, not our store).
+
+    A failed ``If-Match``/``CopySourceIfMatch`` (412) or a vanished key means the object changed
+    after it was listed: the error names the key, and re-running the create picks up the new bytes.
+    """
+    if isinstance(err, StoreNotFound):
+        return SourceNotFound(location, "check the bucket name in the s3:// URL (names are case-sensitive) and AWS_ENDPOINT_URL")
+    if isinstance(err, StoreAccessDenied):
+        return SourceAccessDenied(location, err.reason)
+    rerun = "run the same create again to take the object's current contents (finished batches are reused)"
+    if isinstance(err, AlreadyExists):
+        return SourceChanged(key or location, "its ETag no longer matches the listing", rerun)
+    if isinstance(err, ObjectNotFound):
+        return SourceChanged(key or location, "it was deleted after the listing", rerun)
+    return err
+
+
 @contextlib.contextmanager
-def translated(location: str, key: str | None = None) -> Iterator[None]:
-    """Context manager that re-raises botocore errors as :class:`DatastoreError` subclasses."""
+def translated(location: str, key: str | None = None, *, source: bool = False) -> Iterator[None]:
+    """Context manager that re-raises botocore errors as :class:`DatastoreError` subclasses.
+
+    Args:
+        location: ``s3://bucket/prefix`` for messages.
+        key: The object key involved, if any.
+        source: The bucket is a creation source, not the store (see :func:`as_source_error`).
+    """
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, location, key) from exc
+        err = translate(exc, location, key)
+        raise (as_source_error(err, location, key) if source else err) from exc

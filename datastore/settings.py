@@ -45,6 +45,11 @@ class Settings:
         workers: Concurrent transfer batches (Prefect thread pool size).
         part_workers: Concurrent multipart parts per large object.
         reuse_lines: A batch may carry at most this many reused (unchanged) entries.
+        fetch_workers: Concurrent GETs of small S3 source objects per transfer batch.
+        copy_multipart_bytes: S3 objects bigger than this are copied server-side in parts
+            (``UploadPartCopy``); S3's single ``CopyObject`` limit is 5 GiB.
+        copy_part_bytes: Part size of a multipart server-side copy.
+        list_run: Listed keys sorted in memory at a time (more spill to disk, then merge).
     """
 
     store: str = field(default_factory=lambda: str(default_store_path()))
@@ -57,6 +62,10 @@ class Settings:
     workers: int = 4
     part_workers: int = 8
     reuse_lines: int = 100_000
+    fetch_workers: int = 16
+    copy_multipart_bytes: int = 5 * 1024 * MiB
+    copy_part_bytes: int = 512 * MiB
+    list_run: int = 200_000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -71,4 +80,8 @@ class Settings:
             part_bytes=_int("DATASTORE_PART_BYTES", 8 * MiB, minimum=5 * MiB),
             workers=_int("DATASTORE_WORKERS", 4),
             part_workers=_int("DATASTORE_PART_WORKERS", 8),
+            fetch_workers=_int("DATASTORE_FETCH_WORKERS", 16),
+            copy_multipart_bytes=_int("DATASTORE_COPY_MULTIPART_BYTES", 5 * 1024 * MiB, minimum=5 * MiB),
+            copy_part_bytes=_int("DATASTORE_COPY_PART_BYTES", 512 * MiB, minimum=5 * MiB),
+            list_run=_int("DATASTORE_LIST_RUN", 200_000),
         )

@@ -10,32 +10,18 @@ from datastore import runtime
 
 runtime.configure()
 
-from dataclasses import replace  # noqa: E402
-
 from prefect import flow, unmapped  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from datastore.creation import prepare  # noqa: E402
 from datastore.local_source import resolve_source  # noqa: E402
-from datastore.naming import derive_name  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
+from flows.common import run_name, settings_for  # noqa: E402
 from tasks.commit import commit_version  # noqa: E402
 from tasks.local import scan_local, transfer_local_batch  # noqa: E402
 
 
-def _run_name() -> str:
-    params = flow_run.parameters
-    name = params.get("name")
-    if not name:
-        try:
-            name = derive_name(str(params.get("source", "")))
-        except Exception:  # noqa: BLE001 - a bad name fails the run itself, with its message
-            name = "unnamed"
-    return f"create-{name}"
-
-
-@flow(name="datastore-create-local", flow_run_name=_run_name,
+@flow(name="datastore-create-local", flow_run_name=run_name,
       task_runner=ThreadPoolTaskRunner(max_workers=Settings.from_env().workers))
 def create_from_local(source: str, name: str | None = None, store: str | None = None) -> dict:
     """Create the next version of a datastore from a local folder or file.
@@ -48,9 +34,7 @@ def create_from_local(source: str, name: str | None = None, store: str | None = 
     Returns:
         The committed version record (see DESIGN.md for the fields).
     """
-    settings = Settings.from_env()
-    if store:
-        settings = replace(settings, store=store)
+    settings = settings_for(store)
     root = resolve_source(source)
     job = prepare(str(root), name, "local", settings)
     plan = scan_local(job, settings)

@@ -28,7 +28,7 @@ def task_runs_of(flow_run_id: str) -> list:
 def assert_round_trip(record: dict, tree: dict[str, bytes]) -> None:
     store = open_store()
     rec = versions.read_record(store, record["name"], record["version"])
-    got = {e.path: reader.read_file(store, e) for e in reader.entries(store, rec)}
+    got = {e.path: reader.read_file(store, rec, e) for e in reader.entries(store, rec)}
     assert got == tree
 
 

@@ -81,9 +81,11 @@ class S3Server:
     def client(self):
         """A plain boto3 client for test set-up."""
         import boto3
+        from botocore.config import Config
 
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                            aws_secret_access_key=self.secret_key, region_name="us-east-1")
+                            aws_secret_access_key=self.secret_key, region_name="us-east-1",
+                            config=Config(max_pool_connections=32))
 
 
 def _wait_s3(endpoint: str, proc: subprocess.Popen | None, timeout: float, log: Path | None = None) -> None:

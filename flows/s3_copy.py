@@ -1,0 +1,45 @@
+"""Flow: create a datastore version by copying an S3 prefix into the store.
+
+scan (1 task: paginated listing, sorted with bounded memory, merged with the previous version)
+→ copy batches (1 task per ~1,000 new objects or ~128 MB, in parallel) → commit (1 task).
+Unchanged objects (same key, size and ETag) are reused, not copied again.
+"""
+
+from __future__ import annotations
+
+from datastore import runtime
+
+runtime.configure()
+
+from prefect import flow, unmapped  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from datastore import s3_job  # noqa: E402
+from datastore.settings import Settings  # noqa: E402
+from flows.common import run_name, settings_for  # noqa: E402
+from tasks.commit import commit_version  # noqa: E402
+from tasks.s3_copy import copy_s3_batch, scan_s3  # noqa: E402
+
+
+@flow(name="datastore-create-s3-copy", flow_run_name=run_name,
+      task_runner=ThreadPoolTaskRunner(max_workers=Settings.from_env().workers))
+def create_from_s3(source: str, name: str | None = None, credentials: str | None = None,
+                   store: str | None = None) -> dict:
+    """Create the next version of a datastore by copying ``s3://bucket/prefix/``.
+
+    Args:
+        source: The S3 URL.
+        name: Datastore name; derived from the last "directory" of the prefix when omitted.
+        credentials: Name of a Prefect ``AwsCredentials`` block to read the source with; when
+            omitted the default AWS chain is tried, then registered blocks.
+        store: Store location; ``DATASTORE_STORE`` or the embedded default when omitted.
+
+    Returns:
+        The committed version record.
+    """
+    settings = settings_for(store)
+    job = s3_job.prepare(source, name, False, credentials, settings)
+    plan = scan_s3(job, settings)
+    results = copy_s3_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings)).result()
+    uploaded = sum(u for _, u in results)
+    return commit_version(job, [k for k, _ in results], uploaded, settings)

@@ -1,0 +1,38 @@
+"""Flow: create a datastore version that references an S3 prefix in place (``--no-copy``).
+
+pin (1 task: one paginated listing into manifests that pin each object by VersionId or ETag)
+→ commit (1 task). No data is copied; reads fetch exactly the pinned objects.
+"""
+
+from __future__ import annotations
+
+from datastore import runtime
+
+runtime.configure()
+
+from prefect import flow  # noqa: E402
+
+from datastore import s3_job  # noqa: E402
+from flows.common import run_name, settings_for  # noqa: E402
+from tasks.commit import commit_version  # noqa: E402
+from tasks.s3_reference import pin_s3_prefix  # noqa: E402
+
+
+@flow(name="datastore-create-s3-reference", flow_run_name=run_name)
+def reference_s3(source: str, name: str | None = None, credentials: str | None = None,
+                 store: str | None = None) -> dict:
+    """Create the next version of a datastore that references ``s3://bucket/prefix/`` in place.
+
+    Args:
+        source: The S3 URL.
+        name: Datastore name; derived from the last "directory" of the prefix when omitted.
+        credentials: Name of a Prefect ``AwsCredentials`` block (see :func:`flows.s3_copy.create_from_s3`).
+        store: Store location; ``DATASTORE_STORE`` or the embedded default when omitted.
+
+    Returns:
+        The committed version record (``bytes_uploaded`` is 0).
+    """
+    settings = settings_for(store)
+    job = s3_job.prepare(source, name, True, credentials, settings)
+    batch_keys = pin_s3_prefix(job, settings)
+    return commit_version(job, batch_keys, 0, settings)

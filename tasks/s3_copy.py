@@ -1,0 +1,26 @@
+"""Tasks of the S3-copy creation path."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from datastore import s3_copy
+from datastore.creation import CreateJob
+from datastore.plan import PlanSummary
+from datastore.settings import Settings
+from tasks.retry import RETRIES, RETRY_DELAYS, transient_only
+
+
+@task(name="scan-s3", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=transient_only)
+def scan_s3(job: CreateJob, settings: Settings) -> PlanSummary:
+    """List the prefix and store batch plans; returns their keys and the totals."""
+    return s3_copy.scan(job, settings)
+
+
+@task(name="copy-s3-batch", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=transient_only, task_run_name="copy-{plan_key}")
+def copy_s3_batch(plan_key: str, job: CreateJob, settings: Settings) -> tuple[str, int]:
+    """Copy the new objects of one batch; returns (batch manifest key, bytes written)."""
+    return s3_copy.transfer_batch(job, plan_key, settings)

@@ -1,0 +1,18 @@
+"""Task of the S3-reference (``--no-copy``) creation path."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from datastore import s3_reference
+from datastore.creation import CreateJob
+from datastore.settings import Settings
+from tasks.retry import RETRIES, RETRY_DELAYS, transient_only
+
+
+@task(name="pin-s3-prefix", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=transient_only)
+def pin_s3_prefix(job: CreateJob, settings: Settings) -> list[str]:
+    """List the prefix and store manifests pinning every object (no data copied)."""
+    return s3_reference.pin(job, settings)
