@@ -5,6 +5,7 @@ Run::
     make bench                                            # full size (defaults below)
     .venv/bin/python -m bench --files 300 --large-mb 16   # a quick smoke run
     .venv/bin/python -m bench --only small-s3 --profile   # one scenario, plus a cProfile of datastore
+    .venv/bin/python -m bench --only s3-copy,s3-nocopy    # several scenarios (or repeat --only)
 
 Every row is one subprocess on this machine. The servers are started for the run, on 127.0.0.1
 only: a real SeaweedFS S3 server and a real ``prefect server start`` (see tests/support/servers.py).
@@ -26,12 +27,24 @@ fixed        the fixed cost of one command without a server: ``datastore create`
              folder in Prefect's ephemeral mode vs a bare one-task Prefect flow in the same mode.
              Each has its own PREFECT_HOME, warmed by one untimed run so that database migrations
              do not count. Ratio: seconds relative to the bare flow (>1 = slower).
+s3-copy      an S3 source: the N small files, uploaded untimed to ``s3://bench-src/small/`` on the
+             same SeaweedFS, copied to a fresh bucket. ``s5cmd cp 's3://bench-src/small/*'`` (a
+             server-side CopyObject per object) vs ``datastore create s3://bench-src/small/`` (store
+             in a fresh bucket; small objects are fetched and packed) vs the same with
+             DATASTORE_LARGE_FILE_BYTES=1 (every object a server-side CopyObject). Ratio: objects/s
+             relative to s5cmd.
+s3-nocopy    M tiny objects (``--ref-files``, default 100,000, of 100 bytes; uploaded untimed) in
+             ``s3://bench-src-ref/ref/``: ``datastore create --no-copy`` (store in a fresh bucket)
+             vs ``s5cmd ls`` of the prefix, the listing a no-copy create cannot beat. Ratio:
+             objects/s relative to s5cmd ls; target ≥ 5,000 objects/s.
 
 Measured per row: wall time (``time.perf_counter`` around the subprocess) and peak resident memory,
 sampled every 20 ms: of the whole process tree (psutil, sum of RSS; Prefect's ephemeral mode starts
 a server subprocess, which counts here) and of the main process alone (its kernel high-water mark).
 The shared SeaweedFS and Prefect servers are not counted. s5cmd is timed as its Go binary, not the
-Python wrapper in .venv/bin. Results are printed as one table and written to
+Python wrapper in .venv/bin. For the S3-source scenarios also S3 requests per object, counted by
+SeaweedFS itself: its Prometheus counter ``SeaweedFS_s3_request_total`` (every bucket, type and
+status code; HEAD counts as GET), scraped before and after the row, delta ÷ objects. Results are printed as one table and written to
 ``bench/out/results.json``; ``--profile`` also writes ``bench/out/small.prof``.
 """
 
@@ -43,6 +56,7 @@ import json
 import os
 import platform
 import pstats
+import re
 import shutil
 import signal
 import subprocess
@@ -50,6 +64,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -61,7 +76,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # tests/support is not installed; it sits next to bench/
 
-from tests.support.servers import S3Server, prefect_server, seaweedfs  # noqa: E402
+from tests.support.servers import S3Server, free_port, prefect_server, seaweedfs  # noqa: E402
 
 MiB = 1024 * 1024
 BIN = Path(sys.executable).parent  # the project venv's bin: datastore, weed
@@ -72,6 +87,12 @@ SAMPLE_S = 0.02
 # Listing a process tree walks all of /proc (~1 ms); reading the RSS of a known process is ~10 µs.
 # Re-list the tree only every few samples so that the sampler itself loads the CPU very little.
 RESCAN_EVERY = 5
+# The S3-source scenarios: where their (untimed) source data lives on the bench's SeaweedFS.
+COPY_SRC = ("bench-src", "small/")
+REF_SRC = ("bench-src-ref", "ref/")
+REF_SIZE = 100  # bytes per object of the --no-copy source
+NOCOPY_TARGET = 5_000  # objects/s a --no-copy create should reach
+REQUEST_METRIC = "SeaweedFS_s3_request_total"
 
 SCENARIOS = {
     "small-s3": "small files → SeaweedFS",
@@ -79,6 +100,8 @@ SCENARIOS = {
     "small-local": "small files → local store",
     "large-local": "large file → local store",
     "fixed": "fixed cost (ephemeral)",
+    "s3-copy": "S3 prefix → S3 (copy)",
+    "s3-nocopy": "S3 prefix, --no-copy",
 }
 # Per scenario: the tool the others are compared with, and the metric compared.
 REFERENCE = {
@@ -87,6 +110,8 @@ REFERENCE = {
     "small-local": ("cp", "files_per_s"),
     "large-local": ("cp", "mib_per_s"),
     "fixed": ("bare flow", "seconds"),
+    "s3-copy": ("s5cmd", "files_per_s"),
+    "s3-nocopy": ("s5cmd ls", "files_per_s"),
 }
 BARE_FLOW = """\
 from prefect import flow, task
@@ -140,6 +165,8 @@ class Row:
     ratio: float | None = None
     ratio_ref: str | None = None
     record: dict | None = None  # the datastore's version record, when the tool is datastore
+    s3_requests: int | None = None  # S3 requests SeaweedFS counted during the run (S3-source scenarios)
+    s3_requests_by_type: dict[str, int] | None = None
 
     @property
     def files_per_s(self) -> float | None:
@@ -151,9 +178,15 @@ class Row:
         """MiB per second, when the run succeeded and moved bytes."""
         return self.bytes / MiB / self.seconds if self.seconds and self.bytes else None
 
+    @property
+    def requests_per_object(self) -> float | None:
+        """S3 requests per object (file), when they were counted."""
+        return self.s3_requests / self.files if self.s3_requests is not None and self.files else None
+
     def to_json(self) -> dict:
         """Plain dict for results.json, with the derived rates."""
-        return {**asdict(self), "files_per_s": self.files_per_s, "mib_per_s": self.mib_per_s}
+        return {**asdict(self), "files_per_s": self.files_per_s, "mib_per_s": self.mib_per_s,
+                "s3_requests_per_object": self.requests_per_object}
 
 
 @dataclass
@@ -165,8 +198,10 @@ class Context:
     env: dict[str, str]
     small_dir: Path | None = None
     large_dir: Path | None = None
+    ref_dir: Path | None = None
     s3: S3Server | None = None
     s3_error: str = ""
+    metrics_error: str = ""  # why S3 requests cannot be counted, when they cannot
     api_url: str | None = None
     api_error: str = ""
     awscli: Path | None = None
@@ -181,6 +216,11 @@ class Context:
     def large_bytes(self) -> int:
         """Size of the large file."""
         return self.args.large_mb * MiB
+
+    @property
+    def ref_bytes(self) -> int:
+        """Total bytes of the --no-copy source."""
+        return self.args.ref_files * REF_SIZE
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -310,6 +350,72 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float)
                            out.read().decode(errors="replace"), err.read().decode(errors="replace"), leftovers)
 
 
+_SAMPLE_LINE = re.compile(r"^(\w+)(?:\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape_requests(url: str) -> dict[str, tuple[str, float]]:
+    """SeaweedFS's S3 request counters: label set → (request type, count).
+
+    A series of a deleted bucket disappears, so an empty result is possible; :func:`check_metrics`
+    makes sure once that the counter exists at all.
+
+    Raises:
+        OSError: the metrics endpoint did not answer.
+    """
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode(errors="replace")
+    counters: dict[str, tuple[str, float]] = {}
+    for line in text.splitlines():
+        match = _SAMPLE_LINE.match(line)
+        if match and match.group(1) == REQUEST_METRIC:
+            labels = dict(_LABEL.findall(match.group(2) or ""))
+            counters[match.group(2) or ""] = (labels.get("type", "?"), float(match.group(3)))
+    return counters
+
+
+def check_metrics(s3: S3Server) -> str:
+    """Why SeaweedFS's request counter cannot be used, or "" when it counts a known request."""
+    if not s3.metrics_url:
+        return "SeaweedFS has no metrics port"
+    try:
+        before = settled_requests(s3.metrics_url)
+        s3.client().list_buckets()
+        delta = request_delta(before, settled_requests(s3.metrics_url))
+    except (OSError, ValueError) as exc:
+        return f"SeaweedFS metrics unusable: {exc}"
+    if sum(delta.values()) != 1:
+        return f"{REQUEST_METRIC} counted {sum(delta.values())} requests for one ListBuckets"
+    return ""
+
+
+def settled_requests(url: str) -> dict[str, tuple[str, float]]:
+    """:func:`scrape_requests` once the counters stop moving.
+
+    SeaweedFS counts a request after its handler returns, which can be just after the client has
+    its answer and exited; scrape until two scrapes 0.3 s apart agree (at most ~3 s).
+    """
+    last = scrape_requests(url)
+    for _ in range(10):
+        time.sleep(0.3)
+        now = scrape_requests(url)
+        if now == last:
+            break
+        last = now
+    return last
+
+
+def request_delta(before: dict[str, tuple[str, float]], after: dict[str, tuple[str, float]]) -> dict[str, int]:
+    """Requests per type between two scrapes (per label set, so a series SeaweedFS dropped in
+    between, e.g. of an idle bucket, does not count negative)."""
+    by_type: dict[str, int] = {}
+    for key, (kind, count) in after.items():
+        delta = count - before.get(key, (kind, 0.0))[1]
+        if delta > 0:
+            by_type[kind] = by_type.get(kind, 0) + round(delta)
+    return dict(sorted(by_type.items(), key=lambda kv: -kv[1]))
+
+
 def tail(text: str, limit: int = 300) -> str:
     """The end of ``text`` on one line (for a FAILED cell)."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
@@ -318,7 +424,7 @@ def tail(text: str, limit: int = 300) -> str:
 
 
 def measured_row(ctx: Context, scenario: str, tool: str, cmd: list[str], env: dict[str, str], files: int,
-                 nbytes: int, verify: Callable[[Measurement], str]) -> Row:
+                 nbytes: int, verify: Callable[[Measurement], str], count_requests: bool = False) -> Row:
     """Run one tool once and turn the outcome into a row.
 
     Args:
@@ -331,17 +437,38 @@ def measured_row(ctx: Context, scenario: str, tool: str, cmd: list[str], env: di
         nbytes: Bytes it must have transferred.
         verify: Checks the result after a zero exit; returns a short description, raises
             :class:`VerifyError` when the result is wrong.
+        count_requests: Also count the S3 requests SeaweedFS served during the run (scraped
+            before it and after it, before ``verify`` lists anything).
 
     Returns:
         The row, with numbers only if the run succeeded and verified.
     """
     log(f"{scenario}: {tool} …")
     row = Row(scenario, tool, files, nbytes, command=cmd)
+    metrics_url = ctx.s3.metrics_url if count_requests and ctx.s3 and not ctx.metrics_error else None
+    before: dict[str, tuple[str, float]] | None = None
+    request_note = ""
+    if count_requests and not metrics_url:
+        request_note = f"S3 requests not counted: {ctx.metrics_error or 'no SeaweedFS metrics'}"
+    if metrics_url:
+        try:
+            before = settled_requests(metrics_url)
+        except (OSError, ValueError) as exc:
+            request_note = f"S3 requests not counted: {exc}"
     try:
         m = run_measured(cmd, env, ctx.root, ctx.args.timeout)
     except OSError as exc:
         row.error = f"FAILED: could not start: {exc}"
         return row
+    if metrics_url and before is not None:
+        try:
+            by_type = request_delta(before, settled_requests(metrics_url))
+        except (OSError, ValueError) as exc:
+            request_note = f"S3 requests not counted: {exc}"
+        else:
+            row.s3_requests = sum(by_type.values())
+            row.s3_requests_by_type = by_type
+            request_note = f"S3 req {row.s3_requests:,} (" + " ".join(f"{k} {v:,}" for k, v in by_type.items()) + ")"
     if m.returncode is None:
         row.error = f"FAILED: timed out after {ctx.args.timeout:.0f}s: {tail(m.stderr or m.stdout)}"
     elif m.returncode != 0:
@@ -356,6 +483,8 @@ def measured_row(ctx: Context, scenario: str, tool: str, cmd: list[str], env: di
                 row.record = parse_record(m.stdout)
     if m.leftovers:
         row.check = (row.check + "; " if row.check else "") + "left processes behind (killed)"
+    if request_note and row.error is None:
+        row.check = (row.check + "; " if row.check else "") + request_note
     if row.error is None:
         row.seconds = m.seconds
         # 0 means the run ended before the first sample: show "-", not a made-up 0.
@@ -420,6 +549,40 @@ def verify_s3(s3: S3Server, bucket: str, prefix: str, files: int, nbytes: int) -
             raise VerifyError(f"s3://{bucket}/{prefix} holds {count} objects / {total} bytes, "
                               f"expected {files} / {nbytes}")
         return f"{count} objects, {total / MiB:.1f} MiB listed"
+
+    return verify
+
+
+def verify_listing(files: int) -> Callable[[Measurement], str]:
+    """A verifier for ``s5cmd ls``: one line per object on stdout, and no ``DIR`` lines."""
+
+    def verify(m: Measurement) -> str:
+        lines = [line for line in m.stdout.splitlines() if line.strip()]
+        dirs = sum(1 for line in lines if line.split()[0] == "DIR")
+        if len(lines) != files or dirs:
+            raise VerifyError(f"listed {len(lines)} lines ({dirs} DIR), expected {files} objects")
+        return f"{len(lines)} objects listed"
+
+    return verify
+
+
+def verify_nocopy(files: int, nbytes: int) -> Callable[[Measurement], str]:
+    """A verifier for ``datastore create --no-copy --json``: every object referenced, nothing uploaded."""
+
+    def verify(m: Measurement) -> str:
+        record = parse_record(m.stdout)
+        if record.get("files") != files or record.get("bytes_uploaded") != 0:
+            raise VerifyError(f"record says {record.get('files')} files / {record.get('bytes_uploaded')} bytes "
+                              f"uploaded, expected {files} / 0")
+        notes = [f"{files} files referenced", "uploaded=0"]
+        if record.get("bytes") != nbytes:
+            notes.append(f"record bytes {record.get('bytes')} != source {nbytes}")
+        notes.append(f"in-flow {record.get('duration_s')}s")
+        try:
+            json.loads(m.stdout)
+        except ValueError:
+            notes.append("STDOUT NOT PURE JSON")
+        return ", ".join(notes)
 
     return verify
 
@@ -547,14 +710,19 @@ def start_servers(ctx: Context, selected: list[str], stack: contextlib.ExitStack
 
     A server that does not start is recorded; the rows that need it then say why they failed.
     """
-    needs_s3 = any(s.endswith("-s3") for s in selected)
-    needs_api = any(s in ("small-s3", "large-s3", "small-local", "large-local") for s in selected)
+    needs_s3 = any(s.endswith("-s3") or s.startswith("s3-") for s in selected)
+    needs_api = any(s in ("small-s3", "large-s3", "small-local", "large-local", "s3-copy", "s3-nocopy")
+                    for s in selected)
     if needs_s3:
         log("starting SeaweedFS …")
         try:
-            ctx.s3 = stack.enter_context(seaweedfs(ctx.root / "seaweedfs"))
+            # With a metrics port: the S3-source scenarios count S3 requests from its counters.
+            ctx.s3 = stack.enter_context(seaweedfs(ctx.root / "seaweedfs", metrics_port=free_port()))
         except Exception as exc:  # noqa: BLE001 - reported in every row that needs it
             ctx.s3_error = f"SeaweedFS did not start: {exc}"
+        else:
+            ctx.metrics_error = check_metrics(ctx.s3)
+    if any(s.endswith("-s3") for s in selected):  # only small-s3 and large-s3 run the AWS CLI
         ctx.awscli, ctx.awscli_error = ensure_awscli()
     if needs_api:
         log("starting the Prefect server …")
@@ -571,25 +739,31 @@ def server_env(ctx: Context, store: str) -> dict[str, str]:
             "PREFECT_HOME": str(ctx.root / "prefect-client")}
 
 
-def datastore_cmd(source: Path, name: str) -> list[str]:
-    """``datastore create SOURCE --name NAME --json``."""
-    return [str(BIN / "datastore"), "create", str(source), "--name", name, "--json"]
+def datastore_cmd(source: Path | str, name: str, *flags: str) -> list[str]:
+    """``datastore create SOURCE [FLAGS] --name NAME --json``."""
+    return [str(BIN / "datastore"), "create", str(source), *flags, "--name", name, "--json"]
 
 
-def datastore_row(ctx: Context, scenario: str, src: Path, name: str, files: int, nbytes: int,
-                  store: Callable[[], tuple[str, dict[str, str]]]) -> Row:
+def datastore_row(ctx: Context, scenario: str, src: Path | str, name: str, files: int, nbytes: int,
+                  store: Callable[[], tuple[str, dict[str, str]]], tool: str = "datastore",
+                  flags: tuple[str, ...] = (), verify: Callable[[Measurement], str] | None = None,
+                  count_requests: bool = False) -> Row:
     """``datastore create`` of ``src`` reporting to the Prefect server.
 
     Args:
         store: Makes the destination: returns the DATASTORE_STORE value and extra environment
             (called only when the Prefect server is up).
+        tool: The row's label.
+        flags: Extra options of ``datastore create`` (e.g. ``--no-copy``).
+        verify: The verifier; by default the record's files and bytes must match.
+        count_requests: Count the S3 requests of the run (see :func:`measured_row`).
     """
     if ctx.api_url is None:
-        return Row(scenario, "datastore", files, nbytes, error=f"FAILED: {ctx.api_error}")
+        return Row(scenario, tool, files, nbytes, error=f"FAILED: {ctx.api_error}")
     url, extra = store()
     env = {**server_env(ctx, url), **extra}
-    return measured_row(ctx, scenario, "datastore", datastore_cmd(src, name), env, files, nbytes,
-                        verify_record(files, nbytes))
+    return measured_row(ctx, scenario, tool, datastore_cmd(src, name, *flags), env, files, nbytes,
+                        verify or verify_record(files, nbytes), count_requests)
 
 
 # --- scenarios -----------------------------------------------------------------------------------
@@ -621,6 +795,91 @@ def s3_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, nam
     # A fresh bucket per scenario: nothing can be reused, so every byte is transferred.
     rows.append(datastore_row(ctx, scenario, src, name, files, nbytes,
                               lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store", s3.env())))
+    return rows
+
+
+def upload_source(ctx: Context, local: Path, bucket: str, prefix: str, files: int, nbytes: int) -> None:
+    """Upload ``local`` (untimed) to ``s3://bucket/prefix`` with s5cmd and check it arrived whole.
+
+    Raises:
+        RuntimeError: the upload failed or the bucket does not hold the data afterwards.
+    """
+    assert ctx.s3 is not None
+    s3 = ctx.s3
+    s3.client().create_bucket(Bucket=bucket)
+    cmd = [str(s5cmd_binary()), "--endpoint-url", s3.endpoint, "--log", "error", "cp", f"{local}/*",
+           f"s3://{bucket}/{prefix}"]
+    log(f"uploading {files:,} objects to s3://{bucket}/{prefix} (untimed) …")
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env={**ctx.env, **s3.env()}, cwd=ctx.root, capture_output=True, text=True,
+                          timeout=ctx.args.timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"uploading the source failed: exit {done.returncode}: {tail(done.stderr or done.stdout)}")
+    try:
+        listed = verify_s3(s3, bucket, prefix, files, nbytes)(None)  # type: ignore[arg-type]
+    except VerifyError as exc:
+        raise RuntimeError(f"source upload incomplete: {exc}") from None
+    log(f"uploaded in {time.perf_counter() - start:.1f}s: {listed}")
+
+
+def s3_copy_rows(ctx: Context) -> list[Row]:
+    """An S3 prefix → a fresh bucket: s5cmd (server-side copies), datastore (packs), datastore (copies)."""
+    files, nbytes = ctx.args.files, ctx.small_bytes
+    scenario = "s3-copy"
+    tools = ("s5cmd", "datastore", "datastore (server-side copy)")
+    if ctx.s3 is None:
+        return [Row(scenario, tool, files, nbytes, error=f"FAILED: {ctx.s3_error}") for tool in tools]
+    assert ctx.small_dir is not None, "main() generates the small files for s3-copy"
+    s3 = ctx.s3
+    bucket, prefix = COPY_SRC
+    upload_source(ctx, ctx.small_dir, bucket, prefix, files, nbytes)
+    source = f"s3://{bucket}/{prefix}"
+    rows = []
+
+    dst = fresh_bucket(s3, scenario, "s5cmd")
+    cmd = [str(s5cmd_binary()), "--endpoint-url", s3.endpoint, "--log", "error", "cp", f"{source}*", f"s3://{dst}/"]
+    rows.append(measured_row(ctx, scenario, "s5cmd", cmd, {**ctx.env, **s3.env()}, files, nbytes,
+                             verify_s3(s3, dst, "", files, nbytes), count_requests=True))
+
+    rows.append(datastore_row(ctx, scenario, source, "s3copy", files, nbytes,
+                              lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store", s3.env()),
+                              count_requests=True))
+    # Every object at least 1 byte is "large": copied server-side (CopyObject) instead of GET + pack.
+    rows.append(datastore_row(ctx, scenario, source, "s3copy", files, nbytes,
+                              lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore-ssc')}/store",
+                                       {**s3.env(), "DATASTORE_LARGE_FILE_BYTES": "1"}),
+                              tool=tools[2], count_requests=True))
+    return rows
+
+
+def s3_nocopy_rows(ctx: Context) -> list[Row]:
+    """M tiny objects referenced in place (``--no-copy``) vs ``s5cmd ls`` of the same prefix."""
+    files, nbytes = ctx.args.ref_files, ctx.ref_bytes
+    scenario = "s3-nocopy"
+    tools = ("s5cmd ls", "datastore --no-copy")
+    if ctx.s3 is None:
+        return [Row(scenario, tool, files, 0, error=f"FAILED: {ctx.s3_error}") for tool in tools]
+    assert ctx.ref_dir is not None, "main() generates the objects for s3-nocopy"
+    s3 = ctx.s3
+    bucket, prefix = REF_SRC
+    upload_source(ctx, ctx.ref_dir, bucket, prefix, files, nbytes)
+    source = f"s3://{bucket}/{prefix}"
+    rows = []
+
+    # Rows move no bytes (bytes=0): the rate that matters is objects/s. No "--log error" here:
+    # s5cmd prints its listing at log level info.
+    cmd = [str(s5cmd_binary()), "--endpoint-url", s3.endpoint, "ls", f"{source}*"]
+    rows.append(measured_row(ctx, scenario, "s5cmd ls", cmd, {**ctx.env, **s3.env()}, files, 0,
+                             verify_listing(files), count_requests=True))
+
+    row = datastore_row(ctx, scenario, source, "ref", files, 0,
+                        lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store", s3.env()),
+                        tool=tools[1], flags=("--no-copy",), verify=verify_nocopy(files, nbytes),
+                        count_requests=True)
+    if row.error is None and row.files_per_s is not None:
+        met = "met" if row.files_per_s >= NOCOPY_TARGET else "MISSED"
+        row.check += f"; target ≥ {NOCOPY_TARGET:,} objects/s {met}"
+    rows.append(row)
     return rows
 
 
@@ -685,6 +944,10 @@ def run_scenario(ctx: Context, scenario: str) -> list[Row]:
     """The rows of one scenario."""
     if scenario == "fixed":
         return fixed_rows(ctx)
+    if scenario == "s3-copy":
+        return s3_copy_rows(ctx)
+    if scenario == "s3-nocopy":
+        return s3_nocopy_rows(ctx)
     size, target = scenario.split("-")
     if size == "small":
         src, files, nbytes, name = ctx.small_dir, ctx.args.files, ctx.small_bytes, "benchsmall"
@@ -788,10 +1051,17 @@ def _rate(value: float | None) -> str:
     return _num(value, 0 if value >= 100 else 1 if value >= 10 else 2)
 
 
+def _per_object(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.2f}" if value >= 0.095 else f"{value:.2g}"
+
+
 def render_table(rows: list[Row]) -> list[str]:
     """The table as fixed-width text lines; a failed row shows its reason instead of numbers."""
-    header = ["scenario", "tool", "seconds", "files/s", "MiB/s", "RSS tree MiB", "RSS main MiB", "ratio", "check"]
-    right = {2, 3, 4, 5, 6}
+    header = ["scenario", "tool", "seconds", "files/s", "MiB/s", "RSS tree MiB", "RSS main MiB", "S3 req/obj",
+              "ratio", "check"]
+    right = {2, 3, 4, 5, 6, 7}
     cells: list[list[str] | tuple[str, str, str]] = []
     for r in rows:
         label = SCENARIOS[r.scenario]
@@ -800,7 +1070,8 @@ def render_table(rows: list[Row]) -> list[str]:
             continue
         ratio = "-" if r.ratio is None else f"{r.ratio:.{3 if r.ratio < 0.1 else 2}f}× {r.ratio_ref}"
         cells.append([label, r.tool, _num(r.seconds, 2), _rate(r.files_per_s), _rate(r.mib_per_s),
-                      _num(r.peak_tree_mib, 0), _num(r.peak_main_mib, 0), ratio, r.check])
+                      _num(r.peak_tree_mib, 0), _num(r.peak_main_mib, 0), _per_object(r.requests_per_object),
+                      ratio, r.check])
     full = [c for c in cells if isinstance(c, list)]
     widths = [max([len(header[i])] + [len(c[i]) for c in full]) for i in range(len(header) - 1)]
     widths[0] = max([widths[0]] + [len(c[0]) for c in cells])
@@ -819,15 +1090,30 @@ def render_table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def print_report(rows: list[Row], args: argparse.Namespace, machine: dict) -> None:
+def print_report(rows: list[Row], args: argparse.Namespace, machine: dict, metrics_error: str = "") -> None:
     """The table, its legend and the machine line, on stdout."""
     print()
     print("\n".join(render_table(rows)))
     print()
     print(f"data: small = {args.files:,} files × {args.file_kb} KiB ({args.files * args.file_kb / 1024:.1f} MiB, "
           f"{FILES_PER_DIR} per directory); large = 1 file × {args.large_mb} MiB; random bytes")
-    print("ratio: throughput ÷ the reference tool's (S3: s5cmd, local: cp; >1 = faster); "
+    scenarios = {r.scenario for r in rows}
+    if scenarios & {"s3-copy", "s3-nocopy"}:
+        print(f"S3 sources: s3-copy = the small files uploaded (untimed) to s3://{'/'.join(COPY_SRC)}; s3-nocopy = "
+              f"{args.ref_files:,} objects × {REF_SIZE} B in s3://{'/'.join(REF_SRC)}; both on the same SeaweedFS "
+              "as the stores; files/s = objects/s")
+    print("ratio: throughput ÷ the reference tool's (S3: s5cmd, local: cp; S3 prefix copy: s5cmd cp S3→S3, "
+          "a server-side CopyObject per object; --no-copy: s5cmd ls; >1 = faster); "
           "fixed cost: seconds ÷ the bare flow's (>1 = slower)")
+    if scenarios & {"s3-copy", "s3-nocopy"}:
+        if metrics_error:
+            print(f"S3 req/obj: not measured ({metrics_error}); - in the table")
+        else:
+            print(f"S3 req/obj: S3 requests SeaweedFS served during the row ({REQUEST_METRIC}: all buckets, "
+                  "types and status codes; HEAD counts as GET) ÷ objects; server-side counts, scraped before and "
+                  "after each row, before verification; measured for the S3-source scenarios only")
+    if "s3-nocopy" in scenarios:
+        print(f"target: datastore --no-copy ≥ {NOCOPY_TARGET:,} objects/s")
     print(f"RSS: peak resident memory sampled every {SAMPLE_S * 1000:.0f} ms (main: kernel high-water mark; "
           "tree: the process and all its descendants, incl. Prefect's ephemeral server; "
           "- = ended before the first sample); SeaweedFS and the Prefect server are not counted")
@@ -839,6 +1125,16 @@ def print_report(rows: list[Row], args: argparse.Namespace, machine: dict) -> No
           f"Prefect {machine['prefect']}")
 
 
+def _scenario_names(value: str) -> list[str]:
+    """``--only`` values: one scenario or several, comma-separated."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown scenario {', '.join(unknown) or value!r} "
+                                         f"(choose from {', '.join(SCENARIOS)})")
+    return names
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (sizes of the data sets, scenario selection, profiling)."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
@@ -846,14 +1142,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--files", type=int, default=10_000, metavar="N", help="small files (default 10000)")
     p.add_argument("--file-kb", type=int, default=10, metavar="K", help="KiB per small file (default 10)")
     p.add_argument("--large-mb", type=int, default=512, metavar="M", help="MiB of the large file (default 512)")
-    p.add_argument("--only", action="append", choices=list(SCENARIOS), metavar="SCENARIO",
-                   help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
+    p.add_argument("--ref-files", type=int, default=100_000, metavar="M",
+                   help=f"objects of {REF_SIZE} bytes for s3-nocopy (default 100000)")
+    p.add_argument("--only", action="extend", type=_scenario_names, metavar="SCENARIO[,SCENARIO…]",
+                   help=f"run only these scenarios (comma-separated or repeated): {', '.join(SCENARIOS)}")
     p.add_argument("--profile", action="store_true",
                    help="also run datastore small files → SeaweedFS under cProfile (bench/out/small.prof)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before a run is killed (default 3600)")
     args = p.parse_args(argv)
-    if args.files < 1 or args.file_kb < 1 or args.large_mb < 1:
-        p.error("--files, --file-kb and --large-mb must be at least 1")
+    if args.files < 1 or args.file_kb < 1 or args.large_mb < 1 or args.ref_files < 1:
+        p.error("--files, --file-kb, --large-mb and --ref-files must be at least 1")
     return args
 
 
@@ -875,12 +1173,15 @@ def main(argv: list[str] | None = None) -> int:
     machine: dict = {}
     profile: dict | None = None
     try:
-        if any(s.startswith("small") for s in selected):
+        if any(s.startswith("small") or s == "s3-copy" for s in selected):
             log(f"generating {args.files} files of {args.file_kb} KiB …")
             ctx.small_dir = make_small_tree(root / "data" / "small", args.files, args.file_kb * 1024)
         if any(s.startswith("large") for s in selected):
             log(f"generating one file of {args.large_mb} MiB …")
             ctx.large_dir = make_large_file(root / "data" / "large", ctx.large_bytes)
+        if "s3-nocopy" in selected:
+            log(f"generating {args.ref_files} files of {REF_SIZE} bytes …")
+            ctx.ref_dir = make_small_tree(root / "data" / "ref", args.ref_files, REF_SIZE)
         with contextlib.ExitStack() as stack:
             start_servers(ctx, selected, stack)
             for scenario in selected:
@@ -890,7 +1191,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(Row(scenario, "(set-up)", 0, 0, error=f"FAILED: {type(exc).__name__}: {exc}"))
             machine = machine_info(ctx, load_at_start)
             add_ratios(rows)
-            print_report(rows, args, machine)
+            print_report(rows, args, machine, ctx.metrics_error)
             if args.profile:
                 profile = profile_small(ctx)
     finally:

@@ -67,7 +67,8 @@ def client(**overrides: object):
         c = _clients.get(key)
         if c is None:
             session = boto3.session.Session()
-            region = session.region_name or "us-east-1"
+            args = dict(overrides)
+            region = args.pop("region_name", None) or session.region_name or "us-east-1"
             cfg = Config(
                 max_pool_connections=64,
                 retries={"max_attempts": 5, "mode": "standard"},
@@ -79,7 +80,7 @@ def client(**overrides: object):
                 response_checksum_validation="when_required",
                 s3={"addressing_style": "path"},
             )
-            c = session.client("s3", region_name=region, config=cfg, **overrides)  # type: ignore[arg-type]
+            c = session.client("s3", region_name=region, config=cfg, **args)  # type: ignore[arg-type]
             _clients[key] = c
         return c
 

