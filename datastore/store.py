@@ -384,26 +384,28 @@ class S3Store(Store):
 
         One ``CopyObject`` up to ``copy_multipart_bytes``, else a multipart upload of
         ``UploadPartCopy`` ranges, ``part_workers`` at a time. ``CopySourceIfMatch`` makes the
-        server refuse an object that changed since the listing (SeaweedFS and AWS honour it).
-        An existing ``key`` is kept: keys are derived from the pinned source, so it holds the same bytes.
+        server refuse an object that changed since the listing (SeaweedFS and AWS honour it; moto
+        does not). Keys are derived from the pinned source, so an existing key holds the same bytes.
 
         Returns:
-            The ETag of the stored copy, and the bytes copied (0 when the key was there).
+            The ETag of the stored copy, and the bytes copied (0 when a multipart copy was there).
 
         Raises:
             SourceChanged: the source object no longer has ``etag``.
         """
-        try:
-            return self.head(key).etag or "", 0
-        except ObjectNotFound:
-            pass
         loc = f"s3://{copy_source['Bucket']}/"
         guard = {"CopySourceIfMatch": f'"{etag}"'}
         dest = self._k(key)
         if size <= self.settings.copy_multipart_bytes:
+            # Rewriting an existing key is harmless here: the same pinned bytes, and a single-part
+            # copy's ETag is the MD5 of those bytes, so it matches what older manifests recorded.
             with s3.translated(loc, copy_source["Key"], source=True):
                 r = self.client.copy_object(Bucket=self.bucket, Key=dest, CopySource=copy_source, **guard)
             return r["CopyObjectResult"]["ETag"].strip('"'), size
+        try:  # a multipart copy's ETag depends on the part size: keep an existing copy as it is
+            return self.head(key).etag or "", 0
+        except ObjectNotFound:
+            pass
         with s3.translated(self.url, key):
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=dest)["UploadId"]
         step = self.settings.copy_part_bytes

@@ -1,0 +1,82 @@
+"""S3 sources: URL parsing, the key rule, sorted listing, and choosing credentials."""
+
+from __future__ import annotations
+
+import pytest
+
+from datastore import credentials
+from datastore.errors import InvalidSource, SourceAccessDenied
+from datastore.manifest import Skipped
+from datastore.s3_source import S3Location, S3Source, parse_url, path_rule
+from tests.support.servers import S3Server
+from tests.test_flow_s3 import source_bucket
+
+
+@pytest.mark.parametrize(("url", "bucket", "prefix"), [
+    ("s3://ryft-public-sample-data/esRedditJson/", "ryft-public-sample-data", "esRedditJson/"),
+    ("S3://bucket/a/b", "bucket", "a/b/"),
+    ("s3://bucket", "bucket", ""),
+    ("s3://bucket/", "bucket", ""),
+    ("s3://bucket//x", "bucket", "x/"),
+])
+def test_parse_url(url: str, bucket: str, prefix: str) -> None:
+    assert parse_url(url) == S3Location(bucket, prefix)
+    assert parse_url(url).url == f"s3://{bucket}/{prefix}"
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("s3:/x", "malformed S3 URL"), ("s3://", "names no bucket"), ("s3:///x", "names no bucket"),
+    ("s3://a/x", "'a' is not a valid bucket name"), ("s3://key:secret@bucket/x", "not a valid bucket name"),
+])
+def test_parse_url_refuses(url: str, reason: str) -> None:
+    with pytest.raises(InvalidSource, match=reason):
+        parse_url(url)
+
+
+@pytest.mark.parametrize(("rel", "size", "why"), [
+    ("a/b.txt", 3, None), ("empty", 0, None), ("folder/", 0, ""), ("", 0, ""),
+    ("folder/", 5, "key ends in '/' but holds 5 bytes; a file cannot have that name"),
+    ("a//b", 1, "key has an empty, '.' or '..' path segment; it cannot be a file path"),
+    ("../x", 1, "key has an empty, '.' or '..' path segment; it cannot be a file path"),
+    ("./x", 1, "key has an empty, '.' or '..' path segment; it cannot be a file path"),
+])
+def test_path_rule(rel: str, size: int, why: str | None) -> None:
+    assert path_rule(rel, size) == why
+
+
+def test_files_come_in_path_order_even_when_spilled(seaweed: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SeaweedFS lists directory by directory ("a/b" before "a-c"); manifests need code-point order.
+    for k, v in seaweed.env().items():
+        monkeypatch.setenv(k, v)
+    from datastore import s3
+
+    s3.reset_clients()
+    keys = ["p/a/b", "p/a-c", "p/a0", "p/a/b/c", "p/sp ace+é.txt", "p/z", "p/A", "p/dir/", "p/x//y"]
+    bucket = source_bucket(seaweed, {k: b"x" for k in keys})
+    src = S3Source(parse_url(f"s3://{bucket}/p/"))
+    for run in (2, 1000):
+        items = list(src.files(versioned=False, run_size=run))
+        paths = [i.path if isinstance(i, Skipped) else i[0] for i in items]
+        assert paths == sorted(paths)
+        assert "dir/" not in paths  # folder marker dropped
+
+
+def test_choose_prefers_explicit_then_default_then_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = {"good"}
+    tried: list[str | None] = []
+
+    def probe(block: str | None) -> None:
+        tried.append(block)
+        if block not in allowed:
+            raise SourceAccessDenied("s3://b/", "AccessDenied")
+
+    monkeypatch.setattr(credentials, "registered_blocks", lambda: iter(["bad", "good", "later"]))
+    assert credentials.choose(probe, None) == "good"
+    assert tried == [None, "bad", "good"]
+    with pytest.raises(SourceAccessDenied, match="with the credentials of block 'bad'"):
+        credentials.choose(probe, "bad")
+    allowed.add(None)
+    assert credentials.choose(probe, None) is None
+    allowed.clear()
+    with pytest.raises(SourceAccessDenied, match="registered AwsCredentials blocks bad, good, later could not read it"):
+        credentials.choose(probe, None)
