@@ -7,8 +7,9 @@ so the rest of the project only ever sees :mod:`datastore.errors` exceptions.
 from __future__ import annotations
 
 import contextlib
-import time
+import http.client
 import threading
+import time
 from collections.abc import Iterator
 
 import boto3
@@ -166,62 +167,85 @@ def translated(location: str, key: str | None = None, *, source: bool = False) -
 
 
 class FastGet:
-    """Whole-object GETs without botocore's per-request machinery (about 2.5× less CPU).
+    """Whole-object GETs without botocore's per-request machinery (about 5× less CPU).
 
     botocore spends ~1.4 ms of CPU per request building, signing and parsing; with thousands of
     10 KB objects on a 2-core machine that, not the network, is the limit. This signs with
-    botocore's own SigV4 signer (same credentials, refreshed per request) and sends the request
-    through a urllib3 pool. Anything but a 200 or a clear error status (a redirect to another
-    region, say) is handed back to the boto3 client, so behaviour never differs, only speed.
+    botocore's own SigV4 signer (the client's credentials, refreshed per request) and sends the
+    request on a keep-alive ``http.client`` connection per thread (~0.3 ms per object in all).
+    Anything but a 200 or a clear 403/404/412 (a redirect to another region, say, or a network
+    error after retries) is handed to the boto3 client, so behaviour never differs, only speed.
     """
 
     def __init__(self, client) -> None:  # noqa: ANN001 - a boto3 S3 client
-        import urllib3
+        from urllib.parse import urlsplit
+
         from botocore.auth import S3SigV4Auth
-        from botocore.httpsession import get_cert_path
 
         self.client = client
-        self.endpoint = client.meta.endpoint_url.rstrip("/")
+        parts = urlsplit(client.meta.endpoint_url)
+        self.https = parts.scheme == "https"
+        self.host = parts.netloc
+        self.base = parts.path.rstrip("/")
+        self.origin = f"{parts.scheme}://{parts.netloc}"
         self.region = client.meta.region_name
         self._signer_cls = S3SigV4Auth
         self._creds = client._request_signer._credentials  # noqa: SLF001 - the client's own (refreshable) credentials
-        self._pool = urllib3.PoolManager(maxsize=64, ca_certs=get_cert_path(True),
-                                         timeout=urllib3.Timeout(connect=10, read=120), retries=False)
+        self._local = threading.local()
+
+    def _conn(self, fresh: bool = False) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and not fresh:
+            return conn
+        if conn is not None:
+            conn.close()
+        if self.https:
+            import ssl
+
+            from botocore.httpsession import get_cert_path
+
+            ctx = ssl.create_default_context(cafile=get_cert_path(True))
+            conn = http.client.HTTPSConnection(self.host, timeout=120, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(self.host, timeout=120)
+        self._local.conn = conn
+        return conn
 
     def get(self, bucket: str, key: str, *, if_match: str | None = None, version_id: str | None = None) -> bytes:
         """The object's bytes; errors surface as botocore ``ClientError`` (see :func:`translated`)."""
         from urllib.parse import quote
 
-        import urllib3
         from botocore.awsrequest import AWSRequest
 
         if self._creds is None:
             return self._slow(bucket, key, if_match, version_id)
-        url = f"{self.endpoint}/{bucket}/{quote(key, safe='/~')}"
+        path = f"{self.base}/{bucket}/{quote(key, safe='/~')}"
         if version_id:
-            url += f"?versionId={quote(version_id, safe='')}"
-        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
+            path += f"?versionId={quote(version_id, safe='')}"
         for attempt in range(4):
-            req = AWSRequest(method="GET", url=url, headers=dict(headers))
+            req = AWSRequest(method="GET", url=self.origin + path, headers={"If-Match": f'"{if_match}"'} if if_match else {})
             self._signer_cls(self._creds.get_frozen_credentials(), "s3", self.region).add_auth(req)
             try:
-                r = self._pool.request("GET", url, headers=dict(req.headers.items()), preload_content=True)
-            except urllib3.exceptions.HTTPError:
-                if attempt == 3:
-                    return self._slow(bucket, key, if_match, version_id)  # botocore's retries and errors
-                time.sleep(0.2 * 2**attempt)
+                conn = self._conn(fresh=attempt > 0)
+                conn.request("GET", path, headers=dict(req.headers.items()))
+                r = conn.getresponse()
+                data = r.read()
+            except (OSError, http.client.HTTPException):
+                # A kept-alive connection the server closed, or the network: reconnect and retry.
+                self._conn(fresh=True)
+                time.sleep(0.05 * 2**attempt)
                 continue
             if r.status == 200:
-                return r.data
+                return data
             if r.status in (500, 502, 503, 504) and attempt < 3:
                 time.sleep(0.2 * 2**attempt)
                 continue
             if r.status in (403, 404, 412):
-                code = _xml_code(r.data) or {403: "AccessDenied", 404: "NoSuchKey", 412: "PreconditionFailed"}[r.status]
+                code = _xml_code(data) or {403: "AccessDenied", 404: "NoSuchKey", 412: "PreconditionFailed"}[r.status]
                 raise ClientError({"Error": {"Code": code, "Message": code},
                                    "ResponseMetadata": {"HTTPStatusCode": r.status}}, "GetObject")
             break
-        return self._slow(bucket, key, if_match, version_id)
+        return self._slow(bucket, key, if_match, version_id)  # botocore's redirects, retries and errors
 
     def _slow(self, bucket: str, key: str, if_match: str | None, version_id: str | None) -> bytes:
         kw: dict = {"Bucket": bucket, "Key": key}

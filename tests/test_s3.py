@@ -48,3 +48,35 @@ def test_translated_context_manager_chains_the_original() -> None:
         with s3.translated("s3://b/"):
             raise _client_error("NoSuchBucket", 404)
     assert isinstance(info.value.__cause__, ClientError)
+
+
+@pytest.mark.parametrize("server_name", ["seaweed", "moto"])
+def test_fast_get_matches_boto3_and_translates_errors(server_name: str, request: pytest.FixtureRequest,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    from datastore.errors import AlreadyExists, ObjectNotFound
+
+    server = request.getfixturevalue(server_name)
+    for k, v in server.env().items():
+        monkeypatch.setenv(k, v)
+    s3.reset_clients()
+    bucket = f"fg-{uuid.uuid4().hex[:10]}"
+    c = server.client()
+    c.create_bucket(Bucket=bucket)
+    keys = {"plain": b"p" * 10, "sp ace/+plus/ü日本.txt": b"unicode", "empty": b"", "a~b(c)'d": b"odd"}
+    etags = {k: c.put_object(Bucket=bucket, Key=k, Body=v)["ETag"].strip('"') for k, v in keys.items()}
+    fast = s3.FastGet(s3.client())
+    for k, v in keys.items():
+        assert fast.get(bucket, k) == v
+        assert fast.get(bucket, k, if_match=etags[k]) == v
+    with pytest.raises(AlreadyExists), s3.translated(f"s3://{bucket}/", "plain"):
+        fast.get(bucket, "plain", if_match="0" * 32)
+    with pytest.raises(ObjectNotFound), s3.translated(f"s3://{bucket}/", "missing"):
+        fast.get(bucket, "missing")
+    if server_name == "moto":  # versions
+        c.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        v1 = c.put_object(Bucket=bucket, Key="v", Body=b"one")["VersionId"]
+        c.put_object(Bucket=bucket, Key="v", Body=b"two")
+        assert fast.get(bucket, "v", version_id=v1) == b"one"
+        assert fast.get(bucket, "v") == b"two"

@@ -114,6 +114,14 @@ def _wait_s3(endpoint: str, proc: subprocess.Popen | None, timeout: float, log: 
     raise RuntimeError(f"S3 server at {endpoint} did not become ready: {last}")
 
 
+def _raise_open_files() -> None:
+    """Let SeaweedFS open as many files as the hard limit allows (two per volume)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 @contextlib.contextmanager
 def seaweedfs(workdir: Path | None = None, timeout: float = 90, identities: list[dict] | None = None,
               metrics_port: int | None = None) -> Iterator[S3Server]:
@@ -147,14 +155,17 @@ def seaweedfs(workdir: Path | None = None, timeout: float = 90, identities: list
                 ports[role] = p
                 break
     log = workdir / "weed.log"
+    # Every bucket is a SeaweedFS collection that takes several volumes on its first write, and
+    # the suite creates ~100 buckets: allow many smaller volumes (files grow as written).
     cmd = [binary, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
            "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
            f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-           f"-s3.port={ports['s3']}", f"-s3.config={config}", "-master.volumeSizeLimitMB=1024", "-volume.max=200"]
+           f"-s3.port={ports['s3']}", f"-s3.config={config}", "-master.volumeSizeLimitMB=256", "-volume.max=2000"]
     if metrics_port is not None:
         cmd += [f"-metricsPort={metrics_port}", "-metricsIp=127.0.0.1"]
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_raise_open_files)
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     try:
         _wait_s3(endpoint, proc, timeout, log)
