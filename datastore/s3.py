@@ -166,8 +166,8 @@ def translated(location: str, key: str | None = None, *, source: bool = False) -
         raise (as_source_error(err, location, key) if source else err) from exc
 
 
-class FastGet:
-    """Whole-object GETs without botocore's per-request machinery (about 5× less CPU).
+class FastS3:
+    """GETs and listings without botocore's per-request machinery (about 5× less CPU).
 
     botocore spends ~1.4 ms of CPU per request building, signing and parsing; with thousands of
     10 KB objects on a 2-core machine that, not the network, is the limit. This signs with
@@ -211,19 +211,18 @@ class FastGet:
         self._local.conn = conn
         return conn
 
-    def get(self, bucket: str, key: str, *, if_match: str | None = None, version_id: str | None = None) -> bytes:
-        """The object's bytes; errors surface as botocore ``ClientError`` (see :func:`translated`)."""
-        from urllib.parse import quote
+    def _send(self, path: str, headers: dict[str, str], operation: str) -> bytes | None:
+        """GET ``path`` signed; the body of a 200, a ``ClientError`` for 403/404/412, else None.
 
+        None means "let boto3 do it": a redirect, an unexpected status, or the network still
+        failing after retries on fresh connections.
+        """
         from botocore.awsrequest import AWSRequest
 
         if self._creds is None:
-            return self._slow(bucket, key, if_match, version_id)
-        path = f"{self.base}/{bucket}/{quote(key, safe='/~')}"
-        if version_id:
-            path += f"?versionId={quote(version_id, safe='')}"
+            return None
         for attempt in range(4):
-            req = AWSRequest(method="GET", url=self.origin + path, headers={"If-Match": f'"{if_match}"'} if if_match else {})
+            req = AWSRequest(method="GET", url=self.origin + path, headers=dict(headers))
             self._signer_cls(self._creds.get_frozen_credentials(), "s3", self.region).add_auth(req)
             try:
                 conn = self._conn(fresh=attempt > 0)
@@ -243,9 +242,56 @@ class FastGet:
             if r.status in (403, 404, 412):
                 code = _xml_code(data) or {403: "AccessDenied", 404: "NoSuchKey", 412: "PreconditionFailed"}[r.status]
                 raise ClientError({"Error": {"Code": code, "Message": code},
-                                   "ResponseMetadata": {"HTTPStatusCode": r.status}}, "GetObject")
-            break
-        return self._slow(bucket, key, if_match, version_id)  # botocore's redirects, retries and errors
+                                   "ResponseMetadata": {"HTTPStatusCode": r.status}}, operation)
+            return None
+        return None
+
+    def get(self, bucket: str, key: str, *, if_match: str | None = None, version_id: str | None = None) -> bytes:
+        """The object's bytes; errors surface as botocore ``ClientError`` (see :func:`translated`)."""
+        from urllib.parse import quote
+
+        path = f"{self.base}/{bucket}/{quote(key, safe='/~')}"
+        if version_id:
+            path += f"?versionId={quote(version_id, safe='')}"
+        data = self._send(path, {"If-Match": f'"{if_match}"'} if if_match else {}, "GetObject")
+        return data if data is not None else self._slow(bucket, key, if_match, version_id)
+
+    def list_v2(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, str]]:
+        """``(key, size, etag)`` of every object under ``prefix`` (ListObjectsV2, all pages).
+
+        Parsed with ElementTree (C): botocore's parser is most of a big listing's cost.
+        """
+        from urllib.parse import quote, unquote_plus
+        from xml.etree import ElementTree
+
+        ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+        token: str | None = None
+        first = True
+        while True:
+            query = f"encoding-type=url&list-type=2&max-keys=1000&prefix={quote(prefix, safe='')}"
+            if token is not None:
+                query = f"continuation-token={quote(token, safe='')}&" + query
+            data = self._send(f"{self.base}/{bucket}?{query}", {}, "ListObjectsV2")
+            if data is None:
+                if not first:
+                    raise StoreError(f"listing s3://{bucket}/{prefix} failed part-way", "run the command again")
+                for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                    for o in page.get("Contents", []):
+                        yield o["Key"], o["Size"], o["ETag"].strip('"')
+                return
+            first = False
+            root = ElementTree.fromstring(data)
+            if not root.tag.startswith(ns):  # an S3 server without the namespace
+                ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            for c in root.iter(f"{ns}Contents"):
+                yield (unquote_plus(c.findtext(f"{ns}Key") or ""), int(c.findtext(f"{ns}Size") or 0),
+                       (c.findtext(f"{ns}ETag") or "").strip('"'))
+            if root.findtext(f"{ns}IsTruncated") != "true":
+                return
+            token = root.findtext(f"{ns}NextContinuationToken")
+            if not token:
+                raise StoreError(f"listing s3://{bucket}/{prefix} was truncated without a continuation token",
+                                 "the S3 server answered inconsistently; run the command again")
 
     def _slow(self, bucket: str, key: str, if_match: str | None, version_id: str | None) -> bytes:
         kw: dict = {"Bucket": bucket, "Key": key}

@@ -104,7 +104,14 @@ class S3Source:
         self.location = location
         self.block = block
         self.client = credentials.client_for(block)
-        self._fast: s3.FastGet | None = None
+        self._fast: s3.FastS3 | None = None
+
+    @property
+    def fast(self) -> s3.FastS3:
+        """The lean request path for hot loops (created on first use)."""
+        if self._fast is None:
+            self._fast = s3.FastS3(self.client)
+        return self._fast
 
     @property
     def bucket(self) -> str:
@@ -158,11 +165,9 @@ class S3Source:
                         if v.get("IsLatest"):
                             yield S3Object(v["Key"], v["Size"], _etag(v["ETag"]), v.get("VersionId"))
             return
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         with self._tr():
-            for page in pages:
-                for o in page.get("Contents", []):
-                    yield S3Object(o["Key"], o["Size"], _etag(o["ETag"]))
+            for key, size, etag in self.fast.list_v2(self.bucket, prefix):
+                yield S3Object(key, size, etag)
 
     def files(self, versioned: bool, run_size: int = 200_000) -> Iterator[tuple[str, S3Object] | Skipped]:
         """``(relative path, object)`` or :class:`Skipped`, in path order, memory bounded.
@@ -197,11 +202,9 @@ class S3Source:
             SourceChanged: the pinned object is gone or holds other bytes (412/404).
         """
         if length is None:  # whole small objects: the hot path of copying many small files
-            if self._fast is None:
-                self._fast = s3.FastGet(self.client)
             vid = obj.get("version_id")
             with self._tr(obj["key"]):
-                return self._fast.get(self.bucket, obj["key"], if_match=None if vid else obj["etag"], version_id=vid)
+                return self.fast.get(self.bucket, obj["key"], if_match=None if vid else obj["etag"], version_id=vid)
         with self.open(obj, offset, length) as body:
             return body.read()
 

@@ -51,7 +51,7 @@ def test_translated_context_manager_chains_the_original() -> None:
 
 
 @pytest.mark.parametrize("server_name", ["seaweed", "moto"])
-def test_fast_get_matches_boto3_and_translates_errors(server_name: str, request: pytest.FixtureRequest,
+def test_fast_s3_matches_boto3_and_translates_errors(server_name: str, request: pytest.FixtureRequest,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import uuid
 
@@ -66,7 +66,7 @@ def test_fast_get_matches_boto3_and_translates_errors(server_name: str, request:
     c.create_bucket(Bucket=bucket)
     keys = {"plain": b"p" * 10, "sp ace/+plus/ü日本.txt": b"unicode", "empty": b"", "a~b(c)'d": b"odd"}
     etags = {k: c.put_object(Bucket=bucket, Key=k, Body=v)["ETag"].strip('"') for k, v in keys.items()}
-    fast = s3.FastGet(s3.client())
+    fast = s3.FastS3(s3.client())
     for k, v in keys.items():
         assert fast.get(bucket, k) == v
         assert fast.get(bucket, k, if_match=etags[k]) == v
@@ -74,6 +74,11 @@ def test_fast_get_matches_boto3_and_translates_errors(server_name: str, request:
         fast.get(bucket, "plain", if_match="0" * 32)
     with pytest.raises(ObjectNotFound), s3.translated(f"s3://{bucket}/", "missing"):
         fast.get(bucket, "missing")
+    listed = sorted(fast.list_v2(bucket, ""))
+    assert listed == sorted((k, len(v), etags[k]) for k, v in keys.items())
+    assert list(fast.list_v2(bucket, "sp ace/")) == [("sp ace/+plus/ü日本.txt", 7, etags["sp ace/+plus/ü日本.txt"])]
+    with pytest.raises(ClientError):
+        list(fast.list_v2("no-such-bucket-9876", ""))
     if server_name == "moto":  # versions
         c.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         v1 = c.put_object(Bucket=bucket, Key="v", Body=b"one")["VersionId"]
