@@ -161,6 +161,46 @@ class ReferenceBroken(DatastoreError, FileNotFoundError):
         )
 
 
+class UrlRefused(DatastoreError, ValueError):
+    """A URL the HTTP source may not fetch (scheme, credentials, or an address it must not reach)."""
+
+    def __init__(self, url: str, reason: str, hint: str) -> None:
+        self.url = url  # already credential-free: callers pass the redacted form
+        self.reason = reason
+        super().__init__(f"refusing to fetch {url!r}: {reason}", hint)
+
+
+class DownloadFailed(DatastoreError, ConnectionError):
+    """The HTTP download did not succeed (status, network, or a size that does not add up)."""
+
+    def __init__(self, url: str, reason: str, hint: str = "check the URL in a browser and run the same create again",
+                 transient: bool = False) -> None:
+        self.url = url
+        self.reason = reason
+        self.transient = transient
+        super().__init__(f"downloading {url!r} failed: {reason}", hint)
+
+
+class ArchiveInvalid(DatastoreError, ValueError):
+    """The downloaded bytes are not a supported, intact archive."""
+
+    def __init__(self, source: str, reason: str,
+                 hint: str = "point at a .zip, .tar.gz, .tgz or .tar file (the URL's bytes decide the format)") -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source!r} is not a usable archive: {reason}", hint)
+
+
+class UnsafeArchive(DatastoreError, ValueError):
+    """A member of an archive breaks a safety rule; nothing of the archive is stored."""
+
+    def __init__(self, member: str, rule: str,
+                 hint: str = "the archive was refused as a whole and nothing was stored; fix or rebuild the archive") -> None:
+        self.member = member
+        self.rule = rule
+        super().__init__(f"archive member {member!r} refused: {rule}", hint)
+
+
 class QuotaExceeded(DatastoreError):
     """Creating one more version would exceed DATASTORE_MAX_VERSIONS."""
 

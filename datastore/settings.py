@@ -50,6 +50,10 @@ class Settings:
             (``UploadPartCopy``); S3's single ``CopyObject`` limit is 5 GiB.
         copy_part_bytes: Part size of a multipart server-side copy.
         list_run: Listed keys sorted in memory at a time (more spill to disk, then merge).
+        max_extracted_bytes: An archive may expand to at most this many bytes (HTTP sources).
+        max_extract_ratio: ... and to at most this many times its own size (zip/gzip bombs).
+        http_allow_private: Allow HTTP sources on loopback and private addresses (tests, LANs);
+            link-local and cloud metadata addresses are refused regardless.
     """
 
     store: str = field(default_factory=lambda: str(default_store_path()))
@@ -66,6 +70,9 @@ class Settings:
     copy_multipart_bytes: int = 5 * 1024 * MiB
     copy_part_bytes: int = 512 * MiB
     list_run: int = 200_000
+    max_extracted_bytes: int = 256 * 1024 * MiB
+    max_extract_ratio: int = 1000
+    http_allow_private: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -84,4 +91,7 @@ class Settings:
             copy_multipart_bytes=_int("DATASTORE_COPY_MULTIPART_BYTES", 5 * 1024 * MiB, minimum=5 * MiB),
             copy_part_bytes=_int("DATASTORE_COPY_PART_BYTES", 512 * MiB, minimum=5 * MiB),
             list_run=_int("DATASTORE_LIST_RUN", 200_000),
+            max_extracted_bytes=_int("DATASTORE_MAX_EXTRACTED_BYTES", 256 * 1024 * MiB),
+            max_extract_ratio=_int("DATASTORE_MAX_EXTRACT_RATIO", 1000),
+            http_allow_private=os.environ.get("DATASTORE_HTTP_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes"),
         )
