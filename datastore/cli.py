@@ -22,7 +22,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from datastore import progress, versions  # noqa: E402
-from datastore.errors import DatastoreError, InvalidSource, NotSupportedYet, OrchestrationError  # noqa: E402
+from datastore.errors import DatastoreError, InvalidSource, OrchestrationError  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
 from datastore.store import open_store  # noqa: E402
 
@@ -135,35 +135,34 @@ def create(
     def run() -> None:
         kind = source_kind(source)
         show = not as_json and sys.stderr.isatty()
+        if kind != "s3" and (no_copy or credentials):
+            raise InvalidSource(source, "--no-copy and --credentials apply to s3:// sources only",
+                                "drop the option for a local path or an http(s):// URL")
         if kind == "s3":
             record = _create_s3(source, name, no_copy, credentials, show)
-            if as_json:
-                print(json.dumps(record, indent=2))
-            else:
-                _print_created(record)
-            return
-        if kind == "http":
-            raise NotSupportedYet("creating from an HTTP archive", "download and extract it, then create from the folder")
-        if no_copy or credentials:
-            raise InvalidSource(source, "--no-copy and --credentials apply to s3:// sources only",
-                                "drop the option for a local path")
-        from datastore.creation import prepare
-        from datastore.local_source import resolve_source
-
-        settings = Settings.from_env()
-        root = resolve_source(source)
-        # Fail fast, before paying Prefect's start-up (seconds). The flow checks again (two small
-        # LISTs) on purpose: deployments run it without this CLI, and the quota may change meanwhile.
-        prepare(str(root), name, "local", settings)
-        from flows.local_folder import create_from_local
-
-        record = _run_with_progress(lambda: create_from_local(source=str(root), name=name), show)
+        elif kind == "http":
+            record = _create_http(source, name, show)
+        else:
+            record = _create_local(source, name, show)
         if as_json:
             print(json.dumps(record, indent=2))
         else:
             _print_created(record)
 
     guarded(run)
+
+
+def _create_local(source: str, name: str | None, show: bool) -> dict:
+    from datastore.creation import prepare
+    from datastore.local_source import resolve_source
+
+    root = resolve_source(source)
+    # Fail fast, before paying Prefect's start-up (seconds). The flow checks again (two small
+    # LISTs) on purpose: deployments run it without this CLI, and the quota may change meanwhile.
+    prepare(str(root), name, "local", Settings.from_env())
+    from flows.local_folder import create_from_local
+
+    return _run_with_progress(lambda: create_from_local(source=str(root), name=name), show)
 
 
 def _create_s3(source: str, name: str | None, no_copy: bool, credentials: str | None, show: bool) -> dict:
@@ -181,6 +180,16 @@ def _create_s3(source: str, name: str | None, no_copy: bool, credentials: str | 
     from flows.s3_copy import create_from_s3
 
     return _run_with_progress(lambda: create_from_s3(**params), show)
+
+
+def _create_http(source: str, name: str | None, show: bool) -> dict:
+    from datastore import http_job
+
+    # URL, name, store and quota before Prefect starts; addresses are checked at connect time.
+    job = http_job.prepare(source, name, Settings.from_env())
+    from flows.http_archive import create_from_http
+
+    return _run_with_progress(lambda: create_from_http(source=job.source, name=name), show)
 
 
 def _print_created(r: dict) -> None:

@@ -43,17 +43,19 @@ def _unchanged(c: Candidate, e: Entry) -> bool:
     return e.mtime_ns is not None and c.size == e.size and c.stamp == e.mtime_ns
 
 
-def scan(job: CreateJob, settings: Settings) -> PlanSummary:
+def scan(job: CreateJob, settings: Settings, root: str | None = None) -> PlanSummary:
     """Walk the source, merge with the previous version, and store the batch plans.
+
+    ``root`` is the folder to walk when it is not ``job.source`` itself (an extracted archive).
 
     Raises:
         EmptySource: nothing to store.
         SourceUnreadable: a file or directory cannot be read.
     """
     store = open_store(job.store, settings)
-    root = Path(job.source)
+    folder = Path(root or job.source)
     prev = previous_entries(store, job)
-    summary = write_plans(store, job.staging, batches(_candidates(root), prev, _unchanged, settings),
+    summary = write_plans(store, job.staging, batches(_candidates(folder), prev, _unchanged, settings),
                           on_batch=progress.add_total)
     ensure_not_empty(job.source, summary.files, summary.skipped)
     return summary
@@ -88,8 +90,8 @@ def _large(store: Store, settings: Settings, full: str, rel: str) -> tuple[int, 
     raise SourceChanged(rel, f"size or mtime differed across {READ_ATTEMPTS} reads")
 
 
-def transfer_batch(job: CreateJob, plan_key: str, settings: Settings) -> tuple[str, int]:
-    """Transfer the new files of one batch plan and write its batch manifest.
+def transfer_batch(job: CreateJob, plan_key: str, settings: Settings, root: str | None = None) -> tuple[str, int]:
+    """Transfer the new files of one batch plan and write its batch manifest (``root`` as in :func:`scan`).
 
     A batch whose manifest already exists (an earlier, interrupted run of the same create got
     this far) is not transferred again.
@@ -102,7 +104,7 @@ def transfer_batch(job: CreateJob, plan_key: str, settings: Settings) -> tuple[s
     plan = read_plan(store, plan_key)
     if already_done(store, bkey, plan):
         return bkey, 0
-    root = Path(job.source)
+    folder = Path(root or job.source)
     builder = BatchBuilder(store, settings)
     for line in plan:
         if "reuse" in line:
@@ -112,7 +114,7 @@ def transfer_batch(job: CreateJob, plan_key: str, settings: Settings) -> tuple[s
         else:
             new = line["new"]
             rel = new["path"]
-            full = file_path(root, rel)
+            full = file_path(folder, rel)
             if new["size"] >= settings.large_file_bytes:
                 size, sha, key, written, mtime = _large(store, settings, full, rel)
                 builder.blob(rel, size, sha, key, written, mtime)

@@ -15,6 +15,12 @@ def default_store_path() -> Path:
     return Path(base) / "datastore" / "store"
 
 
+def default_work_dir() -> Path:
+    """Scratch space for downloads and extracted archives (XDG cache; safe to delete when idle)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "datastore" / "work"
+
+
 def _int(name: str, default: int, minimum: int = 1) -> int:
     from datastore.errors import DatastoreError
 
@@ -54,6 +60,8 @@ class Settings:
         max_extract_ratio: ... and to at most this many times its own size (zip/gzip bombs).
         http_allow_private: Allow HTTP sources on loopback and private addresses (tests, LANs);
             link-local and cloud metadata addresses are refused regardless.
+        work_dir: Local scratch space of HTTP creations (download, extracted tree); a failed
+            create leaves its download there so the next run resumes it.
     """
 
     store: str = field(default_factory=lambda: str(default_store_path()))
@@ -73,6 +81,7 @@ class Settings:
     max_extracted_bytes: int = 256 * 1024 * MiB
     max_extract_ratio: int = 1000
     http_allow_private: bool = False
+    work_dir: str = field(default_factory=lambda: str(default_work_dir()))
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -94,4 +103,5 @@ class Settings:
             max_extracted_bytes=_int("DATASTORE_MAX_EXTRACTED_BYTES", 256 * 1024 * MiB),
             max_extract_ratio=_int("DATASTORE_MAX_EXTRACT_RATIO", 1000),
             http_allow_private=os.environ.get("DATASTORE_HTTP_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes"),
+            work_dir=os.environ.get("DATASTORE_WORK_DIR") or str(default_work_dir()),
         )

@@ -106,7 +106,7 @@ def test_over_quota_fails_before_transferring(cli: Cli, tmp_path: Path, local_st
 
 def test_unsupported_scheme(cli: Cli, local_store: str) -> None:
     assert_one_line_error(cli.run("create", "ftp://host/x.zip"), "unsupported scheme 'ftp'")
-    assert_one_line_error(cli.run("create", "https://host/x.zip"), "not supported yet")
+    assert_one_line_error(cli.run("create", "file:///etc/passwd"), "unsupported scheme 'file'")
 
 
 needs_setpriv = pytest.mark.skipif(not can_drop_privileges(), reason="root needs setpriv (util-linux) to drop its permission bypass")

@@ -1,0 +1,95 @@
+"""The HTTP-archive creation path: download (resumable), check, safely extract; then the local pipeline.
+
+The archive and its extracted tree live in a per-creation scratch folder under ``work_dir``
+(named by datastore name and source id, so a re-run of a failed create resumes the download).
+A refused or broken archive takes its scratch folder with it; a committed version removes it.
+The version record keeps the URL (credential-free), the server's ETag/Last-Modified and the
+archive's sha256 and size, so a re-run of an unchanged URL reuses the previous manifest.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from datastore import layout, versions
+from datastore.creation import CreateJob
+from datastore.errors import ArchiveInvalid, UnsafeArchive
+from datastore.settings import Settings
+from datastore.store import open_store
+
+
+def workdir(job: CreateJob, settings: Settings) -> Path:
+    """Scratch folder of one name + source."""
+    return Path(settings.work_dir) / f"{job.name}-{layout.source_id(job.kind, job.source)}"
+
+
+def fetch(job: CreateJob, settings: Settings) -> dict:
+    """Download the archive (resuming a partial one) and decide its format from its bytes.
+
+    Returns:
+        ``archive`` (local path), ``format``, ``archive_sha256``, ``archive_bytes``, ``etag``,
+        ``last_modified``.
+
+    Raises:
+        UrlRefused, DownloadFailed, ArchiveInvalid (not an archive, or the URL suffix disagrees).
+    """
+    from datastore import http_fetch, safe_extract
+
+    wd = workdir(job, settings)
+    wd.mkdir(parents=True, exist_ok=True)
+    archive = wd / "archive"
+    dl = http_fetch.download(job.source, archive, settings.http_allow_private)
+    try:
+        fmt = safe_extract.detect_format(archive, job.source)
+        safe_extract.check_suffix(urlsplit(job.source).path, fmt, job.source)
+    except ArchiveInvalid:
+        shutil.rmtree(wd, ignore_errors=True)  # an HTML page is no start for a resume
+        raise
+    return {"archive": str(archive), "format": fmt, "archive_sha256": dl.sha256, "archive_bytes": dl.size,
+            "etag": dl.etag, "last_modified": dl.last_modified}
+
+
+def previous_same_archive(job: CreateJob, archive_sha256: str) -> str | None:
+    """Manifest key of the newest live version made from byte-identical archive at the same URL."""
+    store = open_store(job.store)
+    prev = versions.latest_live(store, job.name)
+    if prev and prev.kind == job.kind and prev.source == job.source and prev.manifest \
+            and prev.source_detail.get("archive_sha256") == archive_sha256:
+        return prev.manifest
+    return None
+
+
+def extract(job: CreateJob, info: dict, settings: Settings) -> str:
+    """Extract the archive into the scratch folder (once per archive content); return the tree's path.
+
+    Raises:
+        UnsafeArchive: a member breaks a safety rule (the scratch folder is removed).
+        ArchiveInvalid: truncated or corrupt (the scratch folder is removed).
+    """
+    from datastore import safe_extract
+
+    wd = workdir(job, settings)
+    dest = wd / f"tree-{info['archive_sha256'][:16]}"
+    done = wd / f"tree-{info['archive_sha256'][:16]}.done"
+    if done.exists():
+        return str(dest)
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    try:
+        safe_extract.extract(Path(info["archive"]), dest, info["format"], job.source,
+                             settings.max_extracted_bytes, settings.max_extract_ratio)
+    except (UnsafeArchive, ArchiveInvalid):
+        shutil.rmtree(wd, ignore_errors=True)
+        raise
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    done.touch()
+    return str(dest)
+
+
+def cleanup(job: CreateJob, settings: Settings) -> None:
+    """Remove the scratch folder after the version is committed."""
+    shutil.rmtree(workdir(job, settings), ignore_errors=True)

@@ -1,0 +1,33 @@
+"""Preparing a creation from an HTTP(S) archive URL: check the URL, the name, the store, the quota."""
+
+from __future__ import annotations
+
+from datastore import creation
+from datastore.creation import CreateJob
+from datastore.naming import derive_name, validate_name
+from datastore.settings import Settings
+
+KIND = "http-archive"
+
+
+def prepare(url: str, name: str | None, settings: Settings) -> CreateJob:
+    """Validate an HTTP creation before anything is downloaded.
+
+    The URL is checked for scheme and credentials here; its addresses are checked again on
+    every connection and redirect by :mod:`datastore.http_fetch` (DNS can change meanwhile).
+
+    Raises:
+        UrlRefused, InvalidName, StoreError, QuotaExceeded.
+    """
+    from urllib.parse import urlsplit
+
+    from datastore.http_fetch import check_url, redact, resolve_checked
+
+    check_url(url)
+    clean = redact(url)
+    parts = urlsplit(url)
+    # Fail fast on a forbidden address (metadata, private); the download checks every hop again.
+    resolve_checked(parts.hostname or "", parts.port or (443 if parts.scheme.lower() == "https" else 80),
+                    settings.http_allow_private, url=clean)
+    name = validate_name(name) if name is not None else derive_name(clean)
+    return creation.prepare(clean, name, KIND, settings, {"url": clean})

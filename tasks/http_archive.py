@@ -1,0 +1,25 @@
+"""Tasks of the HTTP-archive creation path (the transfer reuses ``tasks/local.py``)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from datastore import http_archive
+from datastore.creation import CreateJob
+from datastore.settings import Settings
+from tasks.retry import RETRIES, RETRY_DELAYS, transient_only
+
+
+@task(name="download-archive", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=transient_only)
+def download_archive(job: CreateJob, settings: Settings) -> dict:
+    """Download (resuming) and identify the archive; returns its local path, format, sha256 and validators."""
+    return http_archive.fetch(job, settings)
+
+
+@task(name="extract-archive", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=transient_only)
+def extract_archive(job: CreateJob, info: dict, settings: Settings) -> str:
+    """Safely extract the archive; returns the extracted folder's path."""
+    return http_archive.extract(job, info, settings)

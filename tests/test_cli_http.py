@@ -1,0 +1,105 @@
+"""``datastore create https://…`` as a user runs it: bad URLs and bad archives, one line each, nothing stored."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+from tests.support.http_server import serve
+from tests.test_cli import assert_nothing_stored, assert_one_line_error
+from tests.test_flow_http import TREE, build
+
+
+def _truncated() -> bytes:
+    data = build("tar.gz", TREE)
+    return data[: len(data) // 2]
+
+
+def _empty_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w"):
+        pass
+    return buf.getvalue()
+
+
+def _symlink_escape() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "../../etc/passwd"
+        t.addfile(info)
+    return buf.getvalue()
+
+
+SERVED = {
+    "/good.tar.gz": build("tar.gz", TREE),
+    "/page.zip": b"<!DOCTYPE html><html><body>Sign in</body></html>",
+    "/cut.tar.gz": _truncated(),
+    "/empty.zip": _empty_zip(),
+    "/mismatch.zip": build("tar.gz", TREE),
+    "/slip.zip": build("zip", {"../../evil.sh": b"#!/bin/sh"}),
+    "/escape.tar.gz": _symlink_escape(),
+}
+
+
+@pytest.fixture(scope="module")
+def server():  # noqa: ANN201
+    with serve(SERVED) as s:
+        s.configure("/to-metadata.zip", redirect="http://169.254.169.254/latest/meta-data/")
+        yield s
+
+
+def test_create_from_url_json_and_show(cli: Cli, local_store: str, server, tmp_path: Path) -> None:  # noqa: ANN001
+    proc = cli.run("create", server.url("/good.tar.gz"), "--json", DATASTORE_HTTP_ALLOW_PRIVATE="1",
+                   DATASTORE_WORK_DIR=str(tmp_path / "work"))
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert (rec["name"], rec["kind"], rec["files"]) == ("good", "http-archive", len(TREE))
+    shown = cli.run("show", "good")
+    assert server.url("/good.tar.gz") in shown.stdout
+
+
+@pytest.mark.parametrize(("path", "fragments"), [
+    ("/missing.zip", ["downloading", "failed: HTTP 404 Not Found"]),
+    ("/page.zip", ["is not a usable archive: the server sent an HTML page, not an archive"]),
+    ("/cut.tar.gz", ["is not a usable archive: truncated or corrupt archive"]),
+    ("/empty.zip", ["contains no files"]),
+    ("/mismatch.zip", ["the URL says '.zip' but the bytes are a tar.gz archive", "fix the URL or the file on the server"]),
+    ("/slip.zip", ["archive member '../../evil.sh' refused: the name contains a '..' segment", "nothing was stored"]),
+    ("/escape.tar.gz", ["archive member 'link' refused: link points outside the archive"]),
+    ("/to-metadata.zip", ["169.254.169.254 is a link-local/cloud metadata address"]),
+])
+def test_bad_archives_and_urls(cli: Cli, local_store: str, server, tmp_path: Path, path: str,  # noqa: ANN001
+                               fragments: list[str]) -> None:
+    work = tmp_path / "work"
+    proc = cli.run("create", server.url(path), "--name", "x", DATASTORE_HTTP_ALLOW_PRIVATE="1", DATASTORE_WORK_DIR=str(work))
+    assert_one_line_error(proc, *fragments)
+    assert_nothing_stored(local_store)
+    assert not work.exists() or list(work.iterdir()) == []  # no scratch left: nothing to resume from a refusal
+
+
+@pytest.mark.parametrize(("url", "fragments"), [
+    ("http://169.254.169.254/latest/meta-data/", ["refusing to fetch", "169.254.169.254 is a link-local/cloud metadata address"]),
+    ("http://[::ffff:169.254.169.254]/x.zip", ["refusing to fetch", "embeds 169.254.169.254"]),
+    ("file:///etc/passwd", ["unsupported scheme 'file'"]),
+    ("ftp://example.com/x.zip", ["unsupported scheme 'ftp'"]),
+    ("http://user:hunter2@127.0.0.1:9/x.zip", ["credentials in the URL are not supported"]),
+])
+def test_refused_urls(cli: Cli, local_store: str, url: str, fragments: list[str]) -> None:
+    proc = cli.run("create", url, "--name", "x", DATASTORE_HTTP_ALLOW_PRIVATE="1")
+    assert_one_line_error(proc, *fragments)
+    assert "hunter2" not in proc.stderr
+    assert_nothing_stored(local_store)
+
+
+def test_loopback_needs_the_setting(cli: Cli, local_store: str, server) -> None:  # noqa: ANN001
+    proc = cli.run("create", server.url("/good.tar.gz"))
+    assert_one_line_error(proc, "is a private/loopback address; set DATASTORE_HTTP_ALLOW_PRIVATE=1 to allow it")
+    assert_nothing_stored(local_store)

@@ -1,0 +1,116 @@
+"""The HTTP-archive flow end to end: a real local HTTP server serving archives built here."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from datastore import reader, versions
+from datastore.errors import UnsafeArchive
+from datastore.manifest import Entry
+from datastore.store import open_store
+from flows.http_archive import create_from_http
+from tests.support.http_server import serve
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+TREE = {
+    "trainingSet/README.txt": b"read me\n",
+    "trainingSet/empty.txt": b"",
+    "trainingSet/images/nested/deeper/x.bin": os.urandom(5000),
+    "trainingSet/naïve 日本/ü.csv": b"a,b\n1,2\n",
+    "trainingSet/labels.json": b'{"cat": 1}',
+}
+
+
+def build(fmt: str, tree: dict[str, bytes]) -> bytes:
+    """An archive of ``tree`` in ``fmt`` (zip, tar, tar.gz), built in memory."""
+    buf = io.BytesIO()
+    if fmt == "zip":
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in tree.items():
+                z.writestr(name, data)
+    else:
+        with tarfile.open(fileobj=buf, mode={"tar": "w", "tar.gz": "w:gz"}[fmt]) as t:
+            for name, data in tree.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _allow_loopback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DATASTORE_HTTP_ALLOW_PRIVATE", "1")  # the test server is on 127.0.0.1
+    monkeypatch.setenv("DATASTORE_WORK_DIR", str(tmp_path / "work"))
+
+
+def entries_of(record: dict) -> dict[str, Entry]:
+    store = open_store()
+    rec = versions.read_record(store, record["name"], record["version"])
+    return {e.path: e for e in reader.entries(store, rec)}
+
+
+def read_back(record: dict) -> dict[str, bytes]:
+    store = open_store()
+    rec = versions.read_record(store, record["name"], record["version"])
+    rd = reader.Reader(store, rec)
+    return {e.path: rd.read(e) for e in reader.entries(store, rec)}
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("zip", ".zip"), ("tar.gz", ".tar.gz"), ("tar.gz", ".tgz"), ("tar", ".tar")])
+def test_archive_contents_become_the_datastore(any_store: str, tmp_path: Path, fmt: str, suffix: str) -> None:
+    archive = build(fmt, TREE)
+    with serve({f"/subfolder/trainingSet{suffix}": archive}) as server:
+        record = create_from_http(server.url(f"/subfolder/trainingSet{suffix}") + "?token=abc#frag")
+    assert (record["name"], record["kind"]) == ("trainingset", "http-archive")
+    assert record["files"] == len(TREE) and record["bytes"] == sum(map(len, TREE.values()))
+    got = entries_of(record)
+    assert {p: (e.size, e.sha256) for p, e in got.items()} == {
+        p: (len(d), hashlib.sha256(d).hexdigest()) for p, d in TREE.items()}
+    assert read_back(record) == TREE
+    detail = record["source_detail"]
+    assert detail["format"] == fmt and detail["archive_sha256"] == hashlib.sha256(archive).hexdigest()
+    assert detail["archive_bytes"] == len(archive) and detail["etag"] and detail["last_modified"]
+    assert record["source"].endswith(f"trainingSet{suffix}?token=abc")  # fragment dropped
+    assert not (tmp_path / "work").exists() or list((tmp_path / "work").iterdir()) == []  # scratch removed
+
+
+def test_large_member_streams_and_an_unchanged_url_reuses_everything(local_store: str) -> None:
+    big = hashlib.sha256(b"seed").digest() * (200 * 1024 * 1024 // 32)  # a 200 MB member
+    tree = {"big/model.bin": big, "small.txt": b"s"}
+    with serve({"/model.tar": build("tar", tree)}) as server:
+        first = create_from_http(server.url("/model.tar"))
+        again = create_from_http(server.url("/model.tar"))
+    assert entries_of(first)["big/model.bin"].sha256 == hashlib.sha256(big).hexdigest()
+    assert first["bytes"] == len(big) + 1
+    assert again["version"] == 2 and again["bytes_uploaded"] == 0 and again["digest"] == first["digest"]
+
+
+def test_download_dropped_at_60_percent_resumes_with_range(local_store: str) -> None:
+    tree = TREE | {"noise.bin": os.urandom(2 * 1024 * 1024)}
+    archive = build("tar.gz", tree)
+    with serve({"/data.tar.gz": archive}) as server:
+        server.configure("/data.tar.gz", drop_at=0.6)
+        record = create_from_http(server.url("/data.tar.gz"))
+        ranges = [h.get("Range") for _, _, h in server.requests_for("/data.tar.gz")]
+    assert any(r and r.startswith("bytes=") and r != "bytes=0-" for r in ranges), ranges
+    assert record["source_detail"]["archive_sha256"] == hashlib.sha256(archive).hexdigest()
+    assert read_back(record) == tree
+
+
+def test_unsafe_archive_commits_nothing(local_store: str, tmp_path: Path) -> None:
+    archive = build("zip", {"ok.txt": b"fine", "../evil.txt": b"escape"})
+    with serve({"/bad.zip": archive}) as server, pytest.raises(
+            UnsafeArchive, match=r"archive member '../evil.txt' refused: the name contains a '..' segment"):
+        create_from_http(server.url("/bad.zip"))
+    store = open_store()
+    assert versions.scan_versions(store) == {}
+    assert list(store.list("data/")) == [] and list(store.list("manifests/")) == []
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "work" / "evil.txt").exists()
