@@ -37,6 +37,15 @@ s3-nocopy    M tiny objects (``--ref-files``, default 100,000, of 100 bytes; upl
              ``s3://bench-src-ref/ref/``: ``datastore create --no-copy`` (store in a fresh bucket)
              vs ``s5cmd ls`` of the prefix, the listing a no-copy create cannot beat. Ratio:
              objects/s relative to s5cmd ls; target ≥ 5,000 objects/s.
+http-archive an HTTP archive source: A small files (``--archive-files``, default 20,000) of K KiB
+             (``--file-kb``) of random bytes, in one ``.tar.gz`` (gzip level 1, built untimed; ~200
+             MB, random bytes do not compress) served from disk by a stdlib HTTP server on
+             127.0.0.1, the same for every row. ``curl | tar xz`` into a fresh directory, then
+             ``s5cmd cp`` of it to a fresh bucket (one ``bash -c`` with pipefail, timed as one row)
+             vs ``datastore create http://…/….tar.gz`` (store in a fresh bucket, scratch space in
+             the bench's work dir, DATASTORE_HTTP_ALLOW_PRIVATE=1) vs ``curl | tar xz`` alone, an
+             informational floor that stores nothing. Ratio: MiB/s relative to curl | tar xz +
+             s5cmd cp; target ≥ 1×.
 
 Measured per row: wall time (``time.perf_counter`` around the subprocess) and peak resident memory,
 sampled every 20 ms: of the whole process tree (psutil, sum of RSS; Prefect's ephemeral mode starts
@@ -52,20 +61,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import http.server
+import io
 import json
 import os
 import platform
 import pstats
 import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -92,6 +106,9 @@ COPY_SRC = ("bench-src", "small/")
 REF_SRC = ("bench-src-ref", "ref/")
 REF_SIZE = 100  # bytes per object of the --no-copy source
 NOCOPY_TARGET = 5_000  # objects/s a --no-copy create should reach
+ARCHIVE_NAME = "bench-small.tar.gz"  # the http-archive source, served from <work dir>/data/archive/
+ARCHIVE_REF = "curl | tar xz + s5cmd cp"  # the http-archive reference row
+ARCHIVE_TARGET = 1.0  # datastore's http-archive throughput ÷ the reference's, at least
 REQUEST_METRIC = "SeaweedFS_s3_request_total"
 
 SCENARIOS = {
@@ -102,6 +119,7 @@ SCENARIOS = {
     "fixed": "fixed cost (ephemeral)",
     "s3-copy": "S3 prefix → S3 (copy)",
     "s3-nocopy": "S3 prefix, --no-copy",
+    "http-archive": "HTTP .tar.gz → store",
 }
 # Per scenario: the tool the others are compared with, and the metric compared.
 REFERENCE = {
@@ -112,6 +130,7 @@ REFERENCE = {
     "fixed": ("bare flow", "seconds"),
     "s3-copy": ("s5cmd", "files_per_s"),
     "s3-nocopy": ("s5cmd ls", "files_per_s"),
+    "http-archive": (ARCHIVE_REF, "mib_per_s"),
 }
 BARE_FLOW = """\
 from prefect import flow, task
@@ -199,6 +218,7 @@ class Context:
     small_dir: Path | None = None
     large_dir: Path | None = None
     ref_dir: Path | None = None
+    archive: Path | None = None  # the http-archive source (.tar.gz), built by main()
     s3: S3Server | None = None
     s3_error: str = ""
     metrics_error: str = ""  # why S3 requests cannot be counted, when they cannot
@@ -221,6 +241,11 @@ class Context:
     def ref_bytes(self) -> int:
         """Total bytes of the --no-copy source."""
         return self.args.ref_files * REF_SIZE
+
+    @property
+    def archive_content_bytes(self) -> int:
+        """Total bytes of the files inside the http-archive source."""
+        return self.args.archive_files * self.args.file_kb * 1024
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -643,6 +668,49 @@ def make_large_file(root: Path, size: int) -> Path:
     return root
 
 
+def make_archive(path: Path, files: int, size: int) -> Path:
+    """A ``.tar.gz`` (gzip level 1) of ``files`` files of ``size`` random bytes, laid out like
+    :func:`make_small_tree` (regular files only: tar creates their folders), written straight
+    from memory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mtime = time.time()
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for i in range(files):
+            info = tarfile.TarInfo(f"{i // FILES_PER_DIR ** 2:03d}/{i // FILES_PER_DIR % FILES_PER_DIR:02d}/{i:07d}.bin")
+            info.size, info.mtime, info.mode = size, mtime, 0o644
+            tar.addfile(info, io.BytesIO(os.urandom(size)))
+    return path
+
+
+class _FileHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files from a folder (GET/HEAD, Content-Length, Last-Modified); quiet; bodies by sendfile."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+    def copyfile(self, source, outputfile) -> None:
+        # sendfile: the kernel copies page cache → socket, so serving costs this (the bench's)
+        # process almost no CPU; the headers are already on the socket (wfile is unbuffered).
+        del outputfile
+        self.connection.sendfile(source)
+
+
+@contextlib.contextmanager
+def file_server(directory: Path) -> Iterator[str]:
+    """A threaded HTTP server for ``directory`` on 127.0.0.1 (a free port); yields its base URL."""
+    handler = functools.partial(_FileHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="bench-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 def base_env(root: Path) -> dict[str, str]:
     """The caller's environment without its Prefect/AWS/datastore settings, plus hermetic defaults."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_", "DATASTORE_"))}
@@ -710,9 +778,9 @@ def start_servers(ctx: Context, selected: list[str], stack: contextlib.ExitStack
 
     A server that does not start is recorded; the rows that need it then say why they failed.
     """
-    needs_s3 = any(s.endswith("-s3") or s.startswith("s3-") for s in selected)
-    needs_api = any(s in ("small-s3", "large-s3", "small-local", "large-local", "s3-copy", "s3-nocopy")
-                    for s in selected)
+    needs_s3 = any(s.endswith("-s3") or s.startswith("s3-") or s == "http-archive" for s in selected)
+    needs_api = any(s in ("small-s3", "large-s3", "small-local", "large-local", "s3-copy", "s3-nocopy",
+                          "http-archive") for s in selected)
     if needs_s3:
         log("starting SeaweedFS …")
         try:
@@ -883,6 +951,61 @@ def s3_nocopy_rows(ctx: Context) -> list[Row]:
     return rows
 
 
+def verify_scratch_empty(work: Path, inner: Callable[[Measurement], str]) -> Callable[[Measurement], str]:
+    """``inner``, then a note on what a create left in its scratch folder (it removes its download
+    and extracted tree after committing; lock files of 0 bytes do not count)."""
+
+    def verify(m: Measurement) -> str:
+        note = inner(m)
+        left = [p for p in work.rglob("*") if p.is_file() and p.stat().st_size]
+        if left:
+            note += f"; SCRATCH LEFT {len(left)} files, {sum(p.stat().st_size for p in left) / MiB:.1f} MiB"
+        return note
+
+    return verify
+
+
+def http_archive_rows(ctx: Context) -> list[Row]:
+    """A .tar.gz over HTTP → a store: curl | tar xz + s5cmd cp, datastore, curl | tar xz alone."""
+    files, nbytes = ctx.args.archive_files, ctx.archive_content_bytes
+    scenario = "http-archive"
+    floor = "curl | tar xz (no store)"
+    assert ctx.archive is not None, "main() builds the archive for http-archive"
+    rows: list[Row] = []
+    with file_server(ctx.archive.parent) as base:
+        url = f"{base}/{ctx.archive.name}"
+        log(f"{scenario}: serving {ctx.archive.stat().st_size / MiB:.1f} MiB at {url}")
+        dest = ctx.root / "dest"
+        if ctx.s3 is None:
+            rows.append(Row(scenario, ARCHIVE_REF, files, nbytes, error=f"FAILED: {ctx.s3_error}"))
+            rows.append(Row(scenario, "datastore", files, nbytes, error=f"FAILED: {ctx.s3_error}"))
+        else:
+            s3 = ctx.s3
+            bucket = fresh_bucket(s3, scenario, "s5cmd")
+            extracted = dest / f"{scenario}-s5cmd"
+            extracted.mkdir(parents=True, exist_ok=True)
+            q = shlex.quote
+            script = (f"set -o pipefail; curl -sSf {q(url)} | tar xz -C {q(str(extracted))} && "
+                      f"{q(str(s5cmd_binary()))} --endpoint-url {q(s3.endpoint)} --log error cp "
+                      f"{q(str(extracted) + '/*')} s3://{bucket}/")
+            rows.append(measured_row(ctx, scenario, ARCHIVE_REF, ["bash", "-c", script], {**ctx.env, **s3.env()},
+                                     files, nbytes, verify_s3(s3, bucket, "", files, nbytes)))
+
+            work = ctx.root / "work" / scenario
+            rows.append(datastore_row(ctx, scenario, url, "bencharchive", files, nbytes,
+                                      lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store",
+                                               {**s3.env(), "DATASTORE_HTTP_ALLOW_PRIVATE": "1",
+                                                "DATASTORE_WORK_DIR": str(work)}),
+                                      verify=verify_scratch_empty(work, verify_record(files, nbytes))))
+
+        extracted = dest / f"{scenario}-tar"
+        extracted.mkdir(parents=True, exist_ok=True)
+        script = f"set -o pipefail; curl -sSf {shlex.quote(url)} | tar xz -C {shlex.quote(str(extracted))}"
+        rows.append(measured_row(ctx, scenario, floor, ["bash", "-c", script], ctx.env, files, nbytes,
+                                 verify_tree(extracted, files, nbytes)))
+    return rows
+
+
 def local_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, name: str) -> list[Row]:
     """``cp -r`` and datastore (local store) each copy ``src`` into a fresh directory."""
     rows = []
@@ -948,6 +1071,8 @@ def run_scenario(ctx: Context, scenario: str) -> list[Row]:
         return s3_copy_rows(ctx)
     if scenario == "s3-nocopy":
         return s3_nocopy_rows(ctx)
+    if scenario == "http-archive":
+        return http_archive_rows(ctx)
     size, target = scenario.split("-")
     if size == "small":
         src, files, nbytes, name = ctx.small_dir, ctx.args.files, ctx.small_bytes, "benchsmall"
@@ -1090,8 +1215,10 @@ def render_table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def print_report(rows: list[Row], args: argparse.Namespace, machine: dict, metrics_error: str = "") -> None:
-    """The table, its legend and the machine line, on stdout."""
+def print_report(rows: list[Row], args: argparse.Namespace, machine: dict, metrics_error: str = "",
+                 archive_bytes: int = 0) -> None:
+    """The table, its legend and the machine line, on stdout (``archive_bytes``: size of the
+    http-archive source, when it was built)."""
     print()
     print("\n".join(render_table(rows)))
     print()
@@ -1102,9 +1229,15 @@ def print_report(rows: list[Row], args: argparse.Namespace, machine: dict, metri
         print(f"S3 sources: s3-copy = the small files uploaded (untimed) to s3://{'/'.join(COPY_SRC)}; s3-nocopy = "
               f"{args.ref_files:,} objects × {REF_SIZE} B in s3://{'/'.join(REF_SRC)}; both on the same SeaweedFS "
               "as the stores; files/s = objects/s")
+    if "http-archive" in scenarios:
+        content = args.archive_files * args.file_kb * 1024
+        print(f"HTTP source: http-archive = {args.archive_files:,} files × {args.file_kb} KiB ({content / MiB:.1f} MiB, "
+              f"{FILES_PER_DIR} per directory) in one {ARCHIVE_NAME} of {archive_bytes / MiB:.1f} MiB (gzip level 1), "
+              "served from disk (page cache) by one stdlib HTTP server on 127.0.0.1 for all its rows; "
+              "MiB/s = content MiB/s")
     print("ratio: throughput ÷ the reference tool's (S3: s5cmd, local: cp; S3 prefix copy: s5cmd cp S3→S3, "
-          "a server-side CopyObject per object; --no-copy: s5cmd ls; >1 = faster); "
-          "fixed cost: seconds ÷ the bare flow's (>1 = slower)")
+          "a server-side CopyObject per object; --no-copy: s5cmd ls; HTTP archive: curl | tar xz + s5cmd cp; "
+          ">1 = faster); fixed cost: seconds ÷ the bare flow's (>1 = slower)")
     if scenarios & {"s3-copy", "s3-nocopy"}:
         if metrics_error:
             print(f"S3 req/obj: not measured ({metrics_error}); - in the table")
@@ -1114,6 +1247,14 @@ def print_report(rows: list[Row], args: argparse.Namespace, machine: dict, metri
                   "after each row, before verification; measured for the S3-source scenarios only")
     if "s3-nocopy" in scenarios:
         print(f"target: datastore --no-copy ≥ {NOCOPY_TARGET:,} objects/s")
+    if "http-archive" in scenarios:
+        ds = next((r for r in rows if r.scenario == "http-archive" and r.tool == "datastore"), None)
+        verdict = ("not measured" if ds is None or ds.ratio is None
+                   else "met" if ds.ratio >= ARCHIVE_TARGET else "MISSED")
+        print(f"target: datastore http-archive ≥ {ARCHIVE_TARGET:g}× {ARCHIVE_REF} ({verdict}); "
+              "datastore writes the downloaded archive to its scratch folder, then extracts it there, then "
+              "stores the tree; curl | tar xz extracts while downloading and s5cmd cp reads the tree back; "
+              "curl | tar xz (no store) is a floor for information")
     print(f"RSS: peak resident memory sampled every {SAMPLE_S * 1000:.0f} ms (main: kernel high-water mark; "
           "tree: the process and all its descendants, incl. Prefect's ephemeral server; "
           "- = ended before the first sample); SeaweedFS and the Prefect server are not counted")
@@ -1144,14 +1285,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--large-mb", type=int, default=512, metavar="M", help="MiB of the large file (default 512)")
     p.add_argument("--ref-files", type=int, default=100_000, metavar="M",
                    help=f"objects of {REF_SIZE} bytes for s3-nocopy (default 100000)")
+    p.add_argument("--archive-files", type=int, default=20_000, metavar="A",
+                   help="small files (of --file-kb KiB) in the http-archive .tar.gz (default 20000)")
     p.add_argument("--only", action="extend", type=_scenario_names, metavar="SCENARIO[,SCENARIO…]",
                    help=f"run only these scenarios (comma-separated or repeated): {', '.join(SCENARIOS)}")
     p.add_argument("--profile", action="store_true",
                    help="also run datastore small files → SeaweedFS under cProfile (bench/out/small.prof)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before a run is killed (default 3600)")
     args = p.parse_args(argv)
-    if args.files < 1 or args.file_kb < 1 or args.large_mb < 1 or args.ref_files < 1:
-        p.error("--files, --file-kb, --large-mb and --ref-files must be at least 1")
+    if args.files < 1 or args.file_kb < 1 or args.large_mb < 1 or args.ref_files < 1 or args.archive_files < 1:
+        p.error("--files, --file-kb, --large-mb, --ref-files and --archive-files must be at least 1")
     return args
 
 
@@ -1172,6 +1315,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     machine: dict = {}
     profile: dict | None = None
+    archive_bytes = 0
     try:
         if any(s.startswith("small") or s == "s3-copy" for s in selected):
             log(f"generating {args.files} files of {args.file_kb} KiB …")
@@ -1182,6 +1326,13 @@ def main(argv: list[str] | None = None) -> int:
         if "s3-nocopy" in selected:
             log(f"generating {args.ref_files} files of {REF_SIZE} bytes …")
             ctx.ref_dir = make_small_tree(root / "data" / "ref", args.ref_files, REF_SIZE)
+        if "http-archive" in selected:
+            log(f"building {ARCHIVE_NAME}: {args.archive_files} files of {args.file_kb} KiB …")
+            started = time.perf_counter()
+            ctx.archive = make_archive(root / "data" / "archive" / ARCHIVE_NAME, args.archive_files,
+                                       args.file_kb * 1024)
+            archive_bytes = ctx.archive.stat().st_size
+            log(f"built {archive_bytes / MiB:.1f} MiB in {time.perf_counter() - started:.1f}s")
         with contextlib.ExitStack() as stack:
             start_servers(ctx, selected, stack)
             for scenario in selected:
@@ -1191,13 +1342,15 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(Row(scenario, "(set-up)", 0, 0, error=f"FAILED: {type(exc).__name__}: {exc}"))
             machine = machine_info(ctx, load_at_start)
             add_ratios(rows)
-            print_report(rows, args, machine, ctx.metrics_error)
+            print_report(rows, args, machine, ctx.metrics_error, archive_bytes)
             if args.profile:
                 profile = profile_small(ctx)
     finally:
         log("cleaning up …")
         shutil.rmtree(root, ignore_errors=True)
     results = {"args": vars(args), "machine": machine, "rows": [r.to_json() for r in rows], "profile": profile}
+    if archive_bytes:
+        results["archive_bytes"] = archive_bytes  # size of the http-archive .tar.gz
     (OUT / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"\nresults: {OUT / 'results.json'}")
     return 0 if all(r.error is None or r.error.startswith("n/a") for r in rows) else 1

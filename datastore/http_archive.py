@@ -9,7 +9,10 @@ archive's sha256 and size, so a re-run of an unchanged URL reuses the previous m
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,6 +28,34 @@ def workdir(job: CreateJob, settings: Settings) -> Path:
     return Path(settings.work_dir) / f"{job.name}-{layout.source_id(job.kind, job.source)}"
 
 
+_locks: dict[str, int] = {}
+_locks_guard = threading.Lock()
+
+
+def _acquire(job: CreateJob, settings: Settings) -> None:
+    """Hold the scratch folder for this creation until :func:`release`.
+
+    Two creates of the same name and URL on one machine would otherwise write the same partial
+    download; the second waits for the first instead (the kernel drops the lock if a process dies).
+    """
+    with _locks_guard:
+        if job.create_id in _locks:  # a retried download task of the same creation
+            return
+        base = Path(settings.work_dir)
+        base.mkdir(parents=True, exist_ok=True)
+        fd = os.open(base / f"{workdir(job, settings).name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        _locks[job.create_id] = fd
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def release(job: CreateJob) -> None:
+    """Let the next creation of the same name and URL use the scratch folder."""
+    with _locks_guard:
+        fd = _locks.pop(job.create_id, None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the flock
+
+
 def fetch(job: CreateJob, settings: Settings) -> dict:
     """Download the archive (resuming a partial one) and decide its format from its bytes.
 
@@ -37,6 +68,7 @@ def fetch(job: CreateJob, settings: Settings) -> dict:
     """
     from datastore import http_fetch, safe_extract
 
+    _acquire(job, settings)
     wd = workdir(job, settings)
     wd.mkdir(parents=True, exist_ok=True)
     archive = wd / "archive"
@@ -91,5 +123,6 @@ def extract(job: CreateJob, info: dict, settings: Settings) -> str:
 
 
 def cleanup(job: CreateJob, settings: Settings) -> None:
-    """Remove the scratch folder after the version is committed."""
+    """Remove the scratch folder (after a commit, or a refusal) and release it."""
     shutil.rmtree(workdir(job, settings), ignore_errors=True)
+    release(job)

@@ -61,6 +61,7 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
         # failure keeps the partial download so that running the create again resumes it.
         if not is_transient(exc):
             http_archive.cleanup(job, settings)
+        http_archive.release(job)
         raise
     http_archive.cleanup(job, settings)
     return record

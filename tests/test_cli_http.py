@@ -103,3 +103,18 @@ def test_loopback_needs_the_setting(cli: Cli, local_store: str, server) -> None:
     proc = cli.run("create", server.url("/good.tar.gz"))
     assert_one_line_error(proc, "is a private/loopback address; set DATASTORE_HTTP_ALLOW_PRIVATE=1 to allow it")
     assert_nothing_stored(local_store)
+
+
+def test_concurrent_creates_of_one_url_share_nothing_half_written(cli: Cli, local_store: str, tmp_path: Path) -> None:
+    import os
+
+    tree = TREE | {"noise.bin": os.urandom(4 * 1024 * 1024)}
+    with serve({"/same.tar.gz": build("tar.gz", tree)}) as srv:
+        env = {"DATASTORE_HTTP_ALLOW_PRIVATE": "1", "DATASTORE_WORK_DIR": str(tmp_path / "work")}
+        procs = [cli.start("create", srv.url("/same.tar.gz"), "--json", **env) for _ in range(2)]
+        outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    recs = [json.loads(o[0]) for o in outs]
+    assert sorted(r["version"] for r in recs) == [1, 2]
+    assert len({r["digest"] for r in recs}) == 1 and all(r["files"] == len(tree) for r in recs)
+    assert list((tmp_path / "work").glob("*/")) == [] or all(p.suffix == ".lock" for p in (tmp_path / "work").iterdir())
