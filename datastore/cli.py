@@ -245,6 +245,8 @@ def show(
             print(json.dumps(r.to_json(), indent=2))
             return
         table = Table(show_header=False, box=None)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")  # digests and URLs wrap instead of being cut with "…"
         rows = [
             ("name", r.name), ("version", str(r.version)), ("status", "deleted" if r.deleted_at else r.status),
             ("source", r.source), ("kind", r.kind), *_source_rows(r), ("files", str(r.files)), ("size", f"{human_bytes(r.bytes)} ({r.bytes} bytes)"),
@@ -264,8 +266,11 @@ def show(
 
 
 def _source_rows(r: versions.VersionRecord) -> list[tuple[str, str]]:
-    """Where an S3 version came from: bucket, prefix, copied or referenced, credentials."""
+    """Where an S3 or HTTP version came from (bucket, prefix, mode, credentials; archive, validators)."""
     d = r.source_detail or {}
+    if "url" in d:
+        return [("archive", f"{d.get('format')}, {human_bytes(d.get('archive_bytes') or 0)}, sha256 {d.get('archive_sha256')}"),
+                ("etag", d.get("etag") or "-"), ("last-modified", d.get("last_modified") or "-")]
     if "bucket" not in d:
         return []
     mode = ("referenced in place (--no-copy): reads fetch the pinned objects from the bucket"

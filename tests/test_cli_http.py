@@ -62,8 +62,10 @@ def test_create_from_url_json_and_show(cli: Cli, local_store: str, server, tmp_p
     assert proc.returncode == 0, proc.stderr
     rec = json.loads(proc.stdout)
     assert (rec["name"], rec["kind"], rec["files"]) == ("good", "http-archive", len(TREE))
-    shown = cli.run("show", "good")
+    shown = cli.run("show", "good", COLUMNS="250")
     assert server.url("/good.tar.gz") in shown.stdout
+    assert f"sha256 {rec['source_detail']['archive_sha256']}" in shown.stdout
+    assert rec["source_detail"]["etag"] in shown.stdout and rec["digest"] in shown.stdout
 
 
 @pytest.mark.parametrize(("path", "fragments"), [
