@@ -296,6 +296,42 @@ def _print_skipped(store, manifest_key: str, limit: int = 20) -> None:  # noqa: 
 
 
 @app.command()
+def delete(
+    name: Annotated[str, typer.Option("--name", help="Datastore name.")],
+    version: Annotated[Optional[int], typer.Option("--version", help="The version to delete.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Delete every version of NAME (asks first).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+) -> None:
+    """Delete one version (immediately; its number is never reused), or every version with --all."""
+
+    def run() -> None:
+        from datastore import deletion
+
+        if (version is None) == (not all_):
+            raise DatastoreError("give either --version N (one version) or --all (every version)",
+                                 f"for example: datastore delete --name {name} --version 1")
+        store = open_store()
+        if version is not None:
+            rec = deletion.delete_version(store, name, version)
+            out.print(f"deleted {rec.name} version {rec.version}")
+            return
+        live = versions.live_numbers(store, name)
+        if not live:
+            from datastore.errors import DatastoreNotFound
+
+            raise DatastoreNotFound(name)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise DatastoreError(f"refusing to delete all {len(live)} versions of {name!r} without confirmation",
+                                     "pass --yes to confirm in a script")
+            typer.confirm(f"delete all {len(live)} versions of {name!r} ({', '.join(map(str, live))})?", abort=True)
+        gone = deletion.delete_all(store, name)
+        out.print(f"deleted {name} versions {', '.join(str(r.version) for r in gone)}")
+
+    guarded(run)
+
+
+@app.command()
 def verify(
     name: Annotated[str, typer.Argument(help="Datastore name.")],
     version: Annotated[Optional[int], typer.Option("--version", help="Version (default: newest live).")] = None,

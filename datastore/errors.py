@@ -224,6 +224,28 @@ class DatastoreNotFound(DatastoreError, LookupError):
         super().__init__(f"{what} does not exist", "run 'datastore list' to see what exists")
 
 
+class AlreadyDeleted(DatastoreError, LookupError):
+    """The version asked for was deleted before."""
+
+    def __init__(self, name: str, version: int, deleted_at: str | None) -> None:
+        self.name = name
+        self.version = version
+        self.deleted_at = deleted_at
+        super().__init__(f"datastore {name!r} version {version} was already deleted (at {deleted_at})",
+                         "nothing to do; 'datastore list' shows the live versions")
+
+
+class VersionInUse(DatastoreError, PermissionError):
+    """A live lease protects the version from deletion."""
+
+    def __init__(self, name: str, version: int, holder: str) -> None:
+        self.name = name
+        self.version = version
+        self.holder = holder
+        super().__init__(f"datastore {name!r} version {version} is in use by {holder}",
+                         "wait until it finishes (or stop it), then delete again")
+
+
 class OrchestrationError(DatastoreError, RuntimeError):
     """Prefect could not run the flow (API unreachable, ephemeral server did not start)."""
 

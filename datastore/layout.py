@@ -5,6 +5,7 @@
     names/<name>/versions/<0000000001>.json   version record; written once, put-if-absent
     names/<name>/deleted/<0000000001>.json    tombstone of a deleted version (its record stays,
                                               so its number can never be allocated again)
+    names/<name>/leases/<0000000001>/<id>.json a reader's lease on a version (blocks delete)
     manifests/<uuid>.jsonl.gz                 immutable manifest of one version
     data/p-<address>                          a pack of small files (address: sha256 over its
                                               members' sizes and sha256s, which fix its bytes)
@@ -29,6 +30,11 @@ def record_key(name: str, version: int) -> str:
 def tombstone_key(name: str, version: int) -> str:
     """Key of the deletion marker of a version."""
     return f"{NAMES}{name}/deleted/{version:010d}.json"
+
+
+def lease_prefix(name: str, version: int) -> str:
+    """Prefix of the leases held on one version."""
+    return f"{NAMES}{name}/leases/{version:010d}/"
 
 
 def manifest_key(create_id: str) -> str:

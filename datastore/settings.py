@@ -60,6 +60,7 @@ class Settings:
         max_extract_ratio: ... and to at most this many times its own size (zip/gzip bombs).
         http_allow_private: Allow HTTP sources on loopback and private addresses (tests, LANs);
             link-local and cloud metadata addresses are refused regardless.
+        lease_ttl: Seconds a reader's lease lives without a heartbeat (renewed every third of it).
         work_dir: Local scratch space of HTTP creations (download, extracted tree); a failed
             create leaves its download there so the next run resumes it.
     """
@@ -82,6 +83,7 @@ class Settings:
     max_extract_ratio: int = 1000
     http_allow_private: bool = False
     work_dir: str = field(default_factory=lambda: str(default_work_dir()))
+    lease_ttl: int = 120
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -104,4 +106,5 @@ class Settings:
             max_extract_ratio=_int("DATASTORE_MAX_EXTRACT_RATIO", 1000),
             http_allow_private=os.environ.get("DATASTORE_HTTP_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes"),
             work_dir=os.environ.get("DATASTORE_WORK_DIR") or str(default_work_dir()),
+            lease_ttl=_int("DATASTORE_LEASE_TTL", 120, minimum=3),
         )

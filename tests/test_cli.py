@@ -171,3 +171,23 @@ def test_unreachable_prefect_api_is_one_line(cli: Cli, tmp_path: Path, local_sto
     proc = cli.run("create", str(src), PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api")
     assert_one_line_error(proc, "Prefect could not run the creation", "PREFECT_API_URL", "nothing was committed")
     assert versions.scan_versions(open_store()) == {}
+
+
+def test_delete_from_the_command_line(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "src", {"a": b"a"})
+    for _ in range(2):
+        assert cli.run("create", str(src), "--name", "del").returncode == 0
+    assert_one_line_error(cli.run("delete", "--name", "del"), "give either --version N (one version) or --all",
+                          "datastore delete --name del --version 1")
+    assert_one_line_error(cli.run("delete", "--name", "del", "--version", "9"), "datastore 'del' version 9 does not exist")
+    assert_one_line_error(cli.run("delete", "--name", "nope", "--all", "--yes"), "datastore 'nope' does not exist")
+    assert_one_line_error(cli.run("delete", "--name", "del", "--all"),
+                          "refusing to delete all 2 versions of 'del' without confirmation", "--yes")
+    done = cli.run("delete", "--name", "del", "--version", "1")
+    assert done.returncode == 0 and "deleted del version 1" in done.stdout
+    assert_one_line_error(cli.run("delete", "--name", "del", "--version", "1"), "was already deleted")
+    shown = cli.run("show", "del", "--version", "1", "--json")
+    assert json.loads(shown.stdout)["deleted_at"]
+    assert [r["version"] for r in json.loads(cli.run("list", "--json").stdout)] == [2]
+    assert cli.run("delete", "--name", "del", "--all", "--yes").returncode == 0
+    assert json.loads(cli.run("list", "--json").stdout) == []
