@@ -259,7 +259,7 @@ def show(
         for k, v in rows:
             table.add_row(f"[bold]{k}[/]", v)
         out.print(table)
-        if r.skipped and r.manifest:
+        if r.skipped and r.manifest and not r.deleted_at:  # gc may have reclaimed a deleted version's manifest
             _print_skipped(store, r.manifest)
 
     guarded(run)
@@ -327,6 +327,31 @@ def delete(
             typer.confirm(f"delete all {len(live)} versions of {name!r} ({', '.join(map(str, live))})?", abort=True)
         gone = deletion.delete_all(store, name)
         out.print(f"deleted {name} versions {', '.join(str(r.version) for r in gone)}")
+
+    guarded(run)
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be reclaimed.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Reclaim data no live version references (after DATASTORE_GC_GRACE seconds, default 1 hour)."""
+
+    def run() -> None:
+        from datastore.gc import collect
+
+        settings = Settings.from_env()
+        report = collect(open_store(settings.store, settings), settings.gc_grace, dry_run=dry_run)
+        if as_json:
+            print(json.dumps(report.to_json(), indent=2))
+            return
+        verb = "would reclaim" if dry_run else "reclaimed"
+        if dry_run:
+            for key in report.reclaimed:
+                out.print(f"  {key}", markup=False, highlight=False)
+        out.print(f"{verb} {report.objects} objects, {human_bytes(report.bytes)}; kept {report.kept_objects} "
+                  f"objects, {human_bytes(report.kept_bytes)}")
 
     guarded(run)
 

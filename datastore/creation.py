@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from datastore import layout, reader, versions
+from datastore.errors import DatastoreError
 from datastore.manifest import Entry, ManifestWriter
 from datastore.naming import derive_name, validate_name
 from datastore.settings import Settings
@@ -69,6 +70,24 @@ def previous_entries(store: Store, job: CreateJob) -> Iterator[Entry]:
     return reader.entries(store, prev)
 
 
+def _check_present(store: Store, keys: set[str]) -> None:
+    """Every data object the new version points at must exist before it becomes visible.
+
+    Reused objects belong to earlier versions; if those were deleted and ``gc`` reclaimed the
+    data while this creation ran past its grace period, committing would publish a broken
+    version. One HEAD per distinct object (packs keep that to a handful per 1,000 files).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        present = dict(zip(keys, pool.map(store.exists, keys)))
+    missing = sorted(k for k, ok in present.items() if not ok)
+    if missing:
+        raise DatastoreError(f"data object {missing[0]!r} this version needs is gone from the store "
+                             f"({len(missing)} missing; reclaimed by gc while the creation ran?)",
+                             "run the same create again: it transfers what is missing")
+
+
 def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, settings: Settings,
            flow_run_id: str | None) -> versions.VersionRecord:
     """Concatenate the batch manifests, store the manifest, then commit the version record.
@@ -79,10 +98,15 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
     with tempfile.TemporaryDirectory(prefix="datastore-commit-") as tmp:
         # The manifest goes through a local file so a million entries never sit in memory.
         out = Path(tmp) / "manifest.jsonl.gz"
+        objects: set[str] = set()  # distinct data objects (packs, large files): few per batch
         with ManifestWriter(out) as writer:
             for key in batch_keys:
-                writer.extend(reader.manifest_items(store, key))
+                for item in reader.manifest_items(store, key):
+                    writer.add(item)
+                    if isinstance(item, Entry) and item.object:
+                        objects.add(item.object)
             summary = writer.close()
+        _check_present(store, objects)
         mkey = layout.manifest_key(job.create_id)
         store.put_file(mkey, out)
     record = versions.VersionRecord(

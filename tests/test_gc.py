@@ -1,0 +1,125 @@
+"""Garbage collection: only unreferenced data goes, never what a live version or a creation in flight needs."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from datastore import local_transfer, reader, versions
+from datastore.creation import commit, prepare
+from datastore.deletion import delete_version
+from datastore.errors import DatastoreError
+from datastore.gc import collect
+from datastore.settings import Settings
+from datastore.store import open_store
+from datastore.verify import verify
+from flows.local_folder import create_from_local
+from tests.conftest import make_tree
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def referenced_bytes(store) -> int:  # noqa: ANN001
+    keys = {e.object for r in versions.list_records(store) for e in reader.entries(store, r) if e.object}
+    return sum(store.head(k).size for k in keys)
+
+
+def data_bytes(store) -> int:  # noqa: ANN001
+    return sum(o.size for o in store.list("data/"))
+
+
+def age(root: Path, prefix: str, seconds: float = 7200) -> None:
+    """Make everything under ``prefix`` of a local store look ``seconds`` old."""
+    old = time.time() - seconds
+    for p in (root / prefix).rglob("*"):
+        os.utime(p, (old, old))
+
+
+@pytest.mark.parametrize("store_fixture", ["local_store", "seaweed_store"])
+def test_delete_then_gc_keeps_exactly_what_live_versions_reference(
+        tmp_path: Path, store_fixture: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    request.getfixturevalue(store_fixture)
+    monkeypatch.setenv("DATASTORE_LARGE_FILE_BYTES", str(1024 * 1024))
+    src = make_tree(tmp_path / "src", {f"shared/{i}.txt": os.urandom(3000) for i in range(50)}
+                    | {"big.bin": os.urandom(3 * 1024 * 1024)})
+    for i in range(3):
+        (src / "changing.bin").write_bytes(os.urandom(200_000 + i))
+        create_from_local(str(src), name="gcme")
+    store = open_store()
+    delete_version(store, "gcme", 2)
+    young = collect(store, grace_s=3600)  # everything is younger than the grace period: nothing goes
+    assert young.objects == 0 and young.kept_objects > 0
+    dry = collect(store, grace_s=0, dry_run=True)
+    assert dry.objects > 0 and data_bytes(store) > referenced_bytes(store)
+    report = collect(store, grace_s=0)
+    assert report.objects == dry.objects and report.bytes == dry.bytes
+    assert data_bytes(store) == referenced_bytes(store)  # only referenced data is left
+    assert list(store.list("staging/")) == []
+    for v in (1, 3):
+        assert verify(store, versions.read_record(store, "gcme", v)).ok
+    assert collect(store, grace_s=0).objects == 0  # a second pass finds nothing
+
+
+def test_gc_never_robs_a_creation_in_flight(tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "src", {f"f{i}.txt": os.urandom(1000) for i in range(30)})
+    age(tmp_path, "src")  # settled mtimes, so the next scan reuses version 1's packs
+    create_from_local(str(src), name="flight")
+    store = open_store()
+    settings = Settings.from_env()
+    (src / "new.txt").write_bytes(b"new")
+    job = prepare(str(src), "flight", "local", settings)
+    plan = local_transfer.scan(job, settings)  # plans reuse version 1's packs
+    assert plan.new_files == 1
+    delete_version(store, "flight", 1)
+    age(Path(local_store), "data")
+    age(Path(local_store), "manifests")
+    report = collect(store, grace_s=60)  # v1's data is old and unreferenced by live versions …
+    assert not any(k.startswith("data/") for k in report.reclaimed)  # … but the staged plan needs it
+    results = [local_transfer.transfer_batch(job, k, settings) for k in plan.plan_keys]
+    rec = commit(store, job, [k for k, _ in results], sum(u for _, u in results), settings, None)
+    assert rec.version == 2 and verify(store, rec).ok
+    assert reader.read_file(store, rec, next(e for e in reader.entries(store, rec) if e.path == "f3.txt")) == \
+        (src / "f3.txt").read_bytes()
+
+
+def test_commit_refuses_when_reused_data_vanished(tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "src", {f"f{i}.txt": os.urandom(1000) for i in range(10)})
+    age(tmp_path, "src")
+    create_from_local(str(src), name="vanish")
+    store = open_store()
+    settings = Settings.from_env()
+    (src / "new.txt").write_bytes(b"new")
+    job = prepare(str(src), "vanish", "local", settings)
+    plan = local_transfer.scan(job, settings)
+    results = [local_transfer.transfer_batch(job, k, settings) for k in plan.plan_keys]
+    old = next(e.object for e in reader.entries(store, versions.read_record(store, "vanish", 1)))
+    store.delete(old)  # as if gc had reclaimed it with a too-short grace period
+    with pytest.raises(DatastoreError, match=r"data object 'data/p-\w+' this version needs is gone from the store"):
+        commit(store, job, [k for k, _ in results], 0, settings, None)
+    assert versions.live_numbers(store, "vanish") == [1]
+
+
+def test_delete_and_gc_during_a_create(tmp_path: Path, seaweed_store: str) -> None:
+    src = make_tree(tmp_path / "src", {f"s/{i}.txt": os.urandom(2000) for i in range(200)})
+    age(tmp_path, "src")
+    for _ in range(2):
+        create_from_local(str(src), name="busy")
+    store = open_store()
+    (src / "more.txt").write_bytes(os.urandom(50_000))
+    results: list = []
+    t = threading.Thread(target=lambda: results.append(create_from_local(str(src), name="busy")))
+    t.start()
+    delete_version(store, "busy", 1)  # shares every packed file with 2 and with the running create
+    during = collect(store, grace_s=3600)
+    t.join(300)
+    assert results and results[0]["version"] == 3
+    assert during.objects == 0
+    for v in versions.live_numbers(store, "busy"):
+        assert verify(store, versions.read_record(store, "busy", v)).ok
+    collect(store, grace_s=0)
+    assert data_bytes(store) == referenced_bytes(store)
+    assert [verify(store, versions.read_record(store, "busy", v)).ok for v in (2, 3)] == [True, True]
