@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable, Iterator
 
 from datastore import s3
-from datastore.errors import CredentialsNotFound, DatastoreError, SourceAccessDenied
+from datastore.errors import CredentialsNotFound, SourceAccessDenied
 
 
 @functools.lru_cache(maxsize=32)
@@ -30,8 +30,11 @@ def _block_overrides(block: str) -> tuple[tuple[str, str], ...]:
         # keep only the exception type to be safe.
         raise CredentialsNotFound(block, f"loading it failed: {type(exc).__name__}") from exc
     # get_boto3_session resolves profiles and assumed roles too; freeze what it found.
-    session = creds.get_boto3_session()
-    frozen = session.get_credentials()
+    try:
+        session = creds.get_boto3_session()
+        frozen = session.get_credentials()
+    except Exception as exc:  # noqa: BLE001 - a missing profile, a failed assume-role …: name the block, not the secret
+        raise CredentialsNotFound(block, f"its credentials cannot be resolved: {type(exc).__name__}") from exc
     out: dict[str, str] = {}
     if frozen is not None:
         f = frozen.get_frozen_credentials()
@@ -101,9 +104,7 @@ def choose(probe: Callable[[str | None], None], explicit: str | None) -> str | N
             try:
                 probe(name)
                 return name
-            except (SourceAccessDenied, CredentialsNotFound):
-                continue
-            except DatastoreError:
+            except Exception:  # noqa: BLE001 - any candidate that cannot read the prefix is passed over
                 continue
         if tried:
             raise SourceAccessDenied(denied.location, f"{denied.reason}; registered AwsCredentials blocks "

@@ -10,6 +10,7 @@ archive's sha256 and size, so a re-run of an unchanged URL reuses the previous m
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import threading
@@ -72,6 +73,12 @@ def fetch(job: CreateJob, settings: Settings) -> dict:
     wd = workdir(job, settings)
     wd.mkdir(parents=True, exist_ok=True)
     archive = wd / "archive"
+    done = wd / "archive.json"
+    if done.exists() and archive.exists():
+        # A run that failed after the download (transfer, commit) left it complete: reuse it.
+        info = json.loads(done.read_text())
+        if info.get("url") == job.source and archive.stat().st_size == info["archive_bytes"]:
+            return info
     dl = http_fetch.download(job.source, archive, settings.http_allow_private)
     try:
         fmt = safe_extract.detect_format(archive, job.source)
@@ -79,8 +86,10 @@ def fetch(job: CreateJob, settings: Settings) -> dict:
     except ArchiveInvalid:
         shutil.rmtree(wd, ignore_errors=True)  # an HTML page is no start for a resume
         raise
-    return {"archive": str(archive), "format": fmt, "archive_sha256": dl.sha256, "archive_bytes": dl.size,
-            "etag": dl.etag, "last_modified": dl.last_modified}
+    info = {"archive": str(archive), "format": fmt, "archive_sha256": dl.sha256, "archive_bytes": dl.size,
+            "etag": dl.etag, "last_modified": dl.last_modified, "url": job.source}
+    done.write_text(json.dumps(info))
+    return info
 
 
 def previous_same_archive(job: CreateJob, archive_sha256: str) -> str | None:

@@ -65,7 +65,7 @@ def _large(store: Store, settings: Settings, full: str, rel: str) -> tuple[int, 
     """Stream one large file into its own object, hashing on the way; retry if it changes."""
     for _ in range(READ_ATTEMPTS):
         fd, before = open_checked(full, rel)
-        writer = store.blob_writer()
+        writer = store.blob_writer(before.st_size)
         h = hashlib.sha256()
         read = 0
         try:

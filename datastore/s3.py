@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -192,6 +194,12 @@ class FastS3:
         self._signer_cls = S3SigV4Auth
         self._creds = client._request_signer._credentials  # noqa: SLF001 - the client's own (refreshable) credentials
         self._local = threading.local()
+        # Only where a plain connection is what boto3 would make too: no proxy configured, and
+        # TLS verified against the same CA bundle (AWS_CA_BUNDLE) unless verification is off.
+        proxies = client.meta.config.proxies or {}
+        env_proxy = any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"))
+        self.enabled = not proxies and not env_proxy
+        self._verify = client._endpoint.http_session._verify  # noqa: SLF001 - True, False or a CA bundle path
 
     def _conn(self, fresh: bool = False) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
@@ -200,11 +208,12 @@ class FastS3:
         if conn is not None:
             conn.close()
         if self.https:
-            import ssl
-
             from botocore.httpsession import get_cert_path
 
-            ctx = ssl.create_default_context(cafile=get_cert_path(True))
+            if self._verify is False:
+                ctx = ssl._create_unverified_context()  # noqa: S323 - the user turned verification off for boto3 too
+            else:
+                ctx = ssl.create_default_context(cafile=self._verify if isinstance(self._verify, str) else get_cert_path(True))
             conn = http.client.HTTPSConnection(self.host, timeout=120, context=ctx)
         else:
             conn = http.client.HTTPConnection(self.host, timeout=120)
@@ -219,7 +228,7 @@ class FastS3:
         """
         from botocore.awsrequest import AWSRequest
 
-        if self._creds is None:
+        if self._creds is None or not self.enabled:
             return None
         for attempt in range(4):
             req = AWSRequest(method="GET", url=self.origin + path, headers=dict(headers))
@@ -229,10 +238,17 @@ class FastS3:
                 conn.request("GET", path, headers=dict(req.headers.items()))
                 r = conn.getresponse()
                 data = r.read()
+            except ssl.SSLError:
+                self.enabled = False  # boto3 connects differently (proxy, CA): use it from now on
+                return None
             except (OSError, http.client.HTTPException):
-                # A kept-alive connection the server closed, or the network: reconnect and retry.
+                # A kept-alive connection the server closed, or the network: reconnect and retry;
+                # a second failure in a row hands this and later requests to boto3.
+                if attempt >= 1:
+                    self.enabled = False
+                    return None
                 self._conn(fresh=True)
-                time.sleep(0.05 * 2**attempt)
+                time.sleep(0.05)
                 continue
             if r.status == 200:
                 return data
@@ -273,18 +289,19 @@ class FastS3:
                 query = f"continuation-token={quote(token, safe='')}&" + query
             data = self._send(f"{self.base}/{bucket}?{query}", {}, "ListObjectsV2")
             if data is None:
-                if not first:
-                    raise StoreError(f"listing s3://{bucket}/{prefix} failed part-way", "run the command again")
-                for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                    for o in page.get("Contents", []):
-                        yield o["Key"], o["Size"], o["ETag"].strip('"')
+                if not first:  # go on with boto3 (its own retries) from where the fast path stopped
+                    yield from self._slow_list(bucket, prefix, token)
+                    return
+                yield from self._slow_list(bucket, prefix, None)
                 return
             first = False
             root = ElementTree.fromstring(data)
             if not root.tag.startswith(ns):  # an S3 server without the namespace
                 ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            # Keys are URL-encoded only if the server says so (botocore decodes the same way).
+            decode = unquote_plus if root.findtext(f"{ns}EncodingType") == "url" else str
             for c in root.iter(f"{ns}Contents"):
-                yield (unquote_plus(c.findtext(f"{ns}Key") or ""), int(c.findtext(f"{ns}Size") or 0),
+                yield (decode(c.findtext(f"{ns}Key") or ""), int(c.findtext(f"{ns}Size") or 0),
                        (c.findtext(f"{ns}ETag") or "").strip('"'))
             if root.findtext(f"{ns}IsTruncated") != "true":
                 return
@@ -292,6 +309,14 @@ class FastS3:
             if not token:
                 raise StoreError(f"listing s3://{bucket}/{prefix} was truncated without a continuation token",
                                  "the S3 server answered inconsistently; run the command again")
+
+    def _slow_list(self, bucket: str, prefix: str, token: str | None) -> Iterator[tuple[str, int, str]]:
+        kw: dict = {"Bucket": bucket, "Prefix": prefix}
+        if token:
+            kw["ContinuationToken"] = token
+        for page in self.client.get_paginator("list_objects_v2").paginate(**kw):
+            for o in page.get("Contents", []):
+                yield o["Key"], o["Size"], o["ETag"].strip('"')
 
     def _slow(self, bucket: str, key: str, if_match: str | None, version_id: str | None) -> bytes:
         kw: dict = {"Bucket": bucket, "Key": key}

@@ -101,7 +101,7 @@ def _prefetched(plan: list[dict], src: S3Source, settings: Settings) -> Iterator
 
 def _stream_large(store: Store, src: S3Source, new: dict, settings: Settings) -> tuple[str, str, int]:
     """GET the pinned object and stream it into a store object, hashing on the way."""
-    writer = store.blob_writer()
+    writer = store.blob_writer(new["size"])
     h = hashlib.sha256()
     read = 0
     try:

@@ -54,13 +54,13 @@ def parse_url(url: str) -> S3Location:
         raise InvalidSource(url, "malformed S3 URL", URL_HINT)
     rest = url[5:]
     bucket, _, prefix = rest.partition("/")
+    if "@" in bucket:  # keys pasted into the URL: never repeat them back
+        raise InvalidSource("s3://…@" + bucket.rsplit("@", 1)[1] + "/" + prefix, "credentials do not belong in the URL",
+                            "use --credentials BLOCK (a Prefect AwsCredentials block) for keys")
     if not bucket:
         raise InvalidSource(url, "the S3 URL names no bucket", URL_HINT)
     if not _BUCKET.fullmatch(bucket):
         raise InvalidSource(url, f"{bucket!r} is not a valid bucket name", URL_HINT)
-    if "@" in bucket or ":" in bucket:
-        raise InvalidSource(url, "credentials or ports do not belong in the URL",
-                            "use --credentials BLOCK for keys and AWS_ENDPOINT_URL for the endpoint")
     prefix = prefix.lstrip("/")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
@@ -202,19 +202,18 @@ class S3Source:
             SourceChanged: the pinned object is gone or holds other bytes (412/404).
         """
         if length is None:  # whole small objects: the hot path of copying many small files
-            vid = obj.get("version_id")
+            # If-Match even with a VersionId: the "null" version of a suspended bucket is
+            # overwritten in place, so only the ETag can tell its bytes changed.
             with self._tr(obj["key"]):
-                return self.fast.get(self.bucket, obj["key"], if_match=None if vid else obj["etag"], version_id=vid)
+                return self.fast.get(self.bucket, obj["key"], if_match=obj["etag"], version_id=obj.get("version_id"))
         with self.open(obj, offset, length) as body:
             return body.read()
 
     def open(self, obj: dict, offset: int = 0, length: int | None = None) -> BinaryIO:
         """A streaming reader of exactly the pinned object (see :meth:`get`)."""
-        kw: dict = {"Bucket": self.bucket, "Key": obj["key"]}
+        kw: dict = {"Bucket": self.bucket, "Key": obj["key"], "IfMatch": f'"{obj["etag"]}"'}
         if obj.get("version_id"):
             kw["VersionId"] = obj["version_id"]
-        else:
-            kw["IfMatch"] = f'"{obj["etag"]}"'
         if length is not None:
             if length == 0:
                 import io

@@ -11,6 +11,7 @@ Keys are ``/``-separated strings relative to the store root. The layout of keys 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -117,8 +118,8 @@ class Store(ABC):
         """Remove ``key`` (missing keys are fine)."""
 
     @abstractmethod
-    def blob_writer(self) -> BlobWriter:
-        """A writer for one large data object."""
+    def blob_writer(self, size_hint: int = 0) -> BlobWriter:
+        """A writer for one large data object (``size_hint``: expected bytes, to size S3 parts)."""
 
     def put_pack(self, data: bytes | bytearray, address: str) -> tuple[str, bool]:
         """Store a pack of small files under its content address ``data/p-<address>``.
@@ -272,7 +273,7 @@ class LocalStore(Store):
         except OSError as exc:
             raise self._write_error(exc) from exc
 
-    def blob_writer(self) -> BlobWriter:
+    def blob_writer(self, size_hint: int = 0) -> BlobWriter:
         return _LocalBlobWriter(self)
 
 
@@ -399,7 +400,7 @@ class S3Store(Store):
         if size <= self.settings.copy_multipart_bytes:
             # Rewriting an existing key is harmless here: the same pinned bytes, and a single-part
             # copy's ETag is the MD5 of those bytes, so it matches what older manifests recorded.
-            with s3.translated(loc, copy_source["Key"], source=True):
+            with _copy_errors(self.url, loc, copy_source["Key"], key):
                 r = self.client.copy_object(Bucket=self.bucket, Key=dest, CopySource=copy_source, **guard)
             return r["CopyObjectResult"]["ETag"].strip('"'), size
         try:  # a multipart copy's ETag depends on the part size: keep an existing copy as it is
@@ -408,12 +409,12 @@ class S3Store(Store):
             pass
         with s3.translated(self.url, key):
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=dest)["UploadId"]
-        step = self.settings.copy_part_bytes
+        step = max(self.settings.copy_part_bytes, -(-size // 10_000))  # S3 allows at most 10,000 parts
         ranges = [(n + 1, off, min(off + step, size) - 1) for n, off in enumerate(range(0, size, step))]
 
         def part(spec: tuple[int, int, int]) -> dict:
             number, first, last = spec
-            with s3.translated(loc, copy_source["Key"], source=True):
+            with _copy_errors(self.url, loc, copy_source["Key"], key):
                 r = self.client.upload_part_copy(Bucket=self.bucket, Key=dest, UploadId=upload_id, PartNumber=number,
                                                  CopySource=copy_source, CopySourceRange=f"bytes={first}-{last}", **guard)
             return {"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]}
@@ -443,17 +444,18 @@ class S3Store(Store):
         with s3.translated(self.url, key):
             self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
 
-    def blob_writer(self) -> BlobWriter:
-        return _S3BlobWriter(self)
+    def blob_writer(self, size_hint: int = 0) -> BlobWriter:
+        return _S3BlobWriter(self, size_hint)
 
 
 class _S3BlobWriter(BlobWriter):
     """Multipart upload with a bounded number of parts in flight (bounded memory)."""
 
-    def __init__(self, store: S3Store) -> None:
+    def __init__(self, store: S3Store, size_hint: int = 0) -> None:
         self.store = store
         self.key = f"{DATA_PREFIX}u-{uuid.uuid4().hex}"
-        self.part_bytes = store.settings.part_bytes
+        # S3 allows 10,000 parts: grow the part size for huge files (9,000 leaves room for growth).
+        self.part_bytes = max(store.settings.part_bytes, -(-size_hint // 9_000))
         self.buf = bytearray()
         self.upload_id: str | None = None
         self.parts: list[Future] = []
@@ -527,6 +529,20 @@ class _S3BlobWriter(BlobWriter):
             except Exception:  # noqa: BLE001 - best effort; gc reclaims what is left
                 pass
             self.upload_id = None
+
+
+@contextlib.contextmanager
+def _copy_errors(store_url: str, source_url: str, source_key: str, key: str) -> Iterator[None]:
+    """Errors of a server-side copy: the source changed (412/404 on the copy source) or the store failed.
+
+    Only a failed ``CopySourceIfMatch`` or a vanished source object is the source's doing; a
+    denied write or a missing store bucket is reported against the store.
+    """
+    try:
+        with s3.translated(store_url, key):
+            yield
+    except (AlreadyExists, ObjectNotFound) as exc:
+        raise s3.as_source_error(exc, source_url, source_key) from exc
 
 
 def open_store(url: str | None = None, settings: Settings | None = None) -> Store:

@@ -119,3 +119,18 @@ def test_unsafe_archive_commits_nothing(local_store: str, tmp_path: Path) -> Non
     assert versions.scan_versions(store) == {}
     assert list(store.list("data/")) == [] and list(store.list("manifests/")) == []
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "work" / "evil.txt").exists()
+
+
+def test_a_rerun_after_a_later_failure_does_not_download_again(local_store: str) -> None:
+    from datastore import http_archive, http_job
+    from datastore.settings import Settings
+
+    with serve({"/again.tar.gz": build("tar.gz", TREE)}) as server:
+        settings = Settings.from_env()
+        job = http_job.prepare(server.url("/again.tar.gz"), None, settings)
+        first = http_archive.fetch(job, settings)
+        http_archive.release(job)
+        second = http_archive.fetch(job, settings)  # e.g. the transfer failed and the create runs again
+        http_archive.cleanup(job, settings)
+        gets = [m for m, _, _ in server.requests_for("/again.tar.gz") if m == "GET"]
+    assert first == second and len(gets) == 1

@@ -228,3 +228,15 @@ def test_no_copy_versioned_bucket_still_reads_the_original(moto_store: str, moto
     assert [(p.path, p.problem) for p in report.problems] == [("b.txt", "missing")]
     with pytest.raises(ReferenceBroken, match=r"'b.txt' of versioned version 1 .*\(version .+\) was deleted"):
         read_all(record)
+
+
+def test_no_copy_null_version_of_a_suspended_bucket_is_still_checked(moto_store: str, moto: S3Server) -> None:
+    """Objects written while versioning is suspended all have VersionId "null", which an overwrite replaces."""
+    bucket = source_bucket(moto, {})
+    c = moto.client()
+    c.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    c.put_object(Bucket=bucket, Key="s/a.txt", Body=b"AAAA")
+    record = reference_s3(f"s3://{bucket}/s/", name="suspended")
+    c.put_object(Bucket=bucket, Key="s/a.txt", Body=b"BBBB")  # same length, replaces the null version
+    with pytest.raises(ReferenceBroken, match="'a.txt' of suspended version 1 .* was overwritten with different bytes"):
+        read_all(record)

@@ -85,3 +85,28 @@ def test_fast_s3_matches_boto3_and_translates_errors(server_name: str, request: 
         c.put_object(Bucket=bucket, Key="v", Body=b"two")
         assert fast.get(bucket, "v", version_id=v1) == b"one"
         assert fast.get(bucket, "v") == b"two"
+
+
+def test_fast_listing_that_fails_part_way_goes_on_with_boto3(moto: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    for k, v in moto.env().items():
+        monkeypatch.setenv(k, v)
+    s3.reset_clients()
+    bucket = f"lp-{uuid.uuid4().hex[:10]}"
+    c = moto.client()
+    c.create_bucket(Bucket=bucket)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: c.put_object(Bucket=bucket, Key=f"k{i:05d}", Body=b"x"), range(1500)))
+    fast = s3.FastS3(s3.client())
+    real = fast._send
+    calls = {"n": 0}
+
+    def flaky(path: str, headers: dict, operation: str):  # noqa: ANN202 - the second page fails for good
+        calls["n"] += 1
+        return None if calls["n"] == 2 else real(path, headers, operation)
+
+    monkeypatch.setattr(fast, "_send", flaky)
+    keys = [k for k, _, _ in fast.list_v2(bucket, "")]
+    assert keys == [f"k{i:05d}" for i in range(1500)]
