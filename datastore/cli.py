@@ -189,7 +189,7 @@ def _create_http(source: str, name: str | None, show: bool) -> dict:
     job = http_job.prepare(source, name, Settings.from_env())
     from flows.http_archive import create_from_http
 
-    return _run_with_progress(lambda: create_from_http(source=job.source, name=name), show)
+    return _run_with_progress(lambda: create_from_http(source=source, name=name), show)
 
 
 def _print_created(r: dict) -> None:

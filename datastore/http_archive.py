@@ -57,8 +57,10 @@ def release(job: CreateJob) -> None:
         os.close(fd)  # closing the descriptor drops the flock
 
 
-def fetch(job: CreateJob, settings: Settings) -> dict:
+def fetch(job: CreateJob, settings: Settings, url: str | None = None) -> dict:
     """Download the archive (resuming a partial one) and decide its format from its bytes.
+
+    ``url`` is the real URL when ``job.source`` shows it with secret query values masked.
 
     Returns:
         ``archive`` (local path), ``format``, ``archive_sha256``, ``archive_bytes``, ``etag``,
@@ -79,7 +81,7 @@ def fetch(job: CreateJob, settings: Settings) -> dict:
         info = json.loads(done.read_text())
         if info.get("url") == job.source and archive.stat().st_size == info["archive_bytes"]:
             return info
-    dl = http_fetch.download(job.source, archive, settings.http_allow_private)
+    dl = http_fetch.download(url or job.source, archive, settings.http_allow_private)
     try:
         fmt = safe_extract.detect_format(archive, job.source)
         safe_extract.check_suffix(urlsplit(job.source).path, fmt, job.source)

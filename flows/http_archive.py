@@ -45,7 +45,7 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
     settings = settings_for(store)
     job = http_job.prepare(source, name, settings)
     try:
-        info = download_archive(job, settings)
+        info = download_archive(job, settings, source)
         job = replace(job, source_detail=job.source_detail | {k: info[k] for k in _RECORDED})
         same = http_archive.previous_same_archive(job, info["archive_sha256"])
         if same is not None:

@@ -13,9 +13,9 @@ from tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 @task(name="download-archive", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=transient_only)
-def download_archive(job: CreateJob, settings: Settings) -> dict:
+def download_archive(job: CreateJob, settings: Settings, url: str | None = None) -> dict:
     """Download (resuming) and identify the archive; returns its local path, format, sha256 and validators."""
-    return http_archive.fetch(job, settings)
+    return http_archive.fetch(job, settings, url)
 
 
 @task(name="extract-archive", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 import zipfile
@@ -73,7 +74,7 @@ def read_back(record: dict) -> dict[str, bytes]:
 def test_archive_contents_become_the_datastore(any_store: str, tmp_path: Path, fmt: str, suffix: str) -> None:
     archive = build(fmt, TREE)
     with serve({f"/subfolder/trainingSet{suffix}": archive}) as server:
-        record = create_from_http(server.url(f"/subfolder/trainingSet{suffix}") + "?token=abc#frag")
+        record = create_from_http(server.url(f"/subfolder/trainingSet{suffix}") + "?token=s3cr3t-tok3n&v=2#frag")
     assert (record["name"], record["kind"]) == ("trainingset", "http-archive")
     assert record["files"] == len(TREE) and record["bytes"] == sum(map(len, TREE.values()))
     got = entries_of(record)
@@ -83,7 +84,8 @@ def test_archive_contents_become_the_datastore(any_store: str, tmp_path: Path, f
     detail = record["source_detail"]
     assert detail["format"] == fmt and detail["archive_sha256"] == hashlib.sha256(archive).hexdigest()
     assert detail["archive_bytes"] == len(archive) and detail["etag"] and detail["last_modified"]
-    assert record["source"].endswith(f"trainingSet{suffix}?token=abc")  # fragment dropped
+    assert record["source"].endswith(f"trainingSet{suffix}?token=***&v=2")  # secret masked, fragment dropped
+    assert "s3cr3t-tok3n" not in json.dumps(record)
     assert scratch_left(tmp_path / "work") == []  # scratch removed
 
 
