@@ -9,5 +9,13 @@ from __future__ import annotations
 from datastore.errors import DatastoreError
 from datastore.settings import Settings
 
-__all__ = ["DatastoreError", "Settings", "__version__"]
+__all__ = ["DatastoreError", "Settings", "__version__", "use_datastore"]
 __version__ = "0.1.0"
+
+
+def __getattr__(attr: str):  # noqa: ANN202 - lazy: keep 'import datastore' free of Prefect and boto3
+    if attr == "use_datastore":
+        from datastore.use import use_datastore
+
+        return use_datastore
+    raise AttributeError(attr)

@@ -332,6 +332,34 @@ def delete(
 
 
 @app.command()
+def mount(
+    name: Annotated[str, typer.Argument(help="Datastore name.")],
+    version: Annotated[Optional[int], typer.Option("--version", help="Version (default: newest live).")] = None,
+    dir_: Annotated[Optional[str], typer.Option("--dir", help="Target folder (default: DATASTORE_MOUNT_DIR/NAME).")] = None,
+) -> None:
+    """Materialize a read-only copy of a version (checksums verified); deletes are refused while it exists."""
+
+    def run() -> None:
+        from pathlib import Path
+
+        from datastore import leases
+        from datastore.mount import mount as materialize
+
+        settings = Settings.from_env()
+        store = open_store(settings.store, settings)
+        r = versions.resolve(store, name, version)
+        dest = Path(dir_) if dir_ else Path(settings.mount_dir) / r.name
+        # A process lease while the files are written, then a mount lease that lasts as long as
+        # the folder exists (it stops blocking deletes once the folder is removed).
+        with leases.acquire(store, r.name, r.version, ttl=settings.lease_ttl):
+            summary = materialize(store, r, dest)
+            leases.acquire(store, r.name, r.version, ttl=None, mount_path=str(dest.absolute()))
+        out.print(f"mounted {r.name} version {r.version} at {dest}: {summary.files} files, {human_bytes(summary.bytes)}")
+
+    guarded(run)
+
+
+@app.command()
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be reclaimed.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,

@@ -60,6 +60,7 @@ class Settings:
         max_extract_ratio: ... and to at most this many times its own size (zip/gzip bombs).
         http_allow_private: Allow HTTP sources on loopback and private addresses (tests, LANs);
             link-local and cloud metadata addresses are refused regardless.
+        mount_dir: Base folder of ``datastore mount`` (``<mount_dir>/<name>``).
         gc_grace: Seconds an unreferenced object must be old before ``gc`` reclaims it.
         lease_ttl: Seconds a reader's lease lives without a heartbeat (renewed every third of it).
         work_dir: Local scratch space of HTTP creations (download, extracted tree); a failed
@@ -86,6 +87,7 @@ class Settings:
     work_dir: str = field(default_factory=lambda: str(default_work_dir()))
     lease_ttl: int = 120
     gc_grace: int = 3600
+    mount_dir: str = "/datastores"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -110,4 +112,5 @@ class Settings:
             work_dir=os.environ.get("DATASTORE_WORK_DIR") or str(default_work_dir()),
             lease_ttl=_int("DATASTORE_LEASE_TTL", 120, minimum=3),
             gc_grace=_int("DATASTORE_GC_GRACE", 3600, minimum=0),
+            mount_dir=os.environ.get("DATASTORE_MOUNT_DIR") or "/datastores",
         )

@@ -191,3 +191,25 @@ def test_delete_from_the_command_line(cli: Cli, tmp_path: Path, local_store: str
     assert [r["version"] for r in json.loads(cli.run("list", "--json").stdout)] == [2]
     assert cli.run("delete", "--name", "del", "--all", "--yes").returncode == 0
     assert json.loads(cli.run("list", "--json").stdout) == []
+
+
+def test_mount_holds_the_version_until_the_folder_is_gone(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    tree = {"a.txt": b"alpha", "sub/b.bin": os.urandom(3000)}
+    src = make_tree(tmp_path / "src", tree)
+    assert cli.run("create", str(src), "--name", "mnt").returncode == 0
+    base = tmp_path / "mounts"
+    done = cli.run("mount", "mnt", DATASTORE_MOUNT_DIR=str(base))
+    assert done.returncode == 0, done.stderr
+    dest = base / "mnt"
+    assert {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == tree
+    assert not os.access(dest / "a.txt", os.W_OK) or os.geteuid() == 0  # read-only (root may write anyway)
+    assert oct((dest / "a.txt").stat().st_mode & 0o777) == "0o444"
+    assert_one_line_error(cli.run("delete", "--name", "mnt", "--version", "1"),
+                          "datastore 'mnt' version 1 is in use by the mount at", str(dest))
+    assert_one_line_error(cli.run("mount", "mnt", "--dir", str(src)), f"mount directory {src} is not empty",
+                          "choose an empty or new directory with --dir")
+    for p in [dest, *dest.rglob("*")]:
+        if p.is_dir():
+            p.chmod(0o755)
+    shutil.rmtree(dest)
+    assert cli.run("delete", "--name", "mnt", "--version", "1").returncode == 0

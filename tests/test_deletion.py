@@ -132,3 +132,35 @@ def test_a_lease_on_a_deleted_version_is_refused(tmp_path: Path, local_store: st
     with pytest.raises(DatastoreNotFound):
         leases.acquire(store, "gone", 1, ttl=30)
     assert list(store.list(layout.lease_prefix("gone", 1))) == []
+
+
+def test_use_datastore_in_a_flow_holds_the_version(tmp_path: Path, local_store: str) -> None:
+    from prefect import flow
+
+    from datastore import use_datastore
+
+    src = make_tree(tmp_path / "src", {"a.txt": b"alpha", "d/b.txt": b"beta"})
+    create_from_local(str(src), name="inuse")
+    store = open_store()
+    inside, finish = threading.Event(), threading.Event()
+    seen: dict = {}
+
+    @flow(name="trainer", flow_run_name="train-on-inuse")
+    def trainer() -> None:
+        with use_datastore("inuse") as path:
+            seen["files"] = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+            seen["a"] = (path / "a.txt").read_bytes()
+            seen["path"] = path
+            inside.set()
+            finish.wait(60)
+
+    t = threading.Thread(target=trainer)
+    t.start()
+    assert inside.wait(60)
+    with pytest.raises(VersionInUse, match="is in use by flow run 'train-on-inuse'"):
+        delete_version(store, "inuse", 1)
+    finish.set()
+    t.join(60)
+    assert seen["files"] == ["a.txt", "d/b.txt"] and seen["a"] == b"alpha"
+    assert not seen["path"].exists()  # the temporary mount is gone with the lease
+    assert delete_version(store, "inuse", 1).deleted_at
