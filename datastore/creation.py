@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from datastore import layout, reader, versions
+from datastore import failpoints, layout, reader, versions
 from datastore.errors import DatastoreError
 from datastore.manifest import Entry, ManifestWriter
 from datastore.naming import derive_name, validate_name
@@ -109,6 +109,7 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         _check_present(store, objects)
         mkey = layout.manifest_key(job.create_id)
         store.put_file(mkey, out)
+    failpoints.hit("before-commit")
     record = versions.VersionRecord(
         name=job.name,
         version=0,

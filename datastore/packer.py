@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 
-from datastore import progress
+from datastore import failpoints, progress
 from datastore.manifest import Entry, ManifestWriter, Skipped
 from datastore.settings import Settings
 from datastore.store import Store
@@ -96,4 +96,5 @@ class BatchBuilder:
                 else:
                     w.add(Entry.from_json(line))
         self.store.put_bytes(batch_key, buf.getvalue())
+        failpoints.hit("after-batch")
         return self.uploaded
