@@ -311,9 +311,13 @@ def delete(
             raise DatastoreError("give either --version N (one version) or --all (every version)",
                                  f"for example: datastore delete --name {name} --version 1")
         store = open_store()
+        from datastore.gc import reclaim_version
+
         if version is not None:
             rec = deletion.delete_version(store, name, version)
-            out.print(f"deleted {rec.name} version {rec.version}")
+            freed = reclaim_version(store, rec)
+            out.print(f"deleted {rec.name} version {rec.version} "
+                      f"(reclaimed {freed.objects} objects only it used, {human_bytes(freed.bytes)})")
             return
         live = versions.live_numbers(store, name)
         if not live:
@@ -326,7 +330,8 @@ def delete(
                                      "pass --yes to confirm in a script")
             typer.confirm(f"delete all {len(live)} versions of {name!r} ({', '.join(map(str, live))})?", abort=True)
         gone = deletion.delete_all(store, name)
-        out.print(f"deleted {name} versions {', '.join(str(r.version) for r in gone)}")
+        freed = sum(reclaim_version(store, r).bytes for r in gone)
+        out.print(f"deleted {name} versions {', '.join(str(r.version) for r in gone)} (reclaimed {human_bytes(freed)})")
 
     guarded(run)
 

@@ -78,15 +78,66 @@ def _staging(store: Store, grace_s: float, now: float) -> tuple[set[str], list[O
             idle.extend(objs)
             continue
         for o in objs:
-            try:
-                if "/plans/" in o.key:
-                    keep.update(_objects_of_plan(store.get_bytes(o.key)))
-                else:
-                    keep.update(e.object for e in reader.manifest_items(store, o.key)
-                                if isinstance(e, Entry) and e.object)
-            except FileNotFoundError:
-                continue  # removed meanwhile by its own creation
+            keep.update(_references_of(store, o.key))  # empty if removed meanwhile
     return keep, idle
+
+
+def reclaim_version(store: Store, record: versions.VersionRecord) -> Report:
+    """Reclaim at once the data only a just-deleted version used (``delete`` calls this).
+
+    Kept: anything a live version references, and anything any staged creation references,
+    whatever its age (a creation may be about to reuse it). If a creation read the deleted
+    version's manifest but has not staged its plan yet, its commit finds the object missing and
+    fails with a clear error instead of publishing a broken version (see ``creation.commit``).
+    """
+    report = Report()
+    if not record.manifest:
+        return report
+    from datetime import datetime
+
+    from datastore import layout
+
+    mine = {e.object for e in reader.entries(store, record) if e.object}
+    _, live_data = _live_references(store)
+    # The deleted version's own staging folder, untouched since its commit, is its leftover
+    # (kept for resume) and does not protect anything; written to after the commit, it belongs
+    # to a re-run in flight. Every other staging folder protects what it names, whatever its age.
+    own = layout.staging_prefix(record.name, record.kind, record.source)
+    committed = datetime.fromisoformat(record.created_at).timestamp()
+    staged: set[str] = set()
+    leftovers: list[str] = []
+    folders: dict[str, list[ObjectInfo]] = defaultdict(list)
+    for obj in store.list("staging/"):
+        folders["/".join(obj.key.split("/")[:3]) + "/"].append(obj)
+    for prefix, objs in folders.items():
+        if prefix == own and max(o.modified for o in objs) <= committed:
+            leftovers.extend(o.key for o in objs)
+            continue
+        for o in objs:
+            staged.update(_references_of(store, o.key))
+    for key in leftovers:
+        store.delete(key)
+    for key in sorted(mine - live_data - staged):
+        try:
+            size = store.head(key).size
+        except FileNotFoundError:
+            continue
+        store.delete(key)
+        report.objects += 1
+        report.bytes += size
+        if len(report.reclaimed) < 1000:
+            report.reclaimed.append(key)
+    store.delete(record.manifest)
+    return report
+
+
+def _references_of(store: Store, key: str) -> set[str]:
+    try:
+        if "/plans/" in key:
+            return set(_objects_of_plan(store.get_bytes(key)))
+        return {e.object for e in reader.manifest_items(store, key) if isinstance(e, Entry) and e.object}
+    except FileNotFoundError:
+        return set()
 
 
 def collect(store: Store, grace_s: float, dry_run: bool = False, listing: int = 1000) -> Report:

@@ -13,7 +13,7 @@ from datastore import local_transfer, reader, versions
 from datastore.creation import commit, prepare
 from datastore.deletion import delete_version
 from datastore.errors import DatastoreError
-from datastore.gc import collect
+from datastore.gc import collect, reclaim_version
 from datastore.settings import Settings
 from datastore.store import open_store
 from datastore.verify import verify
@@ -123,3 +123,19 @@ def test_delete_and_gc_during_a_create(tmp_path: Path, seaweed_store: str) -> No
     collect(store, grace_s=0)
     assert data_bytes(store) == referenced_bytes(store)
     assert [verify(store, versions.read_record(store, "busy", v)).ok for v in (2, 3)] == [True, True]
+
+
+def test_delete_reclaims_what_only_that_version_used_at_once(tmp_path: Path, seaweed_store: str) -> None:
+    src = make_tree(tmp_path / "src", {f"shared/{i}.txt": os.urandom(3000) for i in range(30)})
+    age(tmp_path, "src")
+    create_from_local(str(src), name="prompt")  # v1: the shared files
+    (src / "only-v2.bin").write_bytes(os.urandom(400_000))
+    age(tmp_path, "src")
+    create_from_local(str(src), name="prompt")  # v2: reuses v1's pack, adds its own
+    store = open_store()
+    before = data_bytes(store)
+    rec = delete_version(store, "prompt", 2)
+    freed = reclaim_version(store, rec)
+    assert freed.objects >= 1 and freed.bytes >= 400_000
+    assert data_bytes(store) == before - freed.bytes == referenced_bytes(store)
+    assert verify(store, versions.read_record(store, "prompt", 1)).ok
