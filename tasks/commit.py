@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prefect import task
+import re
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
@@ -10,6 +13,7 @@ from datastore import creation
 from datastore.creation import CreateJob
 from datastore.settings import Settings
 from datastore.store import open_store
+from datastore.versions import VersionRecord
 from tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
@@ -19,4 +23,26 @@ def commit_version(job: CreateJob, batch_keys: list[str], uploaded: int, setting
     """Write the manifest and make the version visible with one put-if-absent."""
     store = open_store(job.store, settings)
     record = creation.commit(store, job, batch_keys, uploaded, settings, flow_run.id)
+    try:
+        _details_artifact(record)
+    except Exception as exc:  # noqa: BLE001 - the version is committed; a retry would commit it twice
+        get_run_logger().warning("could not create the details artifact: %s", type(exc).__name__)
     return record.to_json()
+
+
+def artifact_key(name: str) -> str:
+    """``datastore-<name>``, in the alphabet Prefect allows for artifact keys (a-z, 0-9, '-')."""
+    return "datastore-" + re.sub(r"[^a-z0-9-]", "-", name)
+
+
+def _details_artifact(r: VersionRecord) -> None:
+    """The version's details in the Prefect UI, keyed per datastore name (its history lists the versions)."""
+    d = r.source_detail or {}
+    rows = [("name", r.name), ("version", r.version), ("source", r.source), ("kind", r.kind),
+            ("files", f"{r.files:,}"), ("bytes", f"{r.bytes:,}"), ("uploaded bytes", f"{r.bytes_uploaded:,}"),
+            ("digest", f"`{r.digest}`"), ("skipped items", r.skipped), ("duration", f"{r.duration_s} s"),
+            ("throughput", f"{r.bytes / max(r.duration_s or 0, 1e-3) / 2**20:.1f} MiB/s")]
+    rows += [(k.replace("_", " "), v) for k, v in d.items() if v not in (None, "") and k not in ("url",)]
+    table = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)
+    create_markdown_artifact(key=artifact_key(r.name), markdown=f"### {r.name} version {r.version}\n\n| | |\n|---|---|\n{table}\n",
+                             description=f"datastore {r.name} version {r.version}")

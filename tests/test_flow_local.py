@@ -163,3 +163,17 @@ def test_rerun_after_failure_resumes_finished_batches(
     assert record["version"] == 1
     assert record["bytes_uploaded"] == total - first < record["bytes"]
     assert_round_trip(record, tree)
+
+
+def test_committed_version_has_a_details_artifact(tmp_path: Path, local_store: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    src = make_tree(tmp_path / "My_Data.v2", {"a.txt": b"a" * 10, "b/c.txt": b"c"})
+    record = create_from_local(str(src))
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["datastore-my-data-v2"])))
+    assert len(arts) == 1 and str(arts[0].flow_run_id) == record["flow_run_id"]
+    text = arts[0].data
+    for fragment in ("my_data.v2 version 1", f"| source | {src} |", "| files | 2 |", record["digest"], "| kind | local |"):
+        assert fragment in text, text
