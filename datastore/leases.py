@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -32,6 +33,8 @@ _TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def _current_flow_run() -> tuple[str | None, str | None]:
+    if "prefect" not in sys.modules:  # not inside a flow run; importing Prefect would cost ~1 s
+        return None, None
     try:
         from prefect.runtime import flow_run
 
