@@ -105,7 +105,7 @@ class MountSummary:
 
 
 @dataclass
-class _Run:
+class Run:
     """Adjacent (or nearly adjacent) small entries of one store object, read with one GET."""
 
     key: str
@@ -169,7 +169,7 @@ class _Mounter:
 
     def tasks(self) -> Iterator[tuple[int, Callable[[], None]]]:
         """``(planned bytes in memory, task)`` for the whole version, streamed from the manifest."""
-        run: _Run | None = None
+        run: Run | None = None
         for e in entries(self.store, self.record):
             target = self._target(e)
             self.files += 1
@@ -181,7 +181,7 @@ class _Mounter:
                     continue
                 if run is not None:
                     yield run.end - run.start, self._run_task(run)
-                run = _Run(e.object, e.offset, e.offset + e.size, [e])
+                run = Run(e.object, e.offset, e.offset + e.size, [e])
                 continue
             if e.referenced:
                 _ = self.reader.source  # opened (once, cached) here rather than racing in the workers
@@ -210,7 +210,7 @@ class _Mounter:
 
     # --- tasks (worker threads) -------------------------------------------------------------
 
-    def _run_task(self, run: _Run) -> Callable[[], None]:
+    def _run_task(self, run: Run) -> Callable[[], None]:
         def task() -> None:
             data = self.store.get_range(run.key, run.start, run.end - run.start)
             view = memoryview(data)
@@ -372,7 +372,7 @@ def _make_read_only(root: Path) -> None:
             os.chmod(dirpath, DIR_MODE)
 
 
-def _remove_tree(root: Path) -> None:
+def remove_tree(root: Path) -> None:
     """Remove a (possibly already read-only) hidden folder."""
     if not root.exists():
         return
@@ -436,6 +436,6 @@ def mount(store: Store, record: VersionRecord, dest: Path, workers: int = 16) ->
         check_target(dest)  # something may have appeared there while we were reading
         _publish(tmp, dest)
     except BaseException:
-        _remove_tree(tmp)
+        remove_tree(tmp)
         raise
     return MountSummary(files=m.files, bytes=m.bytes)

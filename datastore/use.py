@@ -39,7 +39,7 @@ def use_datastore(name: str, version: int | None = None, *, dir: str | Path | No
     Raises:
         DatastoreNotFound: no such (live) version.
     """
-    from datastore.mount import _remove_tree, mount
+    from datastore.mount import remove_tree, mount
 
     settings = Settings.from_env()
     store = open_store(settings.store, settings)
@@ -56,4 +56,4 @@ def use_datastore(name: str, version: int | None = None, *, dir: str | Path | No
             try:
                 yield target
             finally:
-                _remove_tree(target)  # read-only folders need their write bit back to be removed
+                remove_tree(target)  # read-only folders need their write bit back to be removed

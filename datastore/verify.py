@@ -111,51 +111,42 @@ def _check_run(store: Store, key: str, entries: list[Entry]) -> list[Problem]:
 
 
 def _checks(store: Store, rd: reader.Reader, report: Report) -> Iterator[Callable[[], list[Problem]]]:
-    from datastore.mount import _Run
+    """One pass over the manifest: a check per run of hashed entries, per copied object, per reference."""
+    from datastore.mount import Run
 
-    run: _Run | None = None
-    for entry in reader.entries(store, rd.record):
-        if entry.sha256 is None or entry.referenced:
-            continue
-        report.files += 1
-        if run is not None and run.accepts(entry):
-            run.entries.append(entry)
-            run.end = entry.offset + entry.size
-            continue
+    run: Run | None = None  # hashed entries packed next to each other: one ranged read
+    copy_key: str | None = None  # consecutive entries of one server-side copy: one HEAD
+    copy_end = 0
+    copy_etag: str | None = None
+    copy_paths: list[str] = []
+
+    def flush_run() -> Iterator[Callable[[], list[Problem]]]:
         if run is not None:
             yield lambda r=run: _check_run(store, r.key, r.entries)
-        run = _Run(entry.object, entry.offset, entry.offset + entry.size, [entry])  # type: ignore[arg-type]
-    if run is not None:
-        yield lambda r=run: _check_run(store, r.key, r.entries)
-    yield from _head_checks(store, rd, report)
 
-
-def _head_checks(store: Store, rd: reader.Reader, report: Report) -> Iterator[Callable[[], list[Problem]]]:
-    """References and server-side copies: what can be checked without their bytes' sha256."""
-    run_key: str | None = None
-    run_end = 0
-    run_etag: str | None = None
-    run_paths: list[str] = []
-
-    def close_run() -> Callable[[], list[Problem]]:
-        k, e, t, p = run_key, run_end, run_etag, run_paths
-        return lambda: _check_object(store, k, e, t, p)  # type: ignore[arg-type]
+    def flush_copy() -> Iterator[Callable[[], list[Problem]]]:
+        if copy_key is not None:
+            yield lambda k=copy_key, e=copy_end, t=copy_etag, p=copy_paths: _check_object(store, k, e, t, p)
 
     for entry in reader.entries(store, rd.record):
-        if entry.sha256 is not None and not entry.referenced:
-            continue  # hashed above
         report.files += 1
         if entry.referenced:
             yield lambda entry=entry: _check_reference(rd, entry)
-            continue
-        if entry.object != run_key:
-            if run_key is not None:
-                yield close_run()
-            run_key, run_end, run_etag, run_paths = entry.object, 0, entry.etag, []
-        run_end = max(run_end, entry.offset + entry.size)
-        run_paths.append(entry.path)
-    if run_key is not None:
-        yield close_run()
+        elif entry.sha256 is not None:
+            if run is not None and run.accepts(entry):
+                run.entries.append(entry)
+                run.end = entry.offset + entry.size
+            else:
+                yield from flush_run()
+                run = Run(entry.object or "", entry.offset, entry.offset + entry.size, [entry])
+        else:
+            if entry.object != copy_key:
+                yield from flush_copy()
+                copy_key, copy_end, copy_etag, copy_paths = entry.object, 0, entry.etag, []
+            copy_end = max(copy_end, entry.offset + entry.size)
+            copy_paths.append(entry.path)
+    yield from flush_run()
+    yield from flush_copy()
 
 
 def verify(store: Store, record: VersionRecord, workers: int = 32, limit: int = 10_000) -> Report:

@@ -199,7 +199,7 @@ def test_coalescing_rule() -> None:
     def e(offset: int, size: int, obj: str = "data/p-1") -> Entry:
         return Entry(f"f{offset}", size, "0" * 64, obj, offset)
 
-    run = mount_mod._Run("data/p-1", 0, 100, [e(0, 100)])
+    run = mount_mod.Run("data/p-1", 0, 100, [e(0, 100)])
     assert run.accepts(e(100, 10))  # adjacent
     assert run.accepts(e(100 + mount_mod.COALESCE_GAP, 10))  # a hole up to the gap is read through
     assert not run.accepts(e(101 + mount_mod.COALESCE_GAP, 10))  # a bigger hole: a new GET
