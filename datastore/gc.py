@@ -23,8 +23,9 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from datastore import reader, versions
+from datastore import layout, reader, versions
 from datastore.manifest import Entry
 from datastore.store import ObjectInfo, Store
 
@@ -66,14 +67,19 @@ def _live_references(store: Store) -> tuple[set[str], set[str]]:
     return manifests, data
 
 
-def _staging(store: Store, grace_s: float, now: float) -> tuple[set[str], list[ObjectInfo]]:
-    """Data keys referenced by creations in flight, and the staging objects of idle ones."""
+def _staging_folders(store: Store) -> dict[str, list[ObjectInfo]]:
+    """Staging objects grouped by creation folder ``staging/<name>/<source-id>/`` (one listing)."""
     folders: dict[str, list[ObjectInfo]] = defaultdict(list)
     for obj in store.list("staging/"):
-        folders["/".join(obj.key.split("/")[:3])].append(obj)
+        folders["/".join(obj.key.split("/")[:3]) + "/"].append(obj)
+    return folders
+
+
+def _staging(store: Store, grace_s: float, now: float) -> tuple[set[str], list[ObjectInfo]]:
+    """Data keys referenced by creations in flight, and the staging objects of idle ones."""
     keep: set[str] = set()
     idle: list[ObjectInfo] = []
-    for objs in folders.values():
+    for objs in _staging_folders(store).values():
         if max(o.modified for o in objs) < now - grace_s:
             idle.extend(objs)
             continue
@@ -93,10 +99,6 @@ def reclaim_version(store: Store, record: versions.VersionRecord) -> Report:
     report = Report()
     if not record.manifest:
         return report
-    from datetime import datetime
-
-    from datastore import layout
-
     mine = {e.object for e in reader.entries(store, record) if e.object}
     _, live_data = _live_references(store)
     # The deleted version's own staging folder, untouched since its commit, is its leftover
@@ -106,10 +108,7 @@ def reclaim_version(store: Store, record: versions.VersionRecord) -> Report:
     committed = datetime.fromisoformat(record.created_at).timestamp()
     staged: set[str] = set()
     leftovers: list[str] = []
-    folders: dict[str, list[ObjectInfo]] = defaultdict(list)
-    for obj in store.list("staging/"):
-        folders["/".join(obj.key.split("/")[:3]) + "/"].append(obj)
-    for prefix, objs in folders.items():
+    for prefix, objs in _staging_folders(store).items():
         if prefix == own and max(o.modified for o in objs) <= committed:
             leftovers.extend(o.key for o in objs)
             continue
