@@ -100,7 +100,6 @@ def _run_with_progress(run: Callable[[], dict], show: bool) -> dict:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
     state = progress.Progress()
-    progress.install(state)
     done = threading.Event()
     bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
                    TransferSpeedColumn(), TimeElapsedColumn(), console=err, transient=True)
@@ -111,7 +110,7 @@ def _run_with_progress(run: Callable[[], dict], show: bool) -> dict:
             bar.update(task, description=f"{state.files_done}/{state.files_total} files",
                        completed=state.bytes_done, total=state.bytes_total or None)
 
-    with bar:
+    with progress.installed(state), bar:
         t = threading.Thread(target=render, daemon=True)
         t.start()
         try:
@@ -119,7 +118,6 @@ def _run_with_progress(run: Callable[[], dict], show: bool) -> dict:
         finally:
             done.set()
             t.join()
-            progress.install(None)
 
 
 @app.command()
@@ -186,7 +184,7 @@ def _create_http(source: str, name: str | None, show: bool) -> dict:
     from datastore import http_job
 
     # URL, name, store and quota before Prefect starts; addresses are checked at connect time.
-    job = http_job.prepare(source, name, Settings.from_env())
+    http_job.prepare(source, name, Settings.from_env())
     from flows.http_archive import create_from_http
 
     return _run_with_progress(lambda: create_from_http(source=source, name=name), show)

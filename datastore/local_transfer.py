@@ -14,8 +14,8 @@ from datastore import layout, progress
 from datastore.creation import CreateJob, previous_entries
 from datastore.errors import SourceChanged
 from datastore.local_source import (
-    LocalFile,
     READ_ATTEMPTS,
+    LocalFile,
     ensure_not_empty,
     file_path,
     open_checked,

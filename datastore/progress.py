@@ -6,7 +6,9 @@ Tasks call :func:`add_total` / :func:`advance`; the CLI installs a :class:`Progr
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -42,6 +44,16 @@ def install(p: Progress | None) -> None:
     """Make ``p`` the sink of this process (None removes it)."""
     global _current
     _current = p
+
+
+@contextlib.contextmanager
+def installed(p: Progress) -> Iterator[Progress]:
+    """Make ``p`` the sink for the duration of a ``with`` block."""
+    install(p)
+    try:
+        yield p
+    finally:
+        install(None)
 
 
 def add_total(files: int, nbytes: int) -> None:

@@ -20,12 +20,12 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionClosedError,
+    ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
     PartialCredentialsError,
     ReadTimeoutError,
 )
-from botocore.exceptions import ConnectTimeoutError
 
 from datastore.errors import (
     AlreadyExists,

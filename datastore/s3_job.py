@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datastore import credentials, creation
+from datastore import creation, credentials
 from datastore.creation import CreateJob
 from datastore.errors import EmptySource
 from datastore.naming import derive_name, validate_name

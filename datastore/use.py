@@ -39,7 +39,7 @@ def use_datastore(name: str, version: int | None = None, *, dir: str | Path | No
     Raises:
         DatastoreNotFound: no such (live) version.
     """
-    from datastore.mount import remove_tree, mount
+    from datastore.mount import mount, remove_tree
 
     settings = Settings.from_env()
     store = open_store(settings.store, settings)

@@ -44,14 +44,18 @@ def moto() -> Iterator[S3Server]:
         yield server
 
 
+def use_s3_env(server: S3Server, monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
+    """Point this process's boto3 at ``server`` (endpoint and keys, plus ``extra`` variables)."""
+    for k, v in (server.env() | extra).items():
+        monkeypatch.setenv(k, v)
+    s3.reset_clients()
+
+
 def _use_s3(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"t-{uuid.uuid4().hex[:12]}"
     server.client().create_bucket(Bucket=bucket)
-    for k, v in server.env().items():
-        monkeypatch.setenv(k, v)
     url = f"s3://{bucket}/store"
-    monkeypatch.setenv("DATASTORE_STORE", url)
-    s3.reset_clients()
+    use_s3_env(server, monkeypatch, DATASTORE_STORE=url)
     return url
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from datastore import s3
 from datastore.store import open_store
-from tests.conftest import Cli
+from tests.conftest import Cli, use_s3_env
 from tests.support.servers import ACCESS_KEY, SECRET_KEY, S3Server, seaweedfs
 from tests.test_cli import assert_nothing_stored, assert_one_line_error
 from tests.test_flow_s3 import source_bucket
@@ -60,8 +60,7 @@ def test_create_copy_and_no_copy_then_show_and_verify(cli: Cli, seaweed_store: s
 ])
 def test_bad_s3_urls(cli: Cli, local_store: str, seaweed: S3Server, monkeypatch: pytest.MonkeyPatch,
                      source: str, fragments: list[str]) -> None:
-    for k, v in seaweed.env().items():
-        monkeypatch.setenv(k, v)
+    use_s3_env(seaweed, monkeypatch)
     assert_one_line_error(cli.run("create", source), *fragments)
     assert_nothing_stored(local_store)
 

@@ -8,13 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from datastore import reader, s3, versions
+from datastore import reader, versions
 from datastore.errors import ReferenceBroken, SourceChanged
 from datastore.manifest import Skipped
 from datastore.store import open_store
 from datastore.verify import verify
 from flows.s3_copy import create_from_s3
 from flows.s3_reference import reference_s3
+from tests.conftest import use_s3_env
 from tests.support.servers import S3Server
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -155,10 +156,7 @@ def test_object_changed_between_listing_and_copy_is_named(seaweed_store: str, se
 
 def test_copy_into_a_local_store_streams_through(local_store: str, seaweed: S3Server,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    for k, v in seaweed.env().items():
-        monkeypatch.setenv(k, v)
-    s3.reset_clients()
-    monkeypatch.setenv("DATASTORE_LARGE_FILE_BYTES", str(MiB))
+    use_s3_env(seaweed, monkeypatch, DATASTORE_LARGE_FILE_BYTES=str(MiB))
     objects = many(40) | {"data/big.bin": b"L" * (3 * MiB)}
     bucket = source_bucket(seaweed, objects)
     record = create_from_s3(f"s3://{bucket}/data/", name="local-copy")

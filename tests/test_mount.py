@@ -20,22 +20,14 @@ from datastore.versions import VersionRecord
 from flows.local_folder import create_from_local
 from tests.conftest import make_tree
 from tests.support.servers import S3Server
+from tests.test_flow_s3 import AWKWARD, source_bucket
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 MiB = 1024 * 1024
 
-# Awkward names on purpose: spaces, unicode, '+', an empty file, deep nesting.
-SAMPLE = {
-    "README.txt": b"read me\n",
-    "empty.bin": b"",
-    "with space/a file.txt": b"spaces",
-    "unicod\u00e9/na\u00efve-\u65e5\u672c.txt": b"unicode",
-    "plus+sign/c++.txt": b"plus",
-    "deep/er/and/deeper/x.json": b'{"x": 1}',
-    "a-c": b"dash sorts before slash",
-    "a/b": b"inside a",
-}
+# Awkward names on purpose (spaces, unicode, '+', an empty file, deep nesting): the S3 tests' set.
+SAMPLE = AWKWARD | {"README.txt": b"read me\n"}
 
 
 def small_tree(n: int, seed: int = 0) -> dict[str, bytes]:
@@ -92,7 +84,6 @@ def _local(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict, dict[s
 def _s3(tmp_path: Path, request: pytest.FixtureRequest, no_copy: bool) -> tuple[dict, dict[str, bytes]]:
     from flows.s3_copy import create_from_s3
     from flows.s3_reference import reference_s3
-    from tests.test_flow_s3 import source_bucket
 
     request.getfixturevalue("moto_store")
     # 2 MiB > DATASTORE_LARGE_FILE_BYTES: copied server-side (no sha256) or, no-copy, streamed
@@ -284,7 +275,6 @@ def test_broken_reference_fails_naming_the_file_and_leaves_nothing(tmp_path: Pat
                                                                    moto: S3Server) -> None:
     from datastore.errors import ReferenceBroken
     from flows.s3_reference import reference_s3
-    from tests.test_flow_s3 import source_bucket
 
     bucket = source_bucket(moto, {"d/keep.txt": b"keep", "d/over.txt": b"original"})
     record = reference_s3(f"s3://{bucket}/d/", name="pinned")

@@ -12,6 +12,8 @@ from datastore.errors import (
     StoreUnavailable,
     TransientError,
 )
+from tests.conftest import use_s3_env
+from tests.support.servers import S3Server
 
 
 def _client_error(code: str, status: int) -> ClientError:
@@ -58,9 +60,7 @@ def test_fast_s3_matches_boto3_and_translates_errors(server_name: str, request: 
     from datastore.errors import AlreadyExists, ObjectNotFound
 
     server = request.getfixturevalue(server_name)
-    for k, v in server.env().items():
-        monkeypatch.setenv(k, v)
-    s3.reset_clients()
+    use_s3_env(server, monkeypatch)
     bucket = f"fg-{uuid.uuid4().hex[:10]}"
     c = server.client()
     c.create_bucket(Bucket=bucket)
@@ -91,9 +91,7 @@ def test_fast_listing_that_fails_part_way_goes_on_with_boto3(moto: S3Server, mon
     import uuid
     from concurrent.futures import ThreadPoolExecutor
 
-    for k, v in moto.env().items():
-        monkeypatch.setenv(k, v)
-    s3.reset_clients()
+    use_s3_env(moto, monkeypatch)
     bucket = f"lp-{uuid.uuid4().hex[:10]}"
     c = moto.client()
     c.create_bucket(Bucket=bucket)

@@ -8,6 +8,7 @@ from datastore import credentials
 from datastore.errors import InvalidSource, SourceAccessDenied
 from datastore.manifest import Skipped
 from datastore.s3_source import S3Location, S3Source, parse_url, path_rule
+from tests.conftest import use_s3_env
 from tests.support.servers import S3Server
 from tests.test_flow_s3 import source_bucket
 
@@ -48,11 +49,7 @@ def test_path_rule(rel: str, size: int, why: str | None) -> None:
 
 def test_files_come_in_path_order_even_when_spilled(seaweed: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     # SeaweedFS lists directory by directory ("a/b" before "a-c"); manifests need code-point order.
-    for k, v in seaweed.env().items():
-        monkeypatch.setenv(k, v)
-    from datastore import s3
-
-    s3.reset_clients()
+    use_s3_env(seaweed, monkeypatch)
     keys = ["p/a/b", "p/a-c", "p/a0", "p/a/b/c", "p/sp ace+é.txt", "p/z", "p/A", "p/dir/", "p/x//y"]
     bucket = source_bucket(seaweed, {k: b"x" for k in keys})
     src = S3Source(parse_url(f"s3://{bucket}/p/"))

@@ -8,6 +8,7 @@ import pytest
 from datastore.errors import AlreadyExists, ObjectNotFound, StoreAccessDenied, StoreNotFound, StoreNotWritable
 from datastore.settings import Settings
 from datastore.store import LocalStore, S3Store, open_store
+from tests.conftest import use_s3_env
 
 
 def test_put_get_range_list_delete(any_store: str) -> None:
@@ -78,23 +79,14 @@ def test_local_store_not_writable(tmp_path) -> None:
 
 
 def test_s3_missing_bucket(seaweed, monkeypatch: pytest.MonkeyPatch) -> None:
-    from datastore import s3
-
-    for k, v in seaweed.env().items():
-        monkeypatch.setenv(k, v)
-    s3.reset_clients()
+    use_s3_env(seaweed, monkeypatch)
     with pytest.raises(StoreNotFound, match="no such bucket"):
         S3Store("s3://no-such-bucket-here/x", Settings()).check_writable()
 
 
 def test_s3_wrong_credentials(seaweed, monkeypatch: pytest.MonkeyPatch) -> None:
-    from datastore import s3
-
     seaweed.client().create_bucket(Bucket="creds-check")
-    for k, v in seaweed.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
-    s3.reset_clients()
+    use_s3_env(seaweed, monkeypatch, AWS_SECRET_ACCESS_KEY="wrong-secret")
     with pytest.raises(StoreAccessDenied, match="credentials were rejected|denied") as info:
         S3Store("s3://creds-check/x", Settings()).check_writable()
     assert "wrong-secret" not in str(info.value)
