@@ -48,6 +48,10 @@ def test_delete_then_gc_keeps_exactly_what_live_versions_reference(
                     | {"big.bin": os.urandom(3 * 1024 * 1024)})
     for i in range(3):
         (src / "changing.bin").write_bytes(os.urandom(200_000 + i))
+        # Settled mtimes: each version reuses the shared files and packs only its own
+        # changing.bin, so version 2 has data no other version references (racy mtimes would
+        # re-pack shared files with it, and version 3 could then reuse that pack).
+        age(tmp_path, "src")
         create_from_local(str(src), name="gcme")
     store = open_store()
     delete_version(store, "gcme", 2)
