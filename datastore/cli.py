@@ -19,11 +19,13 @@ from typing import Annotated, Optional  # noqa: E402
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from datastore import progress, versions  # noqa: E402
-from datastore.errors import DatastoreError, InvalidSource, OrchestrationError  # noqa: E402
+from datastore.errors import DatastoreError, OrchestrationError  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
+from datastore.sources import check_options  # noqa: E402
 from datastore.store import open_store  # noqa: E402
 
 app = typer.Typer(
@@ -75,24 +77,6 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def source_kind(source: str) -> str:
-    """``local``, ``s3`` or ``http`` for a SOURCE argument.
-
-    Raises:
-        InvalidSource: an unknown URL scheme.
-    """
-    lower = source.lower()
-    if lower.startswith("s3:"):  # malformed forms (s3:/x) too, so they get the S3 URL message
-        return "s3"
-    if lower.startswith(("http://", "https://")):
-        return "http"
-    if "://" in source:
-        scheme = source.split("://", 1)[0]
-        raise InvalidSource(source, f"unsupported scheme {scheme!r}",
-                            "use a local path, s3://bucket/prefix/ or an http(s):// URL of an archive")
-    return "local"
-
-
 def _run_with_progress(run: Callable[[], dict], show: bool) -> dict:
     """Run ``run`` while a Rich bar on stderr shows files, bytes and rate (terminals only)."""
     if not show:
@@ -127,16 +111,22 @@ def create(
     no_copy: Annotated[bool, typer.Option("--no-copy", help="Reference S3 objects in place.")] = False,
     credentials: Annotated[Optional[str], typer.Option("--credentials", help="Prefect AwsCredentials block.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the committed version record as JSON.")] = False,
+    submit_: Annotated[bool, typer.Option("--submit", help="Run it as a flow run on the work pool (a worker) and return.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --submit: follow the run to its end.")] = False,
 ) -> None:
     """Create the next version of a datastore from SOURCE."""
 
     def run() -> None:
-        kind = source_kind(source)
+        kind = check_options(source, no_copy, credentials)
         show = not as_json and sys.stderr.isatty()
-        if kind != "s3" and (no_copy or credentials):
-            raise InvalidSource(source, "--no-copy and --credentials apply to s3:// sources only",
-                                "drop the option for a local path or an http(s):// URL")
-        if kind == "s3":
+        if wait and not submit_:
+            raise DatastoreError("--wait follows a submitted run", "add --submit, or drop --wait (without --submit "
+                                 "the create runs here and always waits)")
+        if submit_:
+            record = _create_submitted(source, kind, name, no_copy, credentials, wait, as_json, show)
+            if record is None:
+                return
+        elif kind == "s3":
             record = _create_s3(source, name, no_copy, credentials, show)
         elif kind == "http":
             record = _create_http(source, name, show)
@@ -190,6 +180,56 @@ def _create_http(source: str, name: str | None, show: bool) -> dict:
     return _run_with_progress(lambda: create_from_http(source=source, name=name), show)
 
 
+def _create_submitted(source: str, kind: str, name: str | None, no_copy: bool, credentials: str | None,
+                      wait: bool, as_json: bool, show: bool) -> dict | None:
+    """Hand the creation to a worker; with ``wait`` follow it and return the committed record."""
+    from datastore.naming import derive_name, validate_name
+    from datastore.sources import record_kind
+    from deployments.submit import submit
+    from deployments.submit import wait as follow
+
+    settings = Settings.from_env()
+    store = open_store(settings.store, settings)
+    # Only what can be checked without the worker's view: syntax and the name. Access to the
+    # source is the worker's (its credentials, its filesystem), so the worker checks it.
+    if kind == "s3":
+        from datastore.s3_source import parse_url
+
+        parse_url(source)
+    elif kind == "http":
+        from datastore.http_fetch import check_url
+
+        check_url(source)
+    else:
+        source = os.path.abspath(os.path.expanduser(source))
+    final = validate_name(name) if name is not None else derive_name(source)
+    params: dict = {"source": source, "name": name, "store": store.url}
+    if kind == "s3":
+        params["credentials"] = credentials
+    sub = submit(record_kind(kind, no_copy), final, params)
+    if not wait:
+        if as_json:
+            print(json.dumps({"status": "submitted", "name": final, "flow_run_id": sub.flow_run_id,
+                              "flow_run_name": sub.flow_run_name, "deployment": sub.deployment, "ui_url": sub.ui_url},
+                             indent=2))
+        else:
+            out.print(f"submitted {sub.flow_run_name} to {sub.deployment}: flow run {sub.flow_run_id}", highlight=False)
+            out.print(f"follow it at {sub.ui_url} or with 'datastore status'", highlight=False)
+        return None
+    if not as_json:
+        err.print(f"submitted {sub.flow_run_name} (flow run {sub.flow_run_id}); waiting. UI: {sub.ui_url}",
+                  highlight=False)
+    last = [""]
+
+    def report(rec) -> None:  # noqa: ANN001
+        text = rec.progress_text()
+        if show and text != last[0]:
+            err.print(f"  {text}", highlight=False)
+            last[0] = text
+
+    return follow(store, sub, final, on_progress=report, stale_after=settings.lease_ttl)
+
+
 def _print_created(r: dict) -> None:
     out.print(
         f"[bold green]created[/] {r['name']} version {r['version']}: {r['files']} files, {human_bytes(r['bytes'])} "
@@ -208,22 +248,32 @@ def list_(
     """List datastores and their versions."""
 
     def run() -> None:
-        store = open_store()
+        from datastore import status as creations
+
+        settings = Settings.from_env()
+        store = open_store(settings.store, settings)
         records = versions.list_records(store, name)
+        # Creations in flight and recently failed, from the store only (no Prefect round trip).
+        pending = creations.from_store(store, settings, name)
         if as_json:
-            print(json.dumps([r.to_json() for r in records], indent=2))
+            print(json.dumps([r.to_json() for r in records] + [p.to_json() for p in pending], indent=2))
             return
-        if not records:
+        if not records and not pending:
             out.print("no datastores yet: create one with 'datastore create PATH'")
             return
         table = Table()
         for col in ("name", "version", "status", "files", "size", "created (UTC)"):
             table.add_column(col, no_wrap=True)
         table.add_column("source", overflow="fold")
-        for r in records:
-            table.add_row(r.name, str(r.version), r.status, str(r.files), human_bytes(r.bytes),
-                          r.created_at[:16].replace("T", " "), f"{r.kind}: {r.source}")
+        rows = [(r.name, str(r.version), r.status, str(r.files), human_bytes(r.bytes), r.created_at, f"{r.kind}: {r.source}")
+                for r in records]
+        rows += [(p.name, "-", p.status, str(p.files), human_bytes(p.bytes), p.since, f"{p.kind}: {p.source}")
+                 for p in pending]
+        for row in sorted(rows, key=lambda x: (x[0], x[1] == "-", x[5])):
+            table.add_row(*row[:5], row[5][:16].replace("T", " "), row[6])
         out.print(table)
+        if pending:
+            out.print("see 'datastore status' for progress and reasons", style="dim")
 
     guarded(run)
 
@@ -313,6 +363,7 @@ def delete(
 
         if version is not None:
             rec = deletion.delete_version(store, name, version)
+            _deleted_events(store, [rec])
             freed = reclaim_version(store, rec)
             out.print(f"deleted {rec.name} version {rec.version} "
                       f"(reclaimed {freed.objects} objects only it used, {human_bytes(freed.bytes)})")
@@ -328,10 +379,23 @@ def delete(
                                      "pass --yes to confirm in a script")
             typer.confirm(f"delete all {len(live)} versions of {name!r} ({', '.join(map(str, live))})?", abort=True)
         gone = deletion.delete_all(store, name)
+        _deleted_events(store, gone)
         freed = sum(reclaim_version(store, r).bytes for r in gone)
         out.print(f"deleted {name} versions {', '.join(str(r.version) for r in gone)} (reclaimed {human_bytes(freed)})")
 
     guarded(run)
+
+
+def _deleted_events(store, gone: list[versions.VersionRecord]) -> None:  # noqa: ANN001
+    """``datastore.version.deleted`` per version, when a Prefect server is configured (see notify.api_configured)."""
+    from datastore import notify
+
+    if not notify.api_configured():
+        return
+    for r in gone:
+        notify.emit(notify.DELETED, r.name, {"name": r.name, "version": r.version, "digest": r.digest,
+                                             "deleted_at": r.deleted_at, "store": store.url})
+    notify.flush()
 
 
 @app.command()
@@ -372,10 +436,15 @@ def gc(
     def run() -> None:
         from datastore.gc import collect
 
+        from datastore import inflight
+
         settings = Settings.from_env()
-        report = collect(open_store(settings.store, settings), settings.gc_grace, dry_run=dry_run)
+        store = open_store(settings.store, settings)
+        report = collect(store, settings.gc_grace, dry_run=dry_run)
+        # Status records of failed creations are kept for DATASTORE_FAILED_RETENTION, then dropped.
+        expired = inflight.expire(store, settings.lease_ttl, settings.failed_retention, dry_run=dry_run)
         if as_json:
-            print(json.dumps(report.to_json(), indent=2))
+            print(json.dumps(report.to_json() | {"expired_failed_runs": len(expired)}, indent=2))
             return
         verb = "would reclaim" if dry_run else "reclaimed"
         if dry_run:
@@ -383,6 +452,9 @@ def gc(
                 out.print(f"  {key}", markup=False, highlight=False)
         out.print(f"{verb} {report.objects} objects, {human_bytes(report.bytes)}; kept {report.kept_objects} "
                   f"objects, {human_bytes(report.kept_bytes)}")
+        if expired:
+            out.print(f"{'would remove' if dry_run else 'removed'} {len(expired)} records of creations that failed "
+                      f"more than {settings.failed_retention / 86400:g} days ago")
 
     guarded(run)
 
@@ -412,6 +484,95 @@ def verify(
             raise DatastoreError(
                 f"{len(report.problems)} of {report.files} files of {r.name} version {r.version} failed verification",
                 "restore the objects listed above, or create a new version from the current source")
+
+    guarded(run)
+
+
+@app.command()
+def status(
+    name: Annotated[Optional[str], typer.Argument(help="Only this datastore.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as a JSON array.")] = False,
+) -> None:
+    """Creations in progress (with progress) and recently failed (with the reason)."""
+
+    def run() -> None:
+        from datastore import status as creations
+
+        settings = Settings.from_env()
+        rows = creations.collect(open_store(settings.store, settings), settings, name)
+        if as_json:
+            print(json.dumps([r.to_json() for r in rows], indent=2))
+            return
+        if not rows:
+            days = settings.failed_retention / 86400
+            out.print(f"no creation in progress, and none failed in the last {days:g} days")
+            return
+        # One line per creation (not a table): reasons are long and must not be cut.
+        for r in rows:
+            style = "red" if r.status == "failed" else "yellow"
+            out.print(f"[bold]{r.name}[/] [{style}]{r.status}[/] ({r.kind or '?'}, started {r.since[:19].replace('T', ' ')} "
+                      f"UTC, flow run {r.flow_run_id or '-'}): {escape(r.detail)}", highlight=False, soft_wrap=True)
+
+    guarded(run)
+
+
+@app.command()
+def schedule(
+    source: Annotated[Optional[str], typer.Argument(help="Local path (as the worker sees it), s3:// or http(s):// URL.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Datastore name (required to schedule or remove).")] = None,
+    cron: Annotated[Optional[str], typer.Option("--cron", help="Cron expression, e.g. '0 3 * * *'.")] = None,
+    every: Annotated[Optional[str], typer.Option("--every", help="Interval, e.g. 30m, 6h, 1d.")] = None,
+    timezone: Annotated[Optional[str], typer.Option("--timezone", help="IANA time zone of the schedule (default UTC).")] = None,
+    no_copy: Annotated[bool, typer.Option("--no-copy", help="Reference S3 objects in place.")] = False,
+    credentials: Annotated[Optional[str], typer.Option("--credentials", help="Prefect AwsCredentials block.")] = None,
+    always: Annotated[bool, typer.Option("--always", help="Commit a version every run, even if nothing changed.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the scheduled datastores.")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the schedule of --name.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Re-upload SOURCE into NAME periodically (a deployment with a schedule on the Prefect server)."""
+
+    def run() -> None:
+        from deployments import schedule as periodic
+
+        if list_:
+            items = periodic.list_all()
+            if as_json:
+                print(json.dumps([i.to_json() for i in items], indent=2))
+            elif not items:
+                out.print("no schedules: add one with 'datastore schedule SOURCE --name NAME --every 1d'")
+            else:
+                table = Table()
+                for col in ("name", "schedule", "active"):
+                    table.add_column(col, no_wrap=True)
+                table.add_column("source", overflow="fold")
+                for i in items:
+                    table.add_row(i.name, i.schedule, "yes" if i.active else "no", i.source)
+                out.print(table)
+            return
+        if name is None:
+            raise DatastoreError("--name is required", "for example: datastore schedule s3://bucket/data/ --name data --every 1d")
+        from datastore.naming import validate_name
+
+        validate_name(name)
+        if remove:
+            periodic.remove(name)
+            out.print(f"removed the schedule of {name} (its versions stay)")
+            return
+        if source is None:
+            raise DatastoreError("SOURCE is required to schedule", f"for example: datastore schedule ./data --name {name} --every 1d")
+        kind = check_options(source, no_copy, credentials)
+        sched = periodic.build_schedule(cron, every, timezone)
+        src = source if kind != "local" else os.path.abspath(os.path.expanduser(source))
+        settings = Settings.from_env()
+        dep_id = periodic.upsert(name, src, sched, no_copy=no_copy, credentials=credentials, always=always,
+                                 store=open_store(settings.store, settings).url)
+        if as_json:
+            print(json.dumps({"name": name, "source": src, "schedule": periodic.describe(sched),
+                              "deployment_id": dep_id}, indent=2))
+        else:
+            out.print(f"scheduled {name}: {periodic.describe(sched)} from {src} "
+                      f"({'every run commits' if always else 'a version only when the source changed'})", highlight=False)
 
     guarded(run)
 

@@ -89,8 +89,18 @@ def _check_present(store: Store, keys: set[str]) -> None:
 
 
 def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, settings: Settings,
-           flow_run_id: str | None) -> versions.VersionRecord:
+           flow_run_id: str | None, if_changed: bool = False) -> versions.VersionRecord | None:
     """Concatenate the batch manifests, store the manifest, then commit the version record.
+
+    Args:
+        store: The store.
+        job: The creation.
+        batch_keys: Finished batch manifests, in path order.
+        uploaded: Data bytes written by this creation.
+        settings: Settings.
+        flow_run_id: The Prefect flow run committing (recorded).
+        if_changed: Commit only when the manifest digest differs from the newest live version
+            of the name (periodic re-uploads); otherwise return None and commit nothing.
 
     Raises:
         QuotaExceeded: the quota filled up while this creation was transferring.
@@ -106,6 +116,10 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
                     if isinstance(item, Entry) and item.object:
                         objects.add(item.object)
             summary = writer.close()
+        if if_changed:
+            newest = versions.latest_live(store, job.name)
+            if newest is not None and newest.digest == summary.digest:
+                return None
         _check_present(store, objects)
         mkey = layout.manifest_key(job.create_id)
         store.put_file(mkey, out)

@@ -258,6 +258,44 @@ class OrchestrationError(DatastoreError, RuntimeError):
         )
 
 
+class NoPrefectServer(DatastoreError, RuntimeError):
+    """A command that works through deployments (``--submit``, ``schedule``) has no server to talk to."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        super().__init__(f"{command} needs a Prefect server with a worker, and PREFECT_API_URL is not set",
+                         "start one ('prefect server start'), set PREFECT_API_URL=http://HOST:4200/api and start a "
+                         "worker (see the README, 'Deployments and schedules')")
+
+
+class DeploymentMissing(DatastoreError, LookupError):
+    """The deployment or work pool a command needs is not on the Prefect server."""
+
+    def __init__(self, what: str, api_url: str, hint: str) -> None:
+        self.what = what
+        self.api_url = api_url
+        super().__init__(f"{what} does not exist on the Prefect server at {api_url}", hint)
+
+
+class InvalidSchedule(DatastoreError, ValueError):
+    """A ``--cron``, ``--every`` or ``--timezone`` value that cannot be used."""
+
+    def __init__(self, option: str, value: str, rule: str) -> None:
+        self.option = option
+        self.value = value
+        super().__init__(f"invalid {option} {value!r}", rule)
+
+
+class CreationFailed(DatastoreError, RuntimeError):
+    """A creation submitted to a worker ended without committing."""
+
+    def __init__(self, run_name: str, state: str, reason: str) -> None:
+        self.run_name = run_name
+        self.state = state
+        self.reason = reason
+        super().__init__(f"flow run {run_name!r} ended {state}, nothing was committed: {reason}")
+
+
 # --- the store --------------------------------------------------------------------------------
 
 

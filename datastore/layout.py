@@ -13,6 +13,7 @@
     data/u-<uuid>                             one large file uploaded by multipart (S3)
     staging/<name>/<source-id>/plans/…        batch plans written by the scan task
     staging/<name>/<source-id>/batches/…      finished batch manifests (resume; gc'd later)
+    runs/<run-id>.json                        a creation in flight or recently failed (status)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 
 NAMES = "names/"
+RUNS = "runs/"
 
 
 def record_key(name: str, version: int) -> str:
@@ -35,6 +37,11 @@ def tombstone_key(name: str, version: int) -> str:
 def lease_prefix(name: str, version: int) -> str:
     """Prefix of the leases held on one version."""
     return f"{NAMES}{name}/leases/{version:010d}/"
+
+
+def run_key(run_id: str) -> str:
+    """Key of the status record of one creation run (see :mod:`datastore.inflight`)."""
+    return f"{RUNS}{run_id}.json"
 
 
 def manifest_key(create_id: str) -> str:

@@ -40,10 +40,20 @@ class LocalFile:
     mtime_ns: int
 
 
-def resolve_source(source: str) -> Path:
-    """Absolute path of a local source; raises :class:`SourceNotFound` if there is nothing."""
+def resolve_source(source: str, worker: str | None = None) -> Path:
+    """Absolute path of a local source; raises :class:`SourceNotFound` if there is nothing.
+
+    Args:
+        source: The path as given.
+        worker: Set when a Prefect worker (not the user's shell) runs the creation: its host,
+            named in the error, since the usual cause is a path only the user's machine has.
+    """
     p = Path(os.path.abspath(os.path.expanduser(source)))
     if not p.exists():  # follows symlinks: a dangling link is "not found" too
+        if worker:
+            raise SourceNotFound(source, f"the worker on {worker} cannot see it; a local path works with --submit or a "
+                                         "deployment only where the worker shares this filesystem: upload it from "
+                                         "your machine without --submit, or use an s3:// or http(s):// source")
         raise SourceNotFound(source)
     return p
 

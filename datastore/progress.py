@@ -21,6 +21,7 @@ class Progress:
     files_done: int = 0
     bytes_done: int = 0
     bytes_uploaded: int = 0
+    phase: str = "starting"
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_total(self, files: int, nbytes: int) -> None:
@@ -35,6 +36,13 @@ class Progress:
             self.files_done += files
             self.bytes_done += nbytes
             self.bytes_uploaded += uploaded
+
+    def set_phase(self, phase: str, reset: bool = False) -> None:
+        """Name the step now running; ``reset`` starts the counters afresh (a new unit of work)."""
+        with self._lock:
+            self.phase = phase
+            if reset:
+                self.files_total = self.bytes_total = self.files_done = self.bytes_done = 0
 
 
 _current: Progress | None = None
@@ -54,6 +62,17 @@ def installed(p: Progress) -> Iterator[Progress]:
         yield p
     finally:
         install(None)
+
+
+def current() -> Progress | None:
+    """The installed sink, if any."""
+    return _current
+
+
+def set_phase(phase: str, reset: bool = False) -> None:
+    """Name the running step on the installed sink, if any (see :meth:`Progress.set_phase`)."""
+    if _current is not None:
+        _current.set_phase(phase, reset)
 
 
 def add_total(files: int, nbytes: int) -> None:

@@ -63,6 +63,10 @@ class Settings:
         mount_dir: Base folder of ``datastore mount`` (``<mount_dir>/<name>``).
         gc_grace: Seconds an unreferenced object must be old before ``gc`` reclaims it.
         lease_ttl: Seconds a reader's lease lives without a heartbeat (renewed every third of it).
+        status_interval: Seconds between a running creation's status/progress updates (store
+            record and Prefect progress artifact).
+        failed_retention: Seconds a failed creation stays in ``status`` / ``list`` (gc removes
+            older ones).
         work_dir: Local scratch space of HTTP creations (download, extracted tree); a failed
             create leaves its download there so the next run resumes it.
     """
@@ -88,6 +92,8 @@ class Settings:
     lease_ttl: int = 120
     gc_grace: int = 3600
     mount_dir: str = "/datastores"
+    status_interval: int = 2
+    failed_retention: int = 7 * 24 * 3600
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -113,4 +119,6 @@ class Settings:
             lease_ttl=_int("DATASTORE_LEASE_TTL", 120, minimum=3),
             gc_grace=_int("DATASTORE_GC_GRACE", 3600, minimum=0),
             mount_dir=os.environ.get("DATASTORE_MOUNT_DIR") or "/datastores",
+            status_interval=_int("DATASTORE_STATUS_INTERVAL", 2),
+            failed_retention=_int("DATASTORE_FAILED_RETENTION", 7 * 24 * 3600, minimum=0),
         )

@@ -1,28 +1,195 @@
-"""What every creation flow shares: the run name and the settings it runs with."""
+"""What every creation flow shares: run name, settings, and the monitoring around the work.
+
+:func:`monitored` wraps the body of each creation flow. While the creation runs it keeps a
+status record in the store (``datastore status`` / ``list``) and a Prefect progress artifact up
+to date; it tags the flow run ``datastore:<name>`` and the source kind; on failure it records
+the one-line reason and emits ``datastore.create.failed``. None of this may fail the creation:
+the bookkeeping is best-effort and logged when it cannot be done.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import threading
+import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 
+from prefect import get_run_logger
 from prefect.runtime import flow_run
 
+from datastore import inflight, notify, progress
+from datastore.creation import CreateJob
+from datastore.errors import DatastoreError
 from datastore.naming import derive_name
 from datastore.settings import Settings
+from datastore.sources import safe_source
+from datastore.store import Store, open_store
 
 
-def run_name() -> str:
-    """``create-<name>`` for the Prefect UI, from the ``name`` or ``source`` parameter."""
-    params = flow_run.parameters
+def display_name(params: dict) -> str:
+    """The datastore name a creation is about, from its ``name`` or ``source`` parameter."""
     name = params.get("name")
     if not name:
         try:
             name = derive_name(str(params.get("source", "")))
         except Exception:  # noqa: BLE001 - a bad name fails the run itself, with its message
             name = "unnamed"
-    return f"create-{name}"
+    return str(name)
+
+
+def run_name() -> str:
+    """``create-<name>`` for the Prefect UI, from the ``name`` or ``source`` parameter."""
+    return f"create-{display_name(flow_run.parameters)}"
 
 
 def settings_for(store: str | None) -> Settings:
     """Settings from the environment, with the flow's ``store`` parameter taking precedence."""
     settings = Settings.from_env()
     return replace(settings, store=store) if store else settings
+
+
+def error_line(exc: BaseException) -> str:
+    """The one-line reason a creation failed."""
+    if isinstance(exc, DatastoreError):
+        return exc.line()
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class Monitor:
+    """The running creation's status record, progress artifact and heartbeat (see the module)."""
+
+    def __init__(self, kind: str, source: str, name: str, settings: Settings) -> None:
+        self.settings = settings
+        self.log = get_run_logger()
+        run_id = str(flow_run.id or uuid.uuid4().hex)
+        self.record = inflight.RunRecord(run_id=run_id, name=name, kind=kind, source=safe_source(source),
+                                         flow_run_id=flow_run.id, flow_run_name=flow_run.name)
+        self.progress = progress.current() or progress.Progress()
+        self.store: Store | None = None
+        self.artifact_id = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def started(self, job: CreateJob) -> CreateJob:
+        """The creation is validated: record its final name and credential-free source."""
+        self.record.name, self.record.source = job.name, job.source
+        self._tag(job)
+        self.save()
+        return job
+
+    def phase(self, name: str, reset: bool = False) -> None:
+        """Name the step now running (shown by ``status`` and the progress artifact)."""
+        self.progress.set_phase(name, reset)
+        self.save()
+
+    def save(self) -> None:
+        """Write the status record and the progress artifact now (best-effort)."""
+        p = self.progress
+        with self._lock:
+            r = self.record
+            r.phase, r.files_done, r.files_total = p.phase, p.files_done, p.files_total
+            r.bytes_done, r.bytes_total = p.bytes_done, p.bytes_total
+            try:
+                if self.store is None:
+                    self.store = open_store(self.settings.store, self.settings)
+                inflight.write(self.store, r)
+            except Exception as exc:  # noqa: BLE001 - status is informational; the creation goes on
+                self.log.debug("status record not written: %s", exc)
+            self._update_artifact()
+
+    def _update_artifact(self) -> None:
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+        text = f"{self.record.name}: {self.record.progress_text()}"
+        try:
+            if self.artifact_id is None:
+                self.artifact_id = create_progress_artifact(self.record.percent(), description=text)
+            else:
+                update_progress_artifact(self.artifact_id, self.record.percent(), description=text)
+        except Exception as exc:  # noqa: BLE001
+            self.log.debug("progress artifact not updated: %s", exc)
+
+    def _tag(self, job: CreateJob) -> None:
+        """Tags ``datastore``, ``datastore:<name>`` and the kind, whoever started the run."""
+        if not flow_run.id:
+            return
+        tags = sorted(set(flow_run.tags or []) | {"datastore", f"datastore:{job.name}", job.kind})
+        try:
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                client.update_flow_run(flow_run.id, tags=tags)
+        except Exception as exc:  # noqa: BLE001
+            self.log.debug("flow run not tagged: %s", exc)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.settings.status_interval):
+            self.save()
+
+    def start(self) -> None:
+        """Write the first record and start the heartbeat (it carries the flow's Prefect context)."""
+        self.save()
+        ctx = contextvars.copy_context()
+        self._thread = threading.Thread(target=ctx.run, args=(self._beat,), name="datastore-status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the heartbeat."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def succeeded(self) -> None:
+        """Committed (or unchanged): the version record now tells the story; drop the status record."""
+        self.progress.set_phase("done")
+        with self._lock:
+            self.record.bytes_done, self.record.files_done = self.progress.bytes_done, self.progress.files_done
+            self.record.phase = "done"
+            try:
+                from prefect.artifacts import update_progress_artifact
+
+                if self.artifact_id is not None:
+                    update_progress_artifact(self.artifact_id, 100.0, description=f"{self.record.name}: done")
+            except Exception as exc:  # noqa: BLE001
+                self.log.debug("progress artifact not finished: %s", exc)
+            if self.store is not None:
+                try:
+                    inflight.remove(self.store, self.record.run_id)
+                except Exception as exc:  # noqa: BLE001
+                    self.log.warning("status record %s not removed: %s", self.record.run_id, exc)
+
+    def failed(self, exc: BaseException) -> None:
+        """Record the reason (``status`` shows it) and emit ``datastore.create.failed``."""
+        import time
+
+        with self._lock:
+            r = self.record
+            r.status, r.reason, r.finished_at = "failed", error_line(exc), time.time()
+        self.save()
+        notify.emit(notify.FAILED, r.name, {"name": r.name, "version": None, "kind": r.kind, "source": r.source,
+                                             "reason": r.reason, "phase": r.phase, "flow_run_id": r.flow_run_id})
+
+
+@contextlib.contextmanager
+def monitored(kind: str, source: str, name: str | None, settings: Settings) -> Iterator[Monitor]:
+    """Run a creation flow's body under a :class:`Monitor` (see the module docstring)."""
+    mon = Monitor(kind, source, display_name({"name": name, "source": source}), settings)
+    own = progress.current() is None
+    if own:
+        progress.install(mon.progress)
+    mon.start()
+    try:
+        yield mon
+    except BaseException as exc:
+        mon.stop()
+        mon.failed(exc)
+        raise
+    else:
+        mon.stop()
+        mon.succeeded()
+    finally:
+        if own:
+            progress.install(None)

@@ -20,7 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from datastore import http_archive, http_job  # noqa: E402
 from datastore.errors import is_transient  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
-from flows.common import run_name, settings_for  # noqa: E402
+from flows.common import monitored, run_name, settings_for  # noqa: E402
 from tasks.commit import commit_version  # noqa: E402
 from tasks.http_archive import download_archive, extract_archive  # noqa: E402
 from tasks.local import scan_local, transfer_local_batch  # noqa: E402
@@ -30,38 +30,47 @@ _RECORDED = ("format", "archive_sha256", "archive_bytes", "etag", "last_modified
 
 @flow(name="datastore-create-http-archive", flow_run_name=run_name,
       task_runner=ThreadPoolTaskRunner(max_workers=Settings.from_env().workers))
-def create_from_http(source: str, name: str | None = None, store: str | None = None) -> dict:
+def create_from_http(source: str, name: str | None = None, store: str | None = None,
+                     if_changed: bool = False) -> dict:
     """Create the next version of a datastore from the contents of an archive at ``source``.
 
     Args:
         source: ``http://`` or ``https://`` URL of a ``.zip``, ``.tar.gz``, ``.tgz`` or ``.tar``.
         name: Datastore name; derived from the file name without archive suffixes when omitted.
         store: Store location; ``DATASTORE_STORE`` or the embedded default when omitted.
+        if_changed: Commit only if the contents differ from the newest version (periodic runs).
 
     Returns:
         The committed version record; ``source_detail`` has the URL, ETag, Last-Modified and the
         archive's sha256.
     """
     settings = settings_for(store)
-    job = http_job.prepare(source, name, settings)
-    try:
-        info = download_archive(job, settings, source)
-        job = replace(job, source_detail=job.source_detail | {k: info[k] for k in _RECORDED})
-        same = http_archive.previous_same_archive(job, info["archive_sha256"])
-        if same is not None:
-            record = commit_version(job, [same], 0, settings)
-        else:
-            root = extract_archive(job, info, settings)
-            plan = scan_local(job, settings, root)
-            results = transfer_local_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings),
-                                               root=unmapped(root)).result()
-            record = commit_version(job, [k for k, _ in results], sum(u for _, u in results), settings)
-    except Exception as exc:
-        # A refused source (empty, unsafe, not an archive) leaves nothing behind; a transient
-        # failure keeps the partial download so that running the create again resumes it.
-        if not is_transient(exc):
-            http_archive.cleanup(job, settings)
-        http_archive.release(job)
-        raise
-    http_archive.cleanup(job, settings)
-    return record
+    with monitored("http-archive", source, name, settings) as mon:
+        job = mon.started(http_job.prepare(source, name, settings))
+        try:
+            mon.phase("downloading")
+            info = download_archive(job, settings, source)
+            job = replace(job, source_detail=job.source_detail | {k: info[k] for k in _RECORDED})
+            same = http_archive.previous_same_archive(job, info["archive_sha256"])
+            if same is not None:
+                mon.phase("committing")
+                record = commit_version(job, [same], 0, settings, if_changed)
+            else:
+                mon.phase("extracting", reset=True)
+                root = extract_archive(job, info, settings)
+                mon.phase("transferring")
+                plan = scan_local(job, settings, root)
+                results = transfer_local_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings),
+                                                   root=unmapped(root)).result()
+                mon.phase("committing")
+                record = commit_version(job, [k for k, _ in results], sum(u for _, u in results), settings,
+                                        if_changed)
+        except Exception as exc:
+            # A refused source (empty, unsafe, not an archive) leaves nothing behind; a transient
+            # failure keeps the partial download so that running the create again resumes it.
+            if not is_transient(exc):
+                http_archive.cleanup(job, settings)
+            http_archive.release(job)
+            raise
+        http_archive.cleanup(job, settings)
+        return record

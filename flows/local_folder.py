@@ -10,34 +10,45 @@ from datastore import runtime
 
 runtime.configure()
 
+import socket  # noqa: E402
+
 from prefect import flow, unmapped  # noqa: E402
+from prefect.runtime import deployment, flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from datastore.creation import prepare  # noqa: E402
 from datastore.local_source import resolve_source  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
-from flows.common import run_name, settings_for  # noqa: E402
+from flows.common import monitored, run_name, settings_for  # noqa: E402
 from tasks.commit import commit_version  # noqa: E402
 from tasks.local import scan_local, transfer_local_batch  # noqa: E402
 
 
 @flow(name="datastore-create-local", flow_run_name=run_name,
       task_runner=ThreadPoolTaskRunner(max_workers=Settings.from_env().workers))
-def create_from_local(source: str, name: str | None = None, store: str | None = None) -> dict:
+def create_from_local(source: str, name: str | None = None, store: str | None = None,
+                      if_changed: bool = False) -> dict:
     """Create the next version of a datastore from a local folder or file.
 
     Args:
         source: Path of the folder or file (as seen by the machine running the flow).
         name: Datastore name; derived from the last path component when omitted.
         store: Store location; ``DATASTORE_STORE`` or the embedded default when omitted.
+        if_changed: Commit only if the contents differ from the newest version (periodic runs).
 
     Returns:
-        The committed version record (see DESIGN.md for the fields).
+        The committed version record (see DESIGN.md for the fields); ``status`` is
+        ``"unchanged"`` (and the record the newest version's) when ``if_changed`` found no change.
     """
     settings = settings_for(store)
-    root = resolve_source(source)
-    job = prepare(str(root), name, "local", settings)
-    plan = scan_local(job, settings)
-    results = transfer_local_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings)).result()
-    uploaded = sum(u for _, u in results)
-    return commit_version(job, [k for k, _ in results], uploaded, settings)
+    with monitored("local", source, name, settings) as mon:
+        # Started by a worker (deployment, --submit, schedule): its filesystem may not be the user's.
+        on_worker = deployment.id or flow_run.parent_deployment_id
+        root = resolve_source(source, worker=socket.gethostname() if on_worker else None)
+        job = mon.started(prepare(str(root), name, "local", settings))
+        mon.phase("scanning")
+        plan = scan_local(job, settings)
+        mon.phase("transferring")
+        results = transfer_local_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings)).result()
+        mon.phase("committing")
+        return commit_version(job, [k for k, _ in results], sum(u for _, u in results), settings, if_changed)

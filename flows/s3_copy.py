@@ -16,7 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from datastore import s3_job  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
-from flows.common import run_name, settings_for  # noqa: E402
+from flows.common import monitored, run_name, settings_for  # noqa: E402
 from tasks.commit import commit_version  # noqa: E402
 from tasks.s3_copy import copy_s3_batch, scan_s3  # noqa: E402
 
@@ -24,7 +24,7 @@ from tasks.s3_copy import copy_s3_batch, scan_s3  # noqa: E402
 @flow(name="datastore-create-s3-copy", flow_run_name=run_name,
       task_runner=ThreadPoolTaskRunner(max_workers=Settings.from_env().workers))
 def create_from_s3(source: str, name: str | None = None, credentials: str | None = None,
-                   store: str | None = None) -> dict:
+                   store: str | None = None, if_changed: bool = False) -> dict:
     """Create the next version of a datastore by copying ``s3://bucket/prefix/``.
 
     Args:
@@ -33,13 +33,17 @@ def create_from_s3(source: str, name: str | None = None, credentials: str | None
         credentials: Name of a Prefect ``AwsCredentials`` block to read the source with; when
             omitted the default AWS chain is tried, then registered blocks.
         store: Store location; ``DATASTORE_STORE`` or the embedded default when omitted.
+        if_changed: Commit only if the contents differ from the newest version (periodic runs).
 
     Returns:
-        The committed version record.
+        The committed version record (``status: "unchanged"`` when ``if_changed`` found no change).
     """
     settings = settings_for(store)
-    job = s3_job.prepare(source, name, False, credentials, settings)
-    plan = scan_s3(job, settings)
-    results = copy_s3_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings)).result()
-    uploaded = sum(u for _, u in results)
-    return commit_version(job, [k for k, _ in results], uploaded, settings)
+    with monitored("s3-copy", source, name, settings) as mon:
+        job = mon.started(s3_job.prepare(source, name, False, credentials, settings))
+        mon.phase("listing")
+        plan = scan_s3(job, settings)
+        mon.phase("copying")
+        results = copy_s3_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings)).result()
+        mon.phase("committing")
+        return commit_version(job, [k for k, _ in results], sum(u for _, u in results), settings, if_changed)

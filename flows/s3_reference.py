@@ -13,14 +13,14 @@ runtime.configure()
 from prefect import flow  # noqa: E402
 
 from datastore import s3_job  # noqa: E402
-from flows.common import run_name, settings_for  # noqa: E402
+from flows.common import monitored, run_name, settings_for  # noqa: E402
 from tasks.commit import commit_version  # noqa: E402
 from tasks.s3_reference import pin_s3_prefix  # noqa: E402
 
 
 @flow(name="datastore-create-s3-reference", flow_run_name=run_name)
 def reference_s3(source: str, name: str | None = None, credentials: str | None = None,
-                 store: str | None = None) -> dict:
+                 store: str | None = None, if_changed: bool = False) -> dict:
     """Create the next version of a datastore that references ``s3://bucket/prefix/`` in place.
 
     Args:
@@ -28,11 +28,16 @@ def reference_s3(source: str, name: str | None = None, credentials: str | None =
         name: Datastore name; derived from the last "directory" of the prefix when omitted.
         credentials: Name of a Prefect ``AwsCredentials`` block (see :func:`flows.s3_copy.create_from_s3`).
         store: Store location; ``DATASTORE_STORE`` or the embedded default when omitted.
+        if_changed: Commit only if some pinned object changed since the newest version.
 
     Returns:
-        The committed version record (``bytes_uploaded`` is 0).
+        The committed version record (``bytes_uploaded`` is 0; ``status: "unchanged"`` when
+        ``if_changed`` found no change).
     """
     settings = settings_for(store)
-    job = s3_job.prepare(source, name, True, credentials, settings)
-    batch_keys = pin_s3_prefix(job, settings)
-    return commit_version(job, batch_keys, 0, settings)
+    with monitored("s3-reference", source, name, settings) as mon:
+        job = mon.started(s3_job.prepare(source, name, True, credentials, settings))
+        mon.phase("pinning")
+        batch_keys = pin_s3_prefix(job, settings)
+        mon.phase("committing")
+        return commit_version(job, batch_keys, 0, settings, if_changed)

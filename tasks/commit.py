@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from datastore import creation
+from datastore import creation, notify, versions
 from datastore.creation import CreateJob
 from datastore.settings import Settings
 from datastore.store import open_store
@@ -19,15 +19,35 @@ from tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 @task(name="commit-version", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=transient_only)
-def commit_version(job: CreateJob, batch_keys: list[str], uploaded: int, settings: Settings) -> dict:
-    """Write the manifest and make the version visible with one put-if-absent."""
+def commit_version(job: CreateJob, batch_keys: list[str], uploaded: int, settings: Settings,
+                   if_changed: bool = False) -> dict:
+    """Write the manifest and make the version visible with one put-if-absent.
+
+    With ``if_changed`` and a manifest equal to the newest version's, nothing is committed and
+    the newest record is returned with ``status: "unchanged"``. A committed version gets its
+    details artifact and a ``datastore.version.committed`` event.
+    """
     store = open_store(job.store, settings)
-    record = creation.commit(store, job, batch_keys, uploaded, settings, flow_run.id)
+    record = creation.commit(store, job, batch_keys, uploaded, settings, flow_run.id, if_changed)
+    logger = get_run_logger()
+    if record is None:
+        newest = versions.latest_live(store, job.name)
+        assert newest is not None  # commit() only skips when there is one to compare with
+        logger.info("%s unchanged since version %d (digest %s): no new version", job.name, newest.version, newest.digest)
+        return newest.to_json() | {"status": "unchanged"}
     try:
         _details_artifact(record)
     except Exception as exc:  # noqa: BLE001 - the version is committed; a retry would commit it twice
-        get_run_logger().warning("could not create the details artifact: %s", type(exc).__name__)
+        logger.warning("could not create the details artifact: %s", type(exc).__name__)
+    notify.emit(notify.COMMITTED, record.name, _event_payload(record, store.url))
     return record.to_json()
+
+
+def _event_payload(r: VersionRecord, store_url: str) -> dict:
+    """What automations get with ``datastore.version.committed`` (enough to mount the version)."""
+    return {"name": r.name, "version": r.version, "kind": r.kind, "source": r.source, "files": r.files,
+            "bytes": r.bytes, "bytes_uploaded": r.bytes_uploaded, "digest": r.digest, "store": store_url,
+            "flow_run_id": r.flow_run_id, "created_at": r.created_at}
 
 
 def artifact_key(name: str) -> str:

@@ -65,6 +65,7 @@ class Behaviour:
         etag: Send an ETag at all.
         weak_etag: Send the ETag as weak (``W/"…"``), which ``If-Range`` must not use.
         last_modified: Send ``Last-Modified`` at all.
+        rate: Send bodies at about this many bytes per second (a slow source); None is full speed.
     """
 
     drop_at: float | None = None
@@ -80,6 +81,7 @@ class Behaviour:
     etag: bool = True
     weak_etag: bool = False
     last_modified: bool = True
+    rate: int | None = None
 
 
 class Server:
@@ -214,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         if not head:
-            self._write(part if cut is None else part[:cut])
+            self._write(part if cut is None else part[:cut], b.rate)
 
     def _if_range_holds(self, etag: str | None, modified: str | None) -> bool:
         cond = self.headers.get("If-Range")
@@ -238,11 +240,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             self._write(body)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, rate: int | None = None) -> None:
         try:
             view = memoryview(data)
-            for i in range(0, len(view), WRITE_CHUNK):
-                self.wfile.write(view[i:i + WRITE_CHUNK])
+            chunk = WRITE_CHUNK if rate is None else max(1, min(WRITE_CHUNK, rate // 10))
+            for i in range(0, len(view), chunk):
+                self.wfile.write(view[i:i + chunk])
+                if rate is not None:
+                    self.wfile.flush()
+                    time.sleep(chunk / rate)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away; nothing to report

@@ -1,0 +1,69 @@
+"""Prefect events about datastores, so users can hang automations on them (e.g. start training).
+
+Every event's resource is ``datastore.<name>`` (with ``prefect.resource.name`` = the name), and
+its payload carries the version (``None`` for a failed creation). Inside a flow run Prefect adds
+the run, flow and deployment as related resources by itself.
+
+Emitting never fails the operation that emits: the version is committed (or deleted) whether or
+not the event got out; a failure to emit is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+COMMITTED = "datastore.version.committed"
+DELETED = "datastore.version.deleted"
+FAILED = "datastore.create.failed"
+
+log = logging.getLogger(__name__)
+
+
+def resource(name: str) -> dict[str, str]:
+    """The Prefect resource of a datastore name."""
+    return {"prefect.resource.id": f"datastore.{name}", "prefect.resource.name": name,
+            "datastore.name": name}
+
+
+def emit(event: str, name: str, payload: dict) -> bool:
+    """Emit ``event`` about datastore ``name``; True when it was handed to Prefect.
+
+    Args:
+        event: One of :data:`COMMITTED`, :data:`DELETED`, :data:`FAILED`.
+        name: The datastore name.
+        payload: JSON-serializable details; must include ``version``.
+    """
+    try:
+        from prefect.events import emit_event
+
+        return emit_event(event=event, resource=resource(name), payload=payload) is not None
+    except Exception as exc:  # noqa: BLE001 - see the module docstring
+        log.warning("could not emit %s for %s: %s", event, name, exc)
+        return False
+
+
+def api_configured() -> bool:
+    """Whether a Prefect server is configured (outside flow runs events go only there).
+
+    Without one, emitting would first start a temporary local server just to store the event,
+    which nobody could act on; commands outside flow runs skip it then.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    try:
+        from prefect.settings import PREFECT_API_URL
+
+        return bool(PREFECT_API_URL.value())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def flush() -> None:
+    """Wait until emitted events are sent (a short-lived command exits right after)."""
+    try:
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all(timeout=10)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not flush events: %s", exc)

@@ -1,0 +1,117 @@
+"""What ``datastore status`` shows: creations in progress and recently failed.
+
+Two sources, merged by flow run id:
+
+* the store's status records (:mod:`datastore.inflight`): every creation writes one while it
+  runs, wherever it runs (the CLI's own process, a worker, a schedule), with phase and progress,
+  and keeps it with the reason when it fails;
+* the Prefect API, when a server is configured: creation runs that are queued on the work pool
+  and have not started yet, and runs that failed or crashed before they could write a record
+  (e.g. a worker that could not start the flow).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from datastore import inflight
+from datastore.settings import Settings
+from datastore.sources import safe_source
+from datastore.store import Store
+
+_QUEUED = ("SCHEDULED", "PENDING")
+_FAILED = ("FAILED", "CRASHED")
+
+
+@dataclass
+class Row:
+    """One line of ``status`` (and a non-version row of ``list``)."""
+
+    name: str
+    status: str  # processing | failed
+    kind: str
+    source: str
+    since: str  # ISO time it started (or was queued)
+    detail: str  # progress, or the reason it failed
+    flow_run_id: str | None
+    files: int = 0
+    bytes: int = 0
+
+    def to_json(self) -> dict:
+        """Shaped like a version record (no ``version``/``digest`` yet), plus ``detail``."""
+        return {"name": self.name, "version": None, "status": self.status, "kind": self.kind, "source": self.source,
+                "files": self.files, "bytes": self.bytes, "digest": None, "created_at": self.since,
+                "flow_run_id": self.flow_run_id, "detail": self.detail}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_store(store: Store, settings: Settings, name: str | None = None) -> list[Row]:
+    """Rows from the store's status records (processing, and failed within the retention)."""
+    rows = []
+    for r in inflight.recent(store, settings.lease_ttl, settings.failed_retention, name):
+        detail = r.progress_text() if r.status == "processing" else (r.reason or "failed")
+        rows.append(Row(r.name, r.status, r.kind, r.source, _iso(r.started_at), detail, r.flow_run_id,
+                        r.files_done, r.bytes_done))
+    return rows
+
+
+def from_prefect(settings: Settings, known: set[str], name: str | None = None) -> list[Row]:
+    """Creation runs the store does not know about: queued ones, and failures before they started.
+
+    Args:
+        settings: For the failure retention.
+        known: Flow run ids already covered by store records.
+        name: Only runs of this datastore.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    tag = f"datastore:{name}" if name else "datastore"
+    since = datetime.now(timezone.utc) - timedelta(seconds=settings.failed_retention)
+    rows = []
+    with get_client(sync_client=True) as client:
+        queued = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[tag]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in _QUEUED]))), limit=200)
+        failed = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[tag]), start_time=FlowRunFilterStartTime(after_=since),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in _FAILED]))), limit=200)
+    now = time.time()
+    for run in [*queued, *failed]:
+        if str(run.id) in known or run.parent_task_run_id is not None:
+            continue  # covered by a store record; subflows of a periodic run report through their own record
+        params = run.parameters or {}
+        kind = next((t for t in run.tags if t in ("local", "s3-copy", "s3-reference", "http-archive")), "")
+        run_name = next((t.split(":", 1)[1] for t in run.tags if t.startswith("datastore:")), None)
+        state = run.state.type.value if run.state else "PENDING"
+        queued_state = state in _QUEUED
+        start = run.expected_start_time or run.created
+        if queued_state and run.expected_start_time and run.expected_start_time.timestamp() > now + 5:
+            continue  # a future scheduled run is a schedule, not a creation in progress
+        reason = f"{state.lower()}: {(run.state.message if run.state else '') or 'no message'}"
+        rows.append(Row(run_name or str(params.get("name") or "?"), "processing" if queued_state else "failed", kind,
+                        safe_source(str(params.get("source", ""))), _iso(start.timestamp()) if start else "",
+                        f"queued on the work pool ({state.lower()})" if queued_state else reason, str(run.id)))
+    return rows
+
+
+def collect(store: Store, settings: Settings, name: str | None = None, with_prefect: bool = True) -> list[Row]:
+    """Every row ``status`` shows, oldest first: store records, then what only Prefect knows."""
+    rows = from_store(store, settings, name)
+    if with_prefect:
+        from datastore.notify import api_configured
+
+        if api_configured():
+            rows += from_prefect(settings, {r.flow_run_id for r in rows if r.flow_run_id}, name)
+    return sorted(rows, key=lambda r: r.since)

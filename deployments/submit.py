@@ -1,0 +1,120 @@
+"""``datastore create --submit``: run a creation as a flow run of its deployment, on a worker.
+
+The calling process only creates the flow run and returns (or, with ``--wait``, follows it), so
+an upload started from a laptop, a session or a cluster survives a closed terminal. The worker
+writes to the store the caller uses (passed as the ``store`` parameter) and reports progress
+through the store's status record, which ``--wait`` and ``datastore status`` read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from datastore import inflight, versions
+from datastore.errors import CreationFailed, DeploymentMissing, NoPrefectServer
+from datastore.notify import api_configured
+from datastore.store import Store
+from deployments.names import full_name, work_pool
+
+_TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A creation handed to the work pool."""
+
+    flow_run_id: str
+    flow_run_name: str
+    deployment: str
+    ui_url: str
+
+
+def api_url() -> str:
+    """The configured Prefect API URL.
+
+    Raises:
+        NoPrefectServer: none is configured (a worker needs a server to get runs from).
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if not api_configured():
+        raise NoPrefectServer("--submit")
+    return str(PREFECT_API_URL.value())
+
+
+def ui_link(flow_run_id: str) -> str:
+    """The flow run's page in the Prefect UI."""
+    from prefect.settings import PREFECT_UI_URL
+
+    base = PREFECT_UI_URL.value() or api_url().removesuffix("/api")
+    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+def submit(kind: str, name: str, parameters: dict) -> Submitted:
+    """Create a flow run of the creation deployment for ``kind`` and return at once.
+
+    Args:
+        kind: The record kind (``local``, ``s3-copy``, ``s3-reference``, ``http-archive``).
+        name: The datastore name (for the run's tags).
+        parameters: The flow's parameters (``source``, ``name``, ``store``, …).
+
+    Raises:
+        NoPrefectServer: no server configured.
+        DeploymentMissing: the deployment is not on the server (``prefect deploy --all``).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound as PrefectNotFound
+
+    url = api_url()
+    deployment = full_name(kind)
+    with get_client(sync_client=True) as client:
+        try:
+            dep = client.read_deployment_by_name(deployment)
+        except PrefectNotFound:
+            raise DeploymentMissing(f"deployment {deployment!r}", url,
+                                    "deploy the project's deployments first: DATASTORE_REPO_DIR=$PWD prefect deploy --all "
+                                    f"(and start a worker: prefect worker start --pool {work_pool()})") from None
+        run = client.create_flow_run_from_deployment(
+            dep.id, parameters=parameters, name=f"create-{name}", tags=["datastore", f"datastore:{name}", kind])
+    return Submitted(str(run.id), run.name, deployment, ui_link(str(run.id)))
+
+
+def wait(store: Store, sub: Submitted, name: str, on_progress: Callable[[inflight.RunRecord], None] | None = None,
+         poll: float = 2.0, stale_after: float = 120) -> dict:
+    """Follow a submitted run to its end; return the committed version record.
+
+    Args:
+        store: The store the run writes to (its status record and, finally, the version).
+        sub: What :func:`submit` returned.
+        name: The datastore name.
+        on_progress: Called with the run's status record whenever it is read.
+        poll: Seconds between polls.
+        stale_after: Heartbeat age after which a status record counts as dead.
+
+    Raises:
+        CreationFailed: the run failed, crashed or was cancelled (the reason from the status
+            record when the creation got that far, else from Prefect's state message).
+    """
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(sub.flow_run_id)
+            state = run.state.type.value if run.state else "PENDING"
+            rec = inflight.read(store, sub.flow_run_id, stale_after)
+            if rec is not None and on_progress is not None:
+                on_progress(rec)
+            if state in _TERMINAL:
+                break
+            time.sleep(poll)
+    if state == "COMPLETED":
+        for r in versions.list_records(store, name):
+            if r.flow_run_id == sub.flow_run_id:
+                return r.to_json()
+        raise CreationFailed(sub.flow_run_name, "completed", f"no version of {name!r} records this run in {store.url}; "
+                                                             "does the worker use another store?")
+    reason = (rec.reason if rec is not None and rec.reason else None) or (run.state.message if run.state else "") or state
+    raise CreationFailed(sub.flow_run_name, state.lower(), reason)
+

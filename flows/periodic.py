@@ -1,0 +1,67 @@
+"""Flow: periodic re-upload of a source (what ``datastore schedule`` deploys).
+
+Each run hands the source to its creation flow (as a subflow, so the Prefect UI shows the usual
+``create-<name>`` run under ``refresh-<name>``) with ``if_changed``: the new manifest is built
+(unchanged files are reused, so an unchanged source transfers nothing) and committed only if
+its digest differs from the newest version's. ``always`` forces a version every run. Runs of one
+name never overlap: the deployment has a concurrency limit of 1 that cancels the newcomer.
+"""
+
+from __future__ import annotations
+
+from datastore import runtime
+
+runtime.configure()
+
+from prefect import flow, get_run_logger  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
+
+from datastore.sources import check_options  # noqa: E402
+from flows.common import display_name  # noqa: E402
+
+
+def _run_name() -> str:
+    return f"refresh-{display_name(flow_run.parameters)}"
+
+
+@flow(name="datastore-periodic", flow_run_name=_run_name)
+def refresh_datastore(source: str, name: str, no_copy: bool = False, credentials: str | None = None,
+                      always: bool = False, store: str | None = None) -> dict:
+    """Create the next version of ``name`` from ``source`` if the source changed.
+
+    Args:
+        source: Local path (as the worker sees it), ``s3://bucket/prefix/`` or an archive URL.
+        name: Datastore name.
+        no_copy: Reference an S3 prefix in place instead of copying it.
+        credentials: Prefect ``AwsCredentials`` block for an S3 source.
+        always: Commit a version every run, even when nothing changed.
+        store: Store location; ``DATASTORE_STORE`` (of the worker) or the default when omitted.
+
+    Returns:
+        The committed version record, or the newest one with ``status: "unchanged"``.
+    """
+    kind = check_options(source, no_copy, credentials)
+    if_changed = not always
+    if kind == "s3":
+        if no_copy:
+            from flows.s3_reference import reference_s3
+
+            record = reference_s3(source=source, name=name, credentials=credentials, store=store, if_changed=if_changed)
+        else:
+            from flows.s3_copy import create_from_s3
+
+            record = create_from_s3(source=source, name=name, credentials=credentials, store=store, if_changed=if_changed)
+    elif kind == "http":
+        from flows.http_archive import create_from_http
+
+        record = create_from_http(source=source, name=name, store=store, if_changed=if_changed)
+    else:
+        from flows.local_folder import create_from_local
+
+        record = create_from_local(source=source, name=name, store=store, if_changed=if_changed)
+    log = get_run_logger()
+    if record.get("status") == "unchanged":
+        log.info("%s unchanged: the newest version is still %s", name, record["version"])
+    else:
+        log.info("%s version %s committed", name, record["version"])
+    return record
