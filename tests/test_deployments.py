@@ -153,8 +153,9 @@ def test_submit_wait_commits_on_the_worker_with_events_and_artifacts(deployed: D
 
 
 def test_submit_returns_at_once_and_status_shows_progress_then_the_version(deployed: Deployed) -> None:
-    deployed.http.files["/slowset.tar.gz"] = tar_gz({f"f{i:03d}.bin": os.urandom(4000) for i in range(150)})
-    deployed.http.configure("/slowset.tar.gz", rate=50_000)  # ~600 KB: about 12 s to download
+    # ~3 MB at 250 KB/s: about 12 s to download (the download reports progress per MiB).
+    deployed.http.files["/slowset.tar.gz"] = tar_gz({f"f{i:03d}.bin": os.urandom(20_000) for i in range(150)})
+    deployed.http.configure("/slowset.tar.gz", rate=250_000)
     r = deployed.cli("create", deployed.http.url("/slowset.tar.gz"), "--submit", "--json")
     assert r.returncode == 0, r.stderr
     sub = json.loads(r.stdout)
@@ -274,11 +275,12 @@ def test_a_scheduled_run_that_comes_due_while_one_runs_is_cancelled(deployed: De
     wait_until("a completed run and cancelled newcomers", settled, timeout=240, why=deployed.server.log_tail)
     deployed.cli("schedule", "--remove", "--name", "ticker")
     ran = sorted((_ts(r["start_time"]), _ts(r["end_time"]) if r["end_time"] else float("inf"))
-                 for r in deployed.runs_of(dep["id"]) if r["start_time"] and r["state_type"] != "CANCELLED")
+                 for r in deployed.runs_of(dep["id"]) if r["run_count"] > 0)
     for (_, end), (start, _) in zip(ran, ran[1:]):
         assert start >= end, f"two runs of one name overlapped: {ran}"
     cancelled = [r for r in deployed.runs_of(dep["id"]) if r["state_type"] == "CANCELLED"]
-    assert all(r["start_time"] is None for r in cancelled)  # cancelled before they ran, not stopped mid-way
+    # Cancelled before they ran, not stopped mid-way.
+    assert {(r["run_count"], r["state"]["message"]) for r in cancelled} == {(0, "Deployment concurrency limit reached.")}
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -290,6 +292,7 @@ def test_the_prefect_ui_shows_the_run_and_the_details_artifact(deployed: Deploye
 
     src = make_tree(tmp_path / "uiset", {f"img/{i}.png": os.urandom(100) for i in range(7)})
     rec = json.loads(deployed.cli("create", str(src), "--submit", "--wait", "--json").stdout)
+    (artifact,) = deployed.api("POST", "/artifacts/filter", {"artifacts": {"key": {"any_": ["datastore-uiset"]}}})
     shots = tmp_path / "screenshots"
     shots.mkdir()
     ui = deployed.server.url
@@ -302,7 +305,11 @@ def test_the_prefect_ui_shows_the_run_and_the_details_artifact(deployed: Deploye
             page.goto(f"{ui}/runs/flow-run/{rec['flow_run_id']}")
             page.get_by_text("create-uiset").first.wait_for(timeout=90_000)
             page.screenshot(path=str(shots / "flow-run.png"), full_page=True)
+            # The key's page lists the versions' artifacts; a click opens this version's details.
             page.goto(f"{ui}/artifacts/key/datastore-uiset")
+            page.get_by_text("datastore uiset version 1").first.wait_for(timeout=90_000)
+            page.screenshot(path=str(shots / "artifact-key.png"), full_page=True)
+            page.get_by_text(artifact["id"][:8]).first.click()
             page.get_by_text(str(src)).first.wait_for(timeout=90_000)
             body = page.inner_text("body")
             page.screenshot(path=str(shots / "artifact.png"), full_page=True)
@@ -310,4 +317,5 @@ def test_the_prefect_ui_shows_the_run_and_the_details_artifact(deployed: Deploye
             browser.close()
     assert "uiset version 1" in body
     assert "files\t7" in body or "files\n7" in body or "files 7" in body, body[:2000]
-    assert (shots / "flow-run.png").stat().st_size > 10_000 and (shots / "artifact.png").stat().st_size > 10_000
+    for shot in ("flow-run.png", "artifact-key.png", "artifact.png"):
+        assert (shots / shot).stat().st_size > 10_000
