@@ -91,7 +91,7 @@ def _run_with_progress(run: Callable[[], dict], show: bool) -> dict:
     def render() -> None:
         task = bar.add_task("scanning", total=None)
         while not done.wait(0.1):
-            bar.update(task, description=f"{state.files_done}/{state.files_total} files",
+            bar.update(task, description=f"{state.phase} {state.files_done}/{state.files_total} files",
                        completed=state.bytes_done, total=state.bytes_total or None)
 
     with progress.installed(state), bar:
