@@ -25,7 +25,7 @@ from rich.table import Table  # noqa: E402
 from datastore import progress, versions  # noqa: E402
 from datastore.errors import DatastoreError, OrchestrationError  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
-from datastore.sources import check_options  # noqa: E402
+from datastore.sources import check_options, safe_source  # noqa: E402
 from datastore.store import open_store  # noqa: E402
 
 app = typer.Typer(
@@ -113,17 +113,20 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="Print the committed version record as JSON.")] = False,
     submit_: Annotated[bool, typer.Option("--submit", help="Run it as a flow run on the work pool (a worker) and return.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --submit: follow the run to its end.")] = False,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="With --wait: stop waiting after SECONDS.")] = None,
 ) -> None:
     """Create the next version of a datastore from SOURCE."""
 
     def run() -> None:
         kind = check_options(source, no_copy, credentials)
         show = not as_json and sys.stderr.isatty()
+        if timeout is not None and not wait:
+            raise DatastoreError("--timeout limits --wait", "add --submit --wait, or drop --timeout")
         if wait and not submit_:
             raise DatastoreError("--wait follows a submitted run", "add --submit, or drop --wait (without --submit "
                                  "the create runs here and always waits)")
         if submit_:
-            record = _create_submitted(source, kind, name, no_copy, credentials, wait, as_json, show)
+            record = _create_submitted(source, kind, name, no_copy, credentials, wait, as_json, show, timeout)
             if record is None:
                 return
         elif kind == "s3":
@@ -181,7 +184,7 @@ def _create_http(source: str, name: str | None, show: bool) -> dict:
 
 
 def _create_submitted(source: str, kind: str, name: str | None, no_copy: bool, credentials: str | None,
-                      wait: bool, as_json: bool, show: bool) -> dict | None:
+                      wait: bool, as_json: bool, show: bool, timeout: float | None) -> dict | None:
     """Hand the creation to a worker; with ``wait`` follow it and return the committed record."""
     from datastore.naming import derive_name, validate_name
     from datastore.sources import record_kind
@@ -203,7 +206,7 @@ def _create_submitted(source: str, kind: str, name: str | None, no_copy: bool, c
     else:
         source = os.path.abspath(os.path.expanduser(source))
     final = validate_name(name) if name is not None else derive_name(source)
-    params: dict = {"source": source, "name": name, "store": store.url}
+    params: dict = {"source": source, "name": final, "store": store.url}
     if kind == "s3":
         params["credentials"] = credentials
     sub = submit(record_kind(kind, no_copy), final, params)
@@ -227,7 +230,8 @@ def _create_submitted(source: str, kind: str, name: str | None, no_copy: bool, c
             err.print(f"  {text}", highlight=False)
             last[0] = text
 
-    return follow(store, sub, final, on_progress=report, stale_after=settings.lease_ttl)
+    return follow(store, sub, final, on_progress=report, stale_after=settings.lease_ttl, timeout=timeout,
+                  on_notice=lambda text: err.print(f"note: {text}", highlight=False))
 
 
 def _print_created(r: dict) -> None:
@@ -499,7 +503,9 @@ def status(
         from datastore import status as creations
 
         settings = Settings.from_env()
-        rows = creations.collect(open_store(settings.store, settings), settings, name)
+        rows, warning = creations.collect(open_store(settings.store, settings), settings, name)
+        if warning:
+            err.print(f"warning: {warning}", markup=False, highlight=False)
         if as_json:
             print(json.dumps([r.to_json() for r in rows], indent=2))
             return
@@ -567,11 +573,12 @@ def schedule(
         settings = Settings.from_env()
         dep_id = periodic.upsert(name, src, sched, no_copy=no_copy, credentials=credentials, always=always,
                                  store=open_store(settings.store, settings).url)
+        shown = safe_source(src)
         if as_json:
-            print(json.dumps({"name": name, "source": src, "schedule": periodic.describe(sched),
+            print(json.dumps({"name": name, "source": shown, "schedule": periodic.describe(sched),
                               "deployment_id": dep_id}, indent=2))
         else:
-            out.print(f"scheduled {name}: {periodic.describe(sched)} from {src} "
+            out.print(f"scheduled {name}: {periodic.describe(sched)} from {shown} "
                       f"({'every run commits' if always else 'a version only when the source changed'})", highlight=False)
 
     guarded(run)

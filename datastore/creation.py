@@ -88,8 +88,15 @@ def _check_present(store: Store, keys: set[str]) -> None:
                              "run the same create again: it transfers what is missing")
 
 
+@dataclass(frozen=True)
+class Unchanged:
+    """What :func:`commit` returns when ``if_changed`` found the newest version identical."""
+
+    newest: versions.VersionRecord
+
+
 def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, settings: Settings,
-           flow_run_id: str | None, if_changed: bool = False) -> versions.VersionRecord | None:
+           flow_run_id: str | None, if_changed: bool = False) -> versions.VersionRecord | Unchanged:
     """Concatenate the batch manifests, store the manifest, then commit the version record.
 
     Args:
@@ -100,7 +107,8 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         settings: Settings.
         flow_run_id: The Prefect flow run committing (recorded).
         if_changed: Commit only when the manifest digest differs from the newest live version
-            of the name (periodic re-uploads); otherwise return None and commit nothing.
+            of the name (periodic re-uploads); otherwise commit nothing and return
+            :class:`Unchanged` with the version compared against.
 
     Raises:
         QuotaExceeded: the quota filled up while this creation was transferring.
@@ -119,7 +127,7 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         if if_changed:
             newest = versions.latest_live(store, job.name)
             if newest is not None and newest.digest == summary.digest:
-                return None
+                return Unchanged(newest)
         _check_present(store, objects)
         mkey = layout.manifest_key(job.create_id)
         store.put_file(mkey, out)

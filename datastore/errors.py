@@ -296,6 +296,17 @@ class CreationFailed(DatastoreError, RuntimeError):
         super().__init__(f"flow run {run_name!r} ended {state}, nothing was committed: {reason}")
 
 
+class WaitTimedOut(DatastoreError, TimeoutError):
+    """``--wait --timeout`` passed before the submitted run ended (the run itself goes on)."""
+
+    def __init__(self, run_name: str, timeout: float, ui_url: str) -> None:
+        self.run_name = run_name
+        self.timeout = timeout
+        self.ui_url = ui_url
+        super().__init__(f"stopped waiting for flow run {run_name!r} after {timeout:g} s; it goes on on the worker",
+                         f"follow it with 'datastore status' or at {ui_url}")
+
+
 # --- the store --------------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ class RunRecord:
     status: str = "processing"
     flow_run_id: str | None = None
     flow_run_name: str | None = None
+    parent_flow_run_id: str | None = None  # the periodic run, when this creation is its subflow
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)
@@ -47,6 +48,7 @@ class RunRecord:
     bytes_total: int = 0
     reason: str | None = None
     finished_at: float | None = None
+    silent: bool = False  # set when read: a processing record whose heartbeat stopped (not stored)
 
     def to_json(self) -> dict:
         """Plain dict for storage and ``--json``."""
@@ -94,7 +96,7 @@ def _load(store: Store, key: str, stale_after: float, now: float) -> RunRecord |
     except (ObjectNotFound, ValueError, TypeError):
         return None  # removed meanwhile, or written by something else
     if rec.status == "processing" and now - rec.updated_at > stale_after:
-        rec.status = "failed"
+        rec.status, rec.silent = "failed", True
         rec.reason = (f"no heartbeat since {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(rec.updated_at))} UTC "
                       f"(process {rec.pid} on {rec.host} was killed or lost): run the same create again, "
                       "it resumes what was transferred")

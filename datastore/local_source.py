@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,16 +40,18 @@ class LocalFile:
     mtime_ns: int
 
 
-def resolve_source(source: str, worker: str | None = None) -> Path:
+def resolve_source(source: str, worker: Callable[[], str | None] | None = None) -> Path:
     """Absolute path of a local source; raises :class:`SourceNotFound` if there is nothing.
 
     Args:
         source: The path as given.
-        worker: Set when a Prefect worker (not the user's shell) runs the creation: its host,
-            named in the error, since the usual cause is a path only the user's machine has.
+        worker: Asked only when the path is missing: the host of the Prefect worker running
+            the creation (None when not on a worker), named in the error, since the usual cause
+            is a path only the user's machine has.
     """
     p = Path(os.path.abspath(os.path.expanduser(source)))
     if not p.exists():  # follows symlinks: a dangling link is "not found" too
+        worker = worker() if worker is not None else None
         if worker:
             raise SourceNotFound(source, f"the worker on {worker} cannot see it; a local path works with --submit or a "
                                          "deployment only where the worker shares this filesystem: upload it from "

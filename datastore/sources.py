@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from datastore.errors import InvalidSource
 
 KIND_OF = {"local": "local", "http": "http-archive"}  # s3 depends on --no-copy
@@ -46,12 +48,27 @@ def record_kind(kind: str, no_copy: bool) -> str:
 
 
 def safe_source(source: str) -> str:
-    """``source`` as status records may show it before it is validated (no secrets in URLs)."""
-    if source.lower().startswith(("http://", "https://")):
-        from datastore.http_job import recorded_url
+    """``source`` as status records may show it before it is validated (no secrets in URLs).
 
-        return recorded_url(source)
-    scheme, sep, rest = source.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:  # keys pasted into an s3:// URL: never recorded
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return source
+    Never raises: this runs in bookkeeping and display code, where a malformed URL must not
+    replace the real error (the creation reports that itself).
+    """
+    try:
+        if source.lower().startswith(("http://", "https://")):
+            from datastore.http_job import recorded_url
+
+            return recorded_url(source)
+        scheme, sep, rest = source.partition("://")
+        if sep and "@" in rest.split("/", 1)[0]:  # keys pasted into an s3:// URL: never recorded
+            return f"{scheme}://{rest.split('@', 1)[1]}"
+        return source
+    except Exception:  # noqa: BLE001 - see above
+        return source.split("://", 1)[0] + "://<unparseable URL>" if "://" in source else "<unparseable source>"
+
+
+_URL = re.compile(r"(?:https?|s3)://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`safe_source` (signed query values masked)."""
+    return _URL.sub(lambda m: safe_source(m.group(0)), text)

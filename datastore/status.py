@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from datastore import inflight
 from datastore.settings import Settings
-from datastore.sources import safe_source
+from datastore.sources import mask_urls, safe_source
 from datastore.store import Store
 
 _QUEUED = ("SCHEDULED", "PENDING")
@@ -50,10 +50,13 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def from_store(store: Store, settings: Settings, name: str | None = None) -> list[Row]:
+def from_store(store: Store, settings: Settings, name: str | None = None,
+               found: list[inflight.RunRecord] | None = None) -> list[Row]:
     """Rows from the store's status records (processing, and failed within the retention)."""
+    if found is None:
+        found = inflight.recent(store, settings.lease_ttl, settings.failed_retention, name)
     rows = []
-    for r in inflight.recent(store, settings.lease_ttl, settings.failed_retention, name):
+    for r in found:
         detail = r.progress_text() if r.status == "processing" else (r.reason or "failed")
         rows.append(Row(r.name, r.status, r.kind, r.source, _iso(r.started_at), detail, r.flow_run_id,
                         r.files_done, r.bytes_done))
@@ -71,6 +74,7 @@ def from_prefect(settings: Settings, known: set[str], name: str | None = None) -
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
         FlowRunFilterStartTime,
         FlowRunFilterState,
         FlowRunFilterStateType,
@@ -78,16 +82,18 @@ def from_prefect(settings: Settings, known: set[str], name: str | None = None) -
     )
     from prefect.client.schemas.objects import StateType
     tag = f"datastore:{name}" if name else "datastore"
-    since = datetime.now(timezone.utc) - timedelta(seconds=settings.failed_retention)
+    now_dt = datetime.now(timezone.utc)
+    since = now_dt - timedelta(seconds=settings.failed_retention)
     rows = []
     with get_client(sync_client=True) as client:
+        # Runs due now; a schedule's future runs (up to 100 per schedule) are not creations yet.
         queued = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            tags=FlowRunFilterTags(all_=[tag]),
+            tags=FlowRunFilterTags(all_=[tag]), expected_start_time=FlowRunFilterExpectedStartTime(
+                before_=now_dt + timedelta(seconds=5)),
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in _QUEUED]))), limit=200)
         failed = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             tags=FlowRunFilterTags(all_=[tag]), start_time=FlowRunFilterStartTime(after_=since),
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in _FAILED]))), limit=200)
-    now = time.time()
     for run in [*queued, *failed]:
         if str(run.id) in known or run.parent_task_run_id is not None:
             continue  # covered by a store record; subflows of a periodic run report through their own record
@@ -97,21 +103,32 @@ def from_prefect(settings: Settings, known: set[str], name: str | None = None) -
         state = run.state.type.value if run.state else "PENDING"
         queued_state = state in _QUEUED
         start = run.expected_start_time or run.created
-        if queued_state and run.expected_start_time and run.expected_start_time.timestamp() > now + 5:
-            continue  # a future scheduled run is a schedule, not a creation in progress
-        reason = f"{state.lower()}: {(run.state.message if run.state else '') or 'no message'}"
+        reason = mask_urls(f"{state.lower()}: {(run.state.message if run.state else '') or 'no message'}")
         rows.append(Row(run_name or str(params.get("name") or "?"), "processing" if queued_state else "failed", kind,
                         safe_source(str(params.get("source", ""))), _iso(start.timestamp()) if start else "",
                         f"queued on the work pool ({state.lower()})" if queued_state else reason, str(run.id)))
     return rows
 
 
-def collect(store: Store, settings: Settings, name: str | None = None, with_prefect: bool = True) -> list[Row]:
-    """Every row ``status`` shows, oldest first: store records, then what only Prefect knows."""
-    rows = from_store(store, settings, name)
+def collect(store: Store, settings: Settings, name: str | None = None,
+            with_prefect: bool = True) -> tuple[list[Row], str | None]:
+    """Every row ``status`` shows, oldest first, and a warning when the Prefect API could not be asked.
+
+    Store records come first; the Prefect API adds what only it knows. An unreachable server
+    does not hide the store's rows: it becomes the warning instead.
+    """
+    found = inflight.recent(store, settings.lease_ttl, settings.failed_retention, name)
+    rows = from_store(store, settings, name, found)
+    warning = None
     if with_prefect:
         from datastore.notify import api_configured
 
         if api_configured():
-            rows += from_prefect(settings, {r.flow_run_id for r in rows if r.flow_run_id}, name)
-    return sorted(rows, key=lambda r: r.since)
+            # A failed periodic run's creation reports through its own record: skip the parent too.
+            known = {r.flow_run_id for r in found if r.flow_run_id} | {r.parent_flow_run_id for r in found
+                                                                       if r.parent_flow_run_id}
+            try:
+                rows += from_prefect(settings, known, name)
+            except Exception as exc:  # noqa: BLE001 - the store's rows are still worth showing
+                warning = f"the Prefect API did not answer ({type(exc).__name__}); showing the store's records only"
+    return sorted(rows, key=lambda r: r.since), warning

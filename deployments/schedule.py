@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from datastore.errors import DeploymentMissing, InvalidSchedule, NoPrefectServer
 from datastore.notify import api_configured
+from datastore.sources import safe_source
 from deployments.names import PERIODIC_ENTRYPOINT, PERIODIC_FLOW, REPO, work_pool
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -79,8 +80,9 @@ def _api() -> str:
 class Scheduled:
     """One periodic deployment as ``schedule --list`` shows it."""
 
-    name: str
-    source: str
+    name: str  # the datastore name (the deployment is datastore-periodic/<deployment>)
+    deployment: str
+    source: str  # as shown: signed query values masked
     schedule: str
     active: bool
     parameters: dict
@@ -121,7 +123,7 @@ def upsert(name: str, source: str, schedule, *, no_copy: bool = False, credentia
         dep_id = client.create_deployment(
             flow_id=flow_id,
             name=name,
-            description=f"Periodic re-upload of {source} into datastore {name!r} (datastore schedule).",
+            description=f"Periodic re-upload of {safe_source(source)} into datastore {name!r} (datastore schedule).",
             schedules=[DeploymentScheduleCreate(schedule=schedule, active=True)],
             concurrency_limit=1,
             concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
@@ -156,11 +158,13 @@ def list_all() -> list[Scheduled]:
     out = []
     for d in deps:
         scheds = d.schedules or []
+        params = d.parameters or {}
         out.append(Scheduled(
-            name=d.name, source=str((d.parameters or {}).get("source", "")),
+            name=str(params.get("name") or d.name), deployment=d.name, source=safe_source(str(params.get("source", ""))),
             schedule="; ".join(describe(s.schedule) for s in scheds) or "(none)",
             active=bool(scheds) and all(s.active for s in scheds) and not d.paused,
-            parameters=dict(d.parameters or {}), deployment_id=str(d.id), work_pool=d.work_pool_name))
+            parameters={k: safe_source(v) if k == "source" and isinstance(v, str) else v for k, v in params.items()},
+            deployment_id=str(d.id), work_pool=d.work_pool_name))
     return sorted(out, key=lambda s: s.name)
 
 
@@ -174,8 +178,12 @@ def remove(name: str) -> None:
 
     with _client() as client:
         try:
-            dep = client.read_deployment_by_name(f"{PERIODIC_FLOW}/{name}")
+            dep_id = client.read_deployment_by_name(f"{PERIODIC_FLOW}/{name}").id
         except PrefectNotFound:
-            raise DeploymentMissing(f"a schedule for {name!r}", _api(),
-                                    "see the scheduled names with: datastore schedule --list") from None
-        client.delete_deployment(dep.id)
+            # A deployment named otherwise (e.g. from prefect.yaml) that fills this datastore.
+            ids = [s.deployment_id for s in list_all() if s.name == name]
+            if len(ids) != 1:
+                raise DeploymentMissing(f"a schedule for {name!r}", _api(),
+                                        "see the scheduled names with: datastore schedule --list") from None
+            dep_id = ids[0]
+        client.delete_deployment(dep_id)

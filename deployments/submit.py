@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from datastore import inflight, versions
-from datastore.errors import CreationFailed, DeploymentMissing, NoPrefectServer
+from datastore.errors import CreationFailed, DeploymentMissing, NoPrefectServer, OrchestrationError, WaitTimedOut
 from datastore.notify import api_configured
+from datastore.sources import mask_urls
 from datastore.store import Store
 from deployments.names import full_name, work_pool
 
@@ -82,7 +83,8 @@ def submit(kind: str, name: str, parameters: dict) -> Submitted:
 
 
 def wait(store: Store, sub: Submitted, name: str, on_progress: Callable[[inflight.RunRecord], None] | None = None,
-         poll: float = 2.0, stale_after: float = 120) -> dict:
+         poll: float = 2.0, stale_after: float = 120, timeout: float | None = None,
+         on_notice: Callable[[str], None] | None = None, queued_notice_after: float = 60) -> dict:
     """Follow a submitted run to its end; return the committed version record.
 
     Args:
@@ -92,22 +94,51 @@ def wait(store: Store, sub: Submitted, name: str, on_progress: Callable[[infligh
         on_progress: Called with the run's status record whenever it is read.
         poll: Seconds between polls.
         stale_after: Heartbeat age after which a status record counts as dead.
+        timeout: Stop waiting after this many seconds (the run goes on); None waits for the end.
+        on_notice: Called once with a hint when the run is still queued after
+            ``queued_notice_after`` seconds (no worker on the pool, or all busy).
+        queued_notice_after: See ``on_notice``.
 
     Raises:
         CreationFailed: the run failed, crashed or was cancelled (the reason from the status
-            record when the creation got that far, else from Prefect's state message).
+            record when the creation got that far, else from Prefect's state message), or its
+            status record stopped beating (the worker died) while Prefect still says RUNNING.
+        WaitTimedOut: ``timeout`` passed.
+        OrchestrationError: the Prefect API kept failing for about a minute.
     """
     from prefect.client.orchestration import get_client
 
+    started = time.monotonic()
+    errors = 0
+    noticed = False
+    rec = None
     with get_client(sync_client=True) as client:
         while True:
-            run = client.read_flow_run(sub.flow_run_id)
+            try:
+                run = client.read_flow_run(sub.flow_run_id)
+                errors = 0
+            except Exception as exc:  # noqa: BLE001 - a server restart or a blip must not end the wait
+                errors += 1
+                if errors * poll > 60:
+                    raise OrchestrationError(f"lost the Prefect API while waiting for {sub.flow_run_name!r}: "
+                                             f"{type(exc).__name__}") from None
+                time.sleep(poll)
+                continue
             state = run.state.type.value if run.state else "PENDING"
             rec = inflight.read(store, sub.flow_run_id, stale_after)
             if rec is not None and on_progress is not None:
                 on_progress(rec)
             if state in _TERMINAL:
                 break
+            if rec is not None and rec.silent and state == "RUNNING":
+                raise CreationFailed(sub.flow_run_name, "without a heartbeat", rec.reason or "the worker stopped")
+            waited = time.monotonic() - started
+            if not noticed and state in ("SCHEDULED", "PENDING") and waited > queued_notice_after and on_notice:
+                on_notice(f"still queued after {waited:.0f} s: is a worker running on pool {work_pool()!r}? "
+                          f"(prefect worker start --pool {work_pool()})")
+                noticed = True
+            if timeout is not None and waited > timeout:
+                raise WaitTimedOut(sub.flow_run_name, timeout, sub.ui_url)
             time.sleep(poll)
     if state == "COMPLETED":
         for r in versions.list_records(store, name):
@@ -116,5 +147,4 @@ def wait(store: Store, sub: Submitted, name: str, on_progress: Callable[[infligh
         raise CreationFailed(sub.flow_run_name, "completed", f"no version of {name!r} records this run in {store.url}; "
                                                              "does the worker use another store?")
     reason = (rec.reason if rec is not None and rec.reason else None) or (run.state.message if run.state else "") or state
-    raise CreationFailed(sub.flow_run_name, state.lower(), reason)
-
+    raise CreationFailed(sub.flow_run_name, state.lower(), mask_urls(reason))

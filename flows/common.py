@@ -24,7 +24,7 @@ from datastore.creation import CreateJob
 from datastore.errors import DatastoreError
 from datastore.naming import derive_name
 from datastore.settings import Settings
-from datastore.sources import safe_source
+from datastore.sources import mask_urls, safe_source
 from datastore.store import Store, open_store
 
 
@@ -65,50 +65,62 @@ class Monitor:
         self.log = get_run_logger()
         run_id = str(flow_run.id or uuid.uuid4().hex)
         self.record = inflight.RunRecord(run_id=run_id, name=name, kind=kind, source=safe_source(source),
-                                         flow_run_id=flow_run.id, flow_run_name=flow_run.name)
+                                         flow_run_id=flow_run.id, flow_run_name=flow_run.name,
+                                         parent_flow_run_id=flow_run.parent_flow_run_id)
         self.progress = progress.current() or progress.Progress()
         self.store: Store | None = None
         self.artifact_id = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards `record`
+        self._io = threading.Lock()  # serializes writes of the record and artifact
         self._thread: threading.Thread | None = None
 
     def started(self, job: CreateJob) -> CreateJob:
         """The creation is validated: record its final name and credential-free source."""
-        self.record.name, self.record.source = job.name, job.source
+        with self._lock:
+            self.record.name, self.record.source = job.name, job.source
         self._tag(job)
         self.save()
         return job
 
     def phase(self, name: str, reset: bool = False) -> None:
-        """Name the step now running (shown by ``status`` and the progress artifact)."""
+        """Name the step now running (the heartbeat writes it within ``status_interval``)."""
         self.progress.set_phase(name, reset)
-        self.save()
 
-    def save(self) -> None:
-        """Write the status record and the progress artifact now (best-effort)."""
+    def _snapshot(self) -> inflight.RunRecord:
+        """A copy of the record with the current progress (taken under the lock, written outside it)."""
         p = self.progress
         with self._lock:
             r = self.record
             r.phase, r.files_done, r.files_total = p.phase, p.files_done, p.files_total
             r.bytes_done, r.bytes_total = p.bytes_done, p.bytes_total
+            return inflight.RunRecord.from_json(r.to_json())
+
+    def save(self) -> None:
+        """Write the status record and the progress artifact now (best-effort).
+
+        Writes are serialized, but progress counters and ``phase`` never wait for them: a slow
+        store or API delays the record, not the creation.
+        """
+        snap = self._snapshot()
+        with self._io:
             try:
                 if self.store is None:
                     self.store = open_store(self.settings.store, self.settings)
-                inflight.write(self.store, r)
+                inflight.write(self.store, snap)
             except Exception as exc:  # noqa: BLE001 - status is informational; the creation goes on
                 self.log.debug("status record not written: %s", exc)
-            self._update_artifact()
+            self._update_artifact(snap)
 
-    def _update_artifact(self) -> None:
+    def _update_artifact(self, snap: inflight.RunRecord) -> None:
         from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-        text = f"{self.record.name}: {self.record.progress_text()}"
+        text = f"{snap.name}: {snap.progress_text()}"
         try:
             if self.artifact_id is None:
-                self.artifact_id = create_progress_artifact(self.record.percent(), description=text)
+                self.artifact_id = create_progress_artifact(snap.percent(), description=text)
             else:
-                update_progress_artifact(self.artifact_id, self.record.percent(), description=text)
+                update_progress_artifact(self.artifact_id, snap.percent(), description=text)
         except Exception as exc:  # noqa: BLE001
             self.log.debug("progress artifact not updated: %s", exc)
 
@@ -145,21 +157,20 @@ class Monitor:
     def succeeded(self) -> None:
         """Committed (or unchanged): the version record now tells the story; drop the status record."""
         self.progress.set_phase("done")
-        with self._lock:
-            self.record.bytes_done, self.record.files_done = self.progress.bytes_done, self.progress.files_done
-            self.record.phase = "done"
+        snap = self._snapshot()
+        with self._io:
             try:
                 from prefect.artifacts import update_progress_artifact
 
                 if self.artifact_id is not None:
-                    update_progress_artifact(self.artifact_id, 100.0, description=f"{self.record.name}: done")
+                    update_progress_artifact(self.artifact_id, 100.0, description=f"{snap.name}: done")
             except Exception as exc:  # noqa: BLE001
                 self.log.debug("progress artifact not finished: %s", exc)
             if self.store is not None:
                 try:
-                    inflight.remove(self.store, self.record.run_id)
+                    inflight.remove(self.store, snap.run_id)
                 except Exception as exc:  # noqa: BLE001
-                    self.log.warning("status record %s not removed: %s", self.record.run_id, exc)
+                    self.log.warning("status record %s not removed: %s", snap.run_id, exc)
 
     def failed(self, exc: BaseException) -> None:
         """Record the reason (``status`` shows it) and emit ``datastore.create.failed``."""
@@ -167,7 +178,8 @@ class Monitor:
 
         with self._lock:
             r = self.record
-            r.status, r.reason, r.finished_at = "failed", error_line(exc), time.time()
+            # Errors quote URLs with their query; a signed one must not reach records or events.
+            r.status, r.reason, r.finished_at = "failed", mask_urls(error_line(exc)), time.time()
         self.save()
         notify.emit(notify.FAILED, r.name, {"name": r.name, "version": None, "kind": r.kind, "source": r.source,
                                              "reason": r.reason, "phase": r.phase, "flow_run_id": r.flow_run_id})

@@ -24,6 +24,19 @@ from tasks.commit import commit_version  # noqa: E402
 from tasks.local import scan_local, transfer_local_batch  # noqa: E402
 
 
+def _worker_host() -> str | None:
+    """This host when a worker runs the flow (deployment, --submit, schedule), else None.
+
+    Passed to :func:`resolve_source` only for its error message: a worker's filesystem may not
+    be the user's. Looked up lazily (an API call) and never allowed to fail the creation.
+    """
+    try:
+        on_worker = deployment.id or flow_run.parent_deployment_id
+    except Exception:  # noqa: BLE001 - only a hint in an error message
+        return None
+    return socket.gethostname() if on_worker else None
+
+
 @flow(name="datastore-create-local", flow_run_name=run_name,
       task_runner=ThreadPoolTaskRunner(max_workers=Settings.from_env().workers))
 def create_from_local(source: str, name: str | None = None, store: str | None = None,
@@ -42,9 +55,7 @@ def create_from_local(source: str, name: str | None = None, store: str | None = 
     """
     settings = settings_for(store)
     with monitored("local", source, name, settings) as mon:
-        # Started by a worker (deployment, --submit, schedule): its filesystem may not be the user's.
-        on_worker = deployment.id or flow_run.parent_deployment_id
-        root = resolve_source(source, worker=socket.gethostname() if on_worker else None)
+        root = resolve_source(source, worker=_worker_host)
         job = mon.started(prepare(str(root), name, "local", settings))
         mon.phase("scanning")
         plan = scan_local(job, settings)

@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from datastore import creation, notify, versions
+from datastore import creation, notify
 from datastore.creation import CreateJob
 from datastore.settings import Settings
 from datastore.store import open_store
@@ -30,9 +30,8 @@ def commit_version(job: CreateJob, batch_keys: list[str], uploaded: int, setting
     store = open_store(job.store, settings)
     record = creation.commit(store, job, batch_keys, uploaded, settings, flow_run.id, if_changed)
     logger = get_run_logger()
-    if record is None:
-        newest = versions.latest_live(store, job.name)
-        assert newest is not None  # commit() only skips when there is one to compare with
+    if isinstance(record, creation.Unchanged):
+        newest = record.newest
         logger.info("%s unchanged since version %d (digest %s): no new version", job.name, newest.version, newest.digest)
         return newest.to_json() | {"status": "unchanged"}
     try:

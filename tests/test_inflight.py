@@ -21,13 +21,13 @@ def test_a_silent_processing_record_reads_as_failed_and_old_failures_expire(loca
 
     later = time.time() + 60  # the live one is 60 s old, within a 120 s heartbeat allowance
     rows = {r.run_id: r for r in inflight.read_all(store, stale_after=120, now=later)}
-    assert rows["live"].status == "processing"
+    assert rows["live"].status == "processing" and not rows["live"].silent
     assert rows["live"].progress_text() == "transferring, 3/10 files, 0.0/0.0 MiB (30%)"
     assert rows["live"].percent() == 30.0
 
     much_later = time.time() + 500
     rows = {r.run_id: r for r in inflight.read_all(store, stale_after=120, now=much_later)}
-    assert rows["silent"].status == "failed"
+    assert rows["silent"].status == "failed" and rows["silent"].silent
     assert "process 4242 on box was killed or lost" in (rows["silent"].reason or "")
     assert "run the same create again" in (rows["silent"].reason or "")
 
