@@ -122,7 +122,7 @@ def extract(job: CreateJob, info: dict, settings: Settings) -> str:
     dest.mkdir(parents=True)
     try:
         safe_extract.extract(Path(info["archive"]), dest, info["format"], job.source,
-                             settings.max_extracted_bytes, settings.max_extract_ratio)
+                             settings.max_extracted_bytes, settings.max_extract_ratio, settings.max_archive_members)
     except (UnsafeArchive, ArchiveInvalid):
         shutil.rmtree(wd, ignore_errors=True)
         raise

@@ -29,7 +29,9 @@ the archive):
 * **Device files, FIFOs and sockets** are refused, as are member types this module does not know.
 * **Caps**: bytes are counted as they are written, never taken from headers. More than
   ``max_bytes`` in total, or more than ``max_ratio`` times the archive's size once past
-  :data:`RATIO_GRACE`, is refused before the chunk that would cross the line is written.
+  :data:`RATIO_GRACE`, is refused before the chunk that would cross the line is written; so is
+  the entry beyond ``max_members`` (files, folders and links: a million empty files is an inode
+  and memory bomb that no byte cap catches).
 * **Zip layout**: each entry's local header and data must end before the next entry begins;
   entries that share bytes (a non-recursive zip bomb) are refused.
 
@@ -209,7 +211,8 @@ def check_suffix(url_path: str, fmt: str, source: str) -> None:
 # --- extraction ------------------------------------------------------------------------------
 
 
-def extract(archive: Path, dest: Path, fmt: str, source: str, max_bytes: int, max_ratio: int) -> ExtractSummary:
+def extract(archive: Path, dest: Path, fmt: str, source: str, max_bytes: int, max_ratio: int,
+            max_members: int = 10_000_000) -> ExtractSummary:
     """Extract an untrusted archive into an empty folder, enforcing the module's rules.
 
     On any error the caller must delete ``dest``; nothing is ever written outside it.
@@ -221,6 +224,7 @@ def extract(archive: Path, dest: Path, fmt: str, source: str, max_bytes: int, ma
         source: How to name the download in errors.
         max_bytes: Refuse the archive once it expands beyond this many bytes.
         max_ratio: Refuse the archive once it expands beyond this multiple of its own size.
+        max_members: Refuse the archive at its entry number ``max_members + 1``.
 
     Returns:
         Counts of what was written; ``files == 0`` for an archive without files (not an error here).
@@ -232,7 +236,7 @@ def extract(archive: Path, dest: Path, fmt: str, source: str, max_bytes: int, ma
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown archive format {fmt!r}")
-    budget = _Budget(max_bytes, max_ratio, os.path.getsize(archive))
+    budget = _Budget(max_bytes, max_ratio, os.path.getsize(archive), max_members)
     tree = _Tree(_empty_dir(dest), budget)
     if fmt == "zip":
         _extract_zip(archive, tree, source)
@@ -252,11 +256,20 @@ def _empty_dir(dest: Path) -> str:
 class _Budget:
     """Counts written bytes and refuses the chunk that would cross a cap."""
 
-    def __init__(self, max_bytes: int, max_ratio: int, archive_size: int) -> None:
+    def __init__(self, max_bytes: int, max_ratio: int, archive_size: int, max_members: int) -> None:
         self.max_bytes = max_bytes
         self.max_ratio = max_ratio
         self.archive_size = max(archive_size, 1)
+        self.max_members = max_members
         self.used = 0
+        self.members = 0
+
+    def count(self, member: str) -> None:
+        """One more entry (file, folder or link) in the tree."""
+        self.members += 1
+        if self.members > self.max_members:
+            raise UnsafeArchive(
+                member, f"the archive has more than DATASTORE_MAX_ARCHIVE_MEMBERS ({self.max_members}) entries")
 
     def take(self, member: str, n: int) -> None:
         total = self.used + n
@@ -422,11 +435,13 @@ class _Tree:
             if existing == "file":
                 raise UnsafeArchive(member, COMPONENT_FILE)
             if existing is None:
+                self.budget.count(member)
                 self.kinds[parent] = "dir"
                 self._mkdir(member, parent)
         self._fold(member, rel)
         existing = self.kinds.get(rel)
         if existing is None:
+            self.budget.count(member)
             self.kinds[rel] = kind
             return True
         if existing == kind == "dir":

@@ -58,6 +58,7 @@ class Settings:
         list_run: Listed keys sorted in memory at a time (more spill to disk, then merge).
         max_extracted_bytes: An archive may expand to at most this many bytes (HTTP sources).
         max_extract_ratio: ... and to at most this many times its own size (zip/gzip bombs).
+        max_archive_members: ... and hold at most this many entries (files, folders, links).
         http_allow_private: Allow HTTP sources on loopback and private addresses (tests, LANs);
             link-local and cloud metadata addresses are refused regardless.
         mount_dir: Base folder of ``datastore mount`` (``<mount_dir>/<name>``).
@@ -87,6 +88,7 @@ class Settings:
     list_run: int = 200_000
     max_extracted_bytes: int = 256 * 1024 * MiB
     max_extract_ratio: int = 1000
+    max_archive_members: int = 10_000_000
     http_allow_private: bool = False
     work_dir: str = field(default_factory=lambda: str(default_work_dir()))
     lease_ttl: int = 120
@@ -114,6 +116,7 @@ class Settings:
             list_run=_int("DATASTORE_LIST_RUN", 200_000),
             max_extracted_bytes=_int("DATASTORE_MAX_EXTRACTED_BYTES", 256 * 1024 * MiB),
             max_extract_ratio=_int("DATASTORE_MAX_EXTRACT_RATIO", 1000),
+            max_archive_members=_int("DATASTORE_MAX_ARCHIVE_MEMBERS", 10_000_000),
             http_allow_private=os.environ.get("DATASTORE_HTTP_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes"),
             work_dir=os.environ.get("DATASTORE_WORK_DIR") or str(default_work_dir()),
             lease_ttl=_int("DATASTORE_LEASE_TTL", 120, minimum=3),

@@ -123,6 +123,16 @@ def test_unsafe_archive_commits_nothing(local_store: str, tmp_path: Path) -> Non
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "work" / "evil.txt").exists()
 
 
+def test_too_many_members_commits_nothing(local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATASTORE_MAX_ARCHIVE_MEMBERS", "3")
+    archive = build("tar.gz", {f"e{i}.txt": b"" for i in range(4)})
+    with serve({"/empties.tar.gz": archive}) as server, pytest.raises(
+            UnsafeArchive, match=r"archive member 'e3.txt' refused: the archive has more than "
+                                 r"DATASTORE_MAX_ARCHIVE_MEMBERS \(3\) entries"):
+        create_from_http(server.url("/empties.tar.gz"))
+    assert versions.scan_versions(open_store()) == {}
+
+
 def test_a_rerun_after_a_later_failure_does_not_download_again(local_store: str) -> None:
     from datastore import http_archive, http_job
     from datastore.settings import Settings

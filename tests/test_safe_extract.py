@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import stat
 import struct
 import tarfile
@@ -93,9 +94,9 @@ def dest_of(tmp_path: Path) -> Path:
 
 
 def run(tmp_path: Path, archive: Path, fmt: str | None = None, max_bytes: int = BIG,
-        max_ratio: int = 1000) -> ExtractSummary:
+        max_ratio: int = 1000, max_members: int = 10_000_000) -> ExtractSummary:
     fmt = fmt or detect_format(archive, SRC)
-    return extract(archive, dest_of(tmp_path), fmt, SRC, max_bytes, max_ratio)
+    return extract(archive, dest_of(tmp_path), fmt, SRC, max_bytes, max_ratio, max_members)
 
 
 def assert_contained(tmp_path: Path) -> None:
@@ -399,6 +400,18 @@ def test_gzip_bomb_stops_at_the_byte_cap(tmp_path: Path) -> None:
         run(tmp_path, archive, max_bytes=10 * MiB, max_ratio=10**9)
     assert_refusal(err.value, "zeros", f"the archive expands beyond DATASTORE_MAX_EXTRACTED_BYTES ({10 * MiB} bytes)")
     assert tree_bytes(dest_of(tmp_path)) < 10 * MiB + CHUNK
+    assert_contained(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_member_count_cap(tmp_path: Path, kind: str) -> None:
+    # Five empty files in a folder: six entries. Empty members pass every byte cap.
+    archive = build(tmp_path, kind, [f(f"many/e{i}", b"") for i in range(5)])
+    assert run(tmp_path, archive, max_members=6).files == 5
+    shutil.rmtree(dest_of(tmp_path))
+    with pytest.raises(UnsafeArchive) as info:
+        run(tmp_path, archive, max_members=5)
+    assert_refusal(info.value, "many/e4", "the archive has more than DATASTORE_MAX_ARCHIVE_MEMBERS (5) entries")
     assert_contained(tmp_path)
 
 
