@@ -456,6 +456,9 @@ def gc(
                 out.print(f"  {key}", markup=False, highlight=False)
         out.print(f"{verb} {report.objects} objects, {human_bytes(report.bytes)}; kept {report.kept_objects} "
                   f"objects, {human_bytes(report.kept_bytes)}")
+        if report.incomplete:
+            out.print(f"{'would drop' if dry_run else 'dropped'} {len(report.incomplete)} unfinished writes of "
+                      "creations that died (temporary files, multipart uploads)")
         if expired:
             out.print(f"{'would remove' if dry_run else 'removed'} {len(expired)} records of creations that failed "
                       f"more than {settings.failed_retention / 86400:g} days ago")

@@ -39,11 +39,12 @@ class Report:
     kept_objects: int = 0
     kept_bytes: int = 0
     reclaimed: list[str] = field(default_factory=list)  # the first keys, for the dry-run listing
+    incomplete: list[str] = field(default_factory=list)  # unfinished writes of killed creations
 
     def to_json(self) -> dict:
         """Machine-readable form (``gc --json``)."""
         return {"objects": self.objects, "bytes": self.bytes, "kept_objects": self.kept_objects,
-                "kept_bytes": self.kept_bytes, "reclaimed": self.reclaimed}
+                "kept_bytes": self.kept_bytes, "reclaimed": self.reclaimed, "incomplete": self.incomplete}
 
 
 def _objects_of_plan(data: bytes) -> Iterator[str]:
@@ -172,4 +173,7 @@ def collect(store: Store, grace_s: float, dry_run: bool = False, listing: int = 
             reclaim(obj)
     for obj in idle_staging:
         reclaim(obj)
+    # Unfinished writes (local temp files, S3 multipart uploads) of creations that died: older
+    # than the grace, so an upload in flight is never aborted under a running creation.
+    report.incomplete = store.reclaim_incomplete(now - grace_s, dry_run=dry_run)
     return report

@@ -121,6 +121,14 @@ class Store(ABC):
     def blob_writer(self, size_hint: int = 0) -> BlobWriter:
         """A writer for one large data object (``size_hint``: expected bytes, to size S3 parts)."""
 
+    def reclaim_incomplete(self, older_than: float, dry_run: bool = False) -> list[str]:
+        """Drop writes a killed process left unfinished before ``older_than`` (epoch seconds).
+
+        Such writes are invisible (no key) but cost space: temporary files of the local store,
+        unfinished multipart uploads on S3. Returns what was (or would be) dropped.
+        """
+        return []
+
     def put_pack(self, data: bytes | bytearray, address: str) -> tuple[str, bool]:
         """Store a pack of small files under its content address ``data/p-<address>``.
 
@@ -171,6 +179,23 @@ class LocalStore(Store):
             probe.unlink()
         except OSError as exc:
             raise self._write_error(exc) from exc
+
+    def reclaim_incomplete(self, older_than: float, dry_run: bool = False) -> list[str]:
+        """Temporary files under ``.tmp`` older than ``older_than`` (see :meth:`Store.reclaim_incomplete`)."""
+        gone = []
+        try:
+            entries = list(os.scandir(self._tmp))
+        except FileNotFoundError:
+            return []
+        for e in entries:
+            try:
+                if e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mtime < older_than:
+                    if not dry_run:
+                        os.unlink(e.path)
+                    gone.append(f".tmp/{e.name}")
+            except FileNotFoundError:
+                continue  # finished (published) meanwhile
+        return gone
 
     def _tmpfile(self) -> Path:
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -446,6 +471,27 @@ class S3Store(Store):
 
     def blob_writer(self, size_hint: int = 0) -> BlobWriter:
         return _S3BlobWriter(self, size_hint)
+
+    def reclaim_incomplete(self, older_than: float, dry_run: bool = False) -> list[str]:
+        """Abort multipart uploads under the store's prefix initiated before ``older_than``.
+
+        A killed creation leaves its upload's parts billed but invisible; an abort in the
+        uploader handles every other exit.
+        """
+        gone = []
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with s3.translated(self.url):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for up in page.get("Uploads", []):
+                    if up["Initiated"].timestamp() >= older_than:
+                        continue
+                    if not dry_run:
+                        with contextlib.suppress(ObjectNotFound):  # finished or aborted meanwhile
+                            with s3.translated(self.url, up["Key"]):
+                                self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"],
+                                                                   UploadId=up["UploadId"])
+                    gone.append(f"upload {up['Key'][len(self.prefix):]} ({up['UploadId']})")
+        return gone
 
 
 class _S3BlobWriter(BlobWriter):
