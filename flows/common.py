@@ -57,6 +57,14 @@ def error_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _parent_run_id() -> str | None:
+    """The periodic run this creation is a subflow of (an API lookup: never allowed to fail the run)."""
+    try:
+        return flow_run.parent_flow_run_id
+    except Exception:  # noqa: BLE001
+        return None
+
+
 class Monitor:
     """The running creation's status record, progress artifact and heartbeat (see the module)."""
 
@@ -66,7 +74,7 @@ class Monitor:
         run_id = str(flow_run.id or uuid.uuid4().hex)
         self.record = inflight.RunRecord(run_id=run_id, name=name, kind=kind, source=safe_source(source),
                                          flow_run_id=flow_run.id, flow_run_name=flow_run.name,
-                                         parent_flow_run_id=flow_run.parent_flow_run_id)
+                                         parent_flow_run_id=_parent_run_id())
         self.progress = progress.current() or progress.Progress()
         self.store: Store | None = None
         self.artifact_id = None
