@@ -23,7 +23,7 @@ from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from datastore import progress, versions  # noqa: E402
-from datastore.errors import DatastoreError, OrchestrationError  # noqa: E402
+from datastore.errors import DatastoreError, OrchestrationError, one_line  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
 from datastore.sources import check_options, safe_source  # noqa: E402
 from datastore.store import open_store  # noqa: E402
@@ -60,7 +60,7 @@ def guarded(fn: Callable[[], None]) -> None:
     except Exception as exc:  # noqa: BLE001 - the one boundary where unknown errors become a line
         if os.environ.get("DATASTORE_DEBUG"):
             raise
-        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = one_line(exc)
         if "prefect" in type(exc).__module__ or "Prefect" in text or "API" in text:
             fail(OrchestrationError(text))
         fail(DatastoreError(f"unexpected {type(exc).__name__}: {text}",

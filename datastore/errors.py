@@ -39,6 +39,13 @@ class DatastoreError(Exception):
         return (_rebuild, (type(self), self.__dict__))
 
 
+def one_line(exc: BaseException) -> str:
+    """Any exception as the single line users see (project errors: problem, then the fix)."""
+    if isinstance(exc, DatastoreError):
+        return exc.line()
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _rebuild(cls: type[DatastoreError], state: dict) -> DatastoreError:
     obj = cls.__new__(cls)
     obj.__dict__.update(state)

@@ -29,7 +29,8 @@ from datastore import layout
 from datastore.errors import DatastoreNotFound, ObjectNotFound, VersionInUse
 from datastore.store import Store
 
-_TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+#: Prefect state types after which a flow run does nothing more (also used by ``--wait``).
+TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
 
 def _current_flow_run() -> tuple[str | None, str | None]:
@@ -135,7 +136,7 @@ def _stale(body: dict, now: float) -> bool:
     expires = body.get("expires_at")
     if expires is not None and expires < now:
         return True
-    if body.get("kind") == "flow-run" and _flow_run_state(str(body.get("flow_run_id"))) in _TERMINAL:
+    if body.get("kind") == "flow-run" and _flow_run_state(str(body.get("flow_run_id"))) in TERMINAL_STATES:
         return True
     if body.get("kind") == "mount" and body.get("host") == socket.gethostname():
         return not os.path.exists(str(body.get("path")))

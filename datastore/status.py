@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from datastore import inflight
 from datastore.settings import Settings
+from datastore.versions import KINDS
 from datastore.sources import mask_urls, safe_source
 from datastore.store import Store
 
@@ -98,7 +99,7 @@ def from_prefect(settings: Settings, known: set[str], name: str | None = None) -
         if str(run.id) in known or run.parent_task_run_id is not None:
             continue  # covered by a store record; subflows of a periodic run report through their own record
         params = run.parameters or {}
-        kind = next((t for t in run.tags if t in ("local", "s3-copy", "s3-reference", "http-archive")), "")
+        kind = next((t for t in run.tags if t in KINDS), "")
         run_name = next((t.split(":", 1)[1] for t in run.tags if t.startswith("datastore:")), None)
         state = run.state.type.value if run.state else "PENDING"
         queued_state = state in _QUEUED

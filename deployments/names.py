@@ -24,6 +24,22 @@ def work_pool() -> str:
     return os.environ.get("DATASTORE_WORK_POOL") or "datastore-process"
 
 
+def server_api(command: str) -> str:
+    """The configured Prefect API URL, for a command that needs a server (and its worker).
+
+    Raises:
+        NoPrefectServer: none is configured (a worker needs a server to get runs from).
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    from datastore.errors import NoPrefectServer
+    from datastore.notify import api_configured
+
+    if not api_configured():
+        raise NoPrefectServer(command)
+    return str(PREFECT_API_URL.value())
+
+
 def full_name(kind: str) -> str:
     """``<flow>/<deployment>`` of the creation deployment for a record kind."""
     flow, deployment, _ = CREATION[kind]

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from datastore.errors import DeploymentMissing, InvalidSchedule, NoPrefectServer
-from datastore.notify import api_configured
+from datastore.errors import DeploymentMissing, InvalidSchedule
 from datastore.sources import safe_source
-from deployments.names import PERIODIC_ENTRYPOINT, PERIODIC_FLOW, REPO, work_pool
+from deployments.names import PERIODIC_ENTRYPOINT, PERIODIC_FLOW, REPO, server_api, work_pool
 
+COMMAND = "datastore schedule"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d+)([smhd])")
 
@@ -63,17 +63,10 @@ def build_schedule(cron: str | None, every: str | None, timezone: str | None):  
 
 
 def _client():  # noqa: ANN202
-    if not api_configured():
-        raise NoPrefectServer("datastore schedule")
+    server_api(COMMAND)
     from prefect.client.orchestration import get_client
 
     return get_client(sync_client=True)
-
-
-def _api() -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    return str(PREFECT_API_URL.value())
 
 
 @dataclass(frozen=True)
@@ -114,7 +107,7 @@ def upsert(name: str, source: str, schedule, *, no_copy: bool = False, credentia
         try:
             client.read_work_pool(pool)
         except PrefectNotFound:
-            raise DeploymentMissing(f"work pool {pool!r}", _api(),
+            raise DeploymentMissing(f"work pool {pool!r}", server_api(COMMAND),
                                     f"create it and start a worker: prefect work-pool create {pool} --type process; "
                                     f"prefect worker start --pool {pool}") from None
         flow_id = client.create_flow_from_name(PERIODIC_FLOW)
@@ -183,7 +176,7 @@ def remove(name: str) -> None:
             # A deployment named otherwise (e.g. from prefect.yaml) that fills this datastore.
             ids = [s.deployment_id for s in list_all() if s.name == name]
             if len(ids) != 1:
-                raise DeploymentMissing(f"a schedule for {name!r}", _api(),
+                raise DeploymentMissing(f"a schedule for {name!r}", server_api(COMMAND),
                                         "see the scheduled names with: datastore schedule --list") from None
             dep_id = ids[0]
         client.delete_deployment(dep_id)

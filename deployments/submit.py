@@ -13,13 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from datastore import inflight, versions
-from datastore.errors import CreationFailed, DeploymentMissing, NoPrefectServer, OrchestrationError, WaitTimedOut
-from datastore.notify import api_configured
+from datastore.errors import CreationFailed, DeploymentMissing, OrchestrationError, WaitTimedOut
+from datastore.leases import TERMINAL_STATES
 from datastore.sources import mask_urls
 from datastore.store import Store
-from deployments.names import full_name, work_pool
-
-_TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+from deployments.names import full_name, server_api, work_pool
 
 
 @dataclass(frozen=True)
@@ -32,24 +30,11 @@ class Submitted:
     ui_url: str
 
 
-def api_url() -> str:
-    """The configured Prefect API URL.
-
-    Raises:
-        NoPrefectServer: none is configured (a worker needs a server to get runs from).
-    """
-    from prefect.settings import PREFECT_API_URL
-
-    if not api_configured():
-        raise NoPrefectServer("--submit")
-    return str(PREFECT_API_URL.value())
-
-
 def ui_link(flow_run_id: str) -> str:
     """The flow run's page in the Prefect UI."""
     from prefect.settings import PREFECT_UI_URL
 
-    base = PREFECT_UI_URL.value() or api_url().removesuffix("/api")
+    base = PREFECT_UI_URL.value() or server_api("--submit").removesuffix("/api")
     return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}"
 
 
@@ -68,7 +53,7 @@ def submit(kind: str, name: str, parameters: dict) -> Submitted:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound as PrefectNotFound
 
-    url = api_url()
+    url = server_api("--submit")
     deployment = full_name(kind)
     with get_client(sync_client=True) as client:
         try:
@@ -128,7 +113,7 @@ def wait(store: Store, sub: Submitted, name: str, on_progress: Callable[[infligh
             rec = inflight.read(store, sub.flow_run_id, stale_after)
             if rec is not None and on_progress is not None:
                 on_progress(rec)
-            if state in _TERMINAL:
+            if state in TERMINAL_STATES:
                 break
             if rec is not None and rec.silent and state == "RUNNING":
                 raise CreationFailed(sub.flow_run_name, "without a heartbeat", rec.reason or "the worker stopped")

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 
 from datastore import inflight, notify, progress
 from datastore.creation import CreateJob
-from datastore.errors import DatastoreError
+from datastore.errors import one_line
 from datastore.naming import derive_name
 from datastore.settings import Settings
 from datastore.sources import mask_urls, safe_source
@@ -48,13 +48,6 @@ def settings_for(store: str | None) -> Settings:
     """Settings from the environment, with the flow's ``store`` parameter taking precedence."""
     settings = Settings.from_env()
     return replace(settings, store=store) if store else settings
-
-
-def error_line(exc: BaseException) -> str:
-    """The one-line reason a creation failed."""
-    if isinstance(exc, DatastoreError):
-        return exc.line()
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _parent_run_id() -> str | None:
@@ -187,7 +180,7 @@ class Monitor:
         with self._lock:
             r = self.record
             # Errors quote URLs with their query; a signed one must not reach records or events.
-            r.status, r.reason, r.finished_at = "failed", mask_urls(error_line(exc)), time.time()
+            r.status, r.reason, r.finished_at = "failed", mask_urls(one_line(exc)), time.time()
         self.save()
         notify.emit(notify.FAILED, r.name, {"name": r.name, "version": None, "kind": r.kind, "source": r.source,
                                              "reason": r.reason, "phase": r.phase, "flow_run_id": r.flow_run_id})
