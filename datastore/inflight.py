@@ -82,7 +82,8 @@ class RunRecord:
 def write(store: Store, rec: RunRecord) -> None:
     """Store (replace) a run record, stamping ``updated_at``."""
     rec.updated_at = time.time()
-    store.put_bytes(layout.run_key(rec.run_id), json.dumps(rec.to_json(), sort_keys=True).encode())
+    body = {k: v for k, v in rec.to_json().items() if k != "silent"}  # judged when read, never stored
+    store.put_bytes(layout.run_key(rec.run_id), json.dumps(body, sort_keys=True).encode())
 
 
 def remove(store: Store, run_id: str) -> None:

@@ -126,7 +126,9 @@ def wait(store: Store, sub: Submitted, name: str, on_progress: Callable[[infligh
                 raise WaitTimedOut(sub.flow_run_name, timeout, sub.ui_url)
             time.sleep(poll)
     if state == "COMPLETED":
-        for r in versions.list_records(store, name):
+        # Newest first: the run's version is almost always the newest (one GET, not one per version).
+        for v in reversed(versions.live_numbers(store, name)):
+            r = versions.read_record(store, name, v)
             if r.flow_run_id == sub.flow_run_id:
                 return r.to_json()
         raise CreationFailed(sub.flow_run_name, "completed", f"no version of {name!r} records this run in {store.url}; "

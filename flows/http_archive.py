@@ -58,8 +58,9 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
             else:
                 mon.phase("extracting", reset=True)
                 root = extract_archive(job, info, settings)
-                mon.phase("transferring")
+                mon.phase("scanning")
                 plan = scan_local(job, settings, root)
+                mon.phase("transferring")
                 results = transfer_local_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings),
                                                    root=unmapped(root)).result()
                 mon.phase("committing")
