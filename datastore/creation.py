@@ -148,6 +148,7 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         manifest=mkey,
         source_detail=job.source_detail,
         duration_s=round(time.time() - job.started, 3),
+        create_id=job.create_id,
     )
     return versions.commit(store, record, settings.max_versions)
 

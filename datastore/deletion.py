@@ -9,9 +9,10 @@ version references any more.
 from __future__ import annotations
 
 import json
+import uuid
 
 from datastore import layout, leases, versions
-from datastore.errors import AlreadyDeleted, AlreadyExists
+from datastore.errors import AlreadyDeleted
 from datastore.store import Store
 from datastore.versions import VersionRecord
 
@@ -29,11 +30,11 @@ def delete_version(store: Store, name: str, version: int) -> VersionRecord:
         raise AlreadyDeleted(name, version, rec.deleted_at)
     leases.check_free(store, name, version)
     rec.deleted_at = versions.now_iso()
-    try:
-        store.put_bytes(layout.tombstone_key(name, version), json.dumps({"deleted_at": rec.deleted_at}).encode(),
-                        if_absent=True)
-    except AlreadyExists:
-        raise AlreadyDeleted(name, version, versions.read_record(store, name, version).deleted_at) from None
+    # The delete's own id makes the tombstone recognisable: a put whose answer was lost and whose
+    # retry met the tombstone is this delete, not a concurrent one (see Store.put_new).
+    body = json.dumps({"deleted_at": rec.deleted_at, "delete_id": uuid.uuid4().hex}).encode()
+    if not store.put_new(layout.tombstone_key(name, version), body):
+        raise AlreadyDeleted(name, version, versions.read_record(store, name, version).deleted_at)
     return rec
 
 

@@ -11,8 +11,11 @@ import http.client
 import os
 import ssl
 import threading
+import random
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import boto3
 from botocore.config import Config
@@ -22,9 +25,12 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 
 from datastore.errors import (
@@ -40,6 +46,8 @@ from datastore.errors import (
     StoreUnavailable,
     TransientError,
 )
+
+T = TypeVar("T")
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -58,11 +66,32 @@ _THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
 
 _lock = threading.Lock()
 _clients: dict[tuple, object] = {}
+_fast_instances: weakref.WeakSet[FastS3] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Drop every connection a forked child inherited from its parent.
+
+    A child that used them would share one socket with its parent and siblings, and read their
+    answers: wrong bytes of the right length, or a stranger's manifest (a forking PyTorch
+    ``DataLoader`` is the everyday case). The child builds its own clients on first use. The
+    lock is new too, since another parent thread may have held it at the moment of the fork.
+    """
+    global _lock
+    _lock = threading.Lock()
+    _clients.clear()
+    for fast in list(_fast_instances):
+        fast._local = threading.local()  # noqa: SLF001 - the inherited keep-alive connection stays unused
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def client(**overrides: object):
-    """A shared, thread-safe boto3 S3 client configured for bulk transfer.
+    """A boto3 S3 client of this process, shared by its threads, configured for bulk transfer.
 
+    Clients (and so their connection pools) are per process: a forked child gets new ones (see
+    :func:`_after_fork_in_child`), so call this where the client is used rather than keeping one.
     The endpoint comes from the standard ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3`` variables
     (boto3 reads them itself), credentials from the standard chain unless ``overrides`` name them.
     """
@@ -129,9 +158,30 @@ def translate(exc: BaseException, location: str, key: str | None = None) -> Data
         return StoreAccessDenied(location, "no AWS credentials were found")
     if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)):
         return StoreUnavailable(location, type(exc).__name__)
+    if isinstance(exc, (ResponseStreamingError, IncompleteReadError, HTTPClientError)):
+        # The connection broke in the middle of an answer (a reset, IncompleteRead): nothing is
+        # wrong with the settings, and the same request on a new connection normally succeeds.
+        return TransientError(f"the connection to S3 at {location!r} broke in the middle of an answer ({exc})",
+                              "the request is retried; if it keeps failing, check the network and the S3 server")
     if isinstance(exc, BotoCoreError):
         return StoreError(f"S3 request to {location!r} failed ({exc})", "check the store settings")
     raise exc
+
+
+def retried(call: Callable[[], T], attempts: int = 5, base: float = 0.1) -> T:
+    """``call()``, again on a transient failure, with exponential backoff and full jitter.
+
+    botocore retries a request until its answer starts; a body that breaks off half-way, or an
+    answer that does not match its request (:class:`MismatchedAnswer`), is retried here.
+    """
+    for attempt in range(attempts):
+        try:
+            return call()
+        except DatastoreError as exc:
+            if not exc.transient or attempt == attempts - 1:
+                raise
+        time.sleep(random.uniform(0, base * 2**attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def as_source_error(err: DatastoreError, location: str, key: str | None = None) -> DatastoreError:
@@ -177,29 +227,47 @@ class FastS3:
     request on a keep-alive ``http.client`` connection per thread (~0.3 ms per object in all).
     Anything but a 200 or a clear 403/404/412 (a redirect to another region, say, or a network
     error after retries) is handed to the boto3 client, so behaviour never differs, only speed.
+
+    Connections are per process and per thread: a forked child opens its own (see
+    :func:`_after_fork_in_child`), and an answer is matched to its request (status, length,
+    the pinned ETag and VersionId) before its body is returned.
+
+    Args:
+        client: A boto3 S3 client, or a function returning this process's client (what
+            :func:`client` gives), so a forked child never uses its parent's connection pool.
     """
 
-    def __init__(self, client) -> None:  # noqa: ANN001 - a boto3 S3 client
+    def __init__(self, client) -> None:  # noqa: ANN001 - a boto3 S3 client or a function returning one
         from urllib.parse import urlsplit
 
         from botocore.auth import S3SigV4Auth
 
-        self.client = client
-        parts = urlsplit(client.meta.endpoint_url)
+        self._client_of = client if callable(client) and not hasattr(client, "meta") else (lambda: client)
+        c = self.client
+        parts = urlsplit(c.meta.endpoint_url)
         self.https = parts.scheme == "https"
         self.host = parts.netloc
         self.base = parts.path.rstrip("/")
         self.origin = f"{parts.scheme}://{parts.netloc}"
-        self.region = client.meta.region_name
+        self.region = c.meta.region_name
         self._signer_cls = S3SigV4Auth
-        self._creds = client._request_signer._credentials  # noqa: SLF001 - the client's own (refreshable) credentials
         self._local = threading.local()
         # Only where a plain connection is what boto3 would make too: no proxy configured, and
         # TLS verified against the same CA bundle (AWS_CA_BUNDLE) unless verification is off.
-        proxies = client.meta.config.proxies or {}
+        proxies = c.meta.config.proxies or {}
         env_proxy = any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"))
         self.enabled = not proxies and not env_proxy
-        self._verify = client._endpoint.http_session._verify  # noqa: SLF001 - True, False or a CA bundle path
+        self._verify = c._endpoint.http_session._verify  # noqa: SLF001 - True, False or a CA bundle path
+        _fast_instances.add(self)
+
+    @property
+    def client(self):  # noqa: ANN201 - a boto3 S3 client
+        """The boto3 client of this process (a forked child's own)."""
+        return self._client_of()
+
+    @property
+    def _creds(self):  # noqa: ANN202 - botocore credentials (refreshable), or None
+        return self.client._request_signer._credentials  # noqa: SLF001 - the client's own credentials
 
     def _conn(self, fresh: bool = False) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
@@ -220,19 +288,25 @@ class FastS3:
         self._local.conn = conn
         return conn
 
-    def _send(self, path: str, headers: dict[str, str], operation: str) -> bytes | None:
+    def _send(self, path: str, headers: dict[str, str], operation: str,
+              expect: dict[str, str] | None = None) -> bytes | None:
         """GET ``path`` signed; the body of a 200, a ``ClientError`` for 403/404/412, else None.
 
         None means "let boto3 do it": a redirect, an unexpected status, or the network still
         failing after retries on fresh connections.
+
+        Args:
+            expect: Response headers (lower-case names) that must have these values, e.g. the
+                pinned ETag: an answer that is not to this request is an error, never data.
         """
         from botocore.awsrequest import AWSRequest
 
-        if self._creds is None or not self.enabled:
+        creds = self._creds
+        if creds is None or not self.enabled:
             return None
         for attempt in range(4):
             req = AWSRequest(method="GET", url=self.origin + path, headers=dict(headers))
-            self._signer_cls(self._creds.get_frozen_credentials(), "s3", self.region).add_auth(req)
+            self._signer_cls(creds.get_frozen_credentials(), "s3", self.region).add_auth(req)
             try:
                 conn = self._conn(fresh=attempt > 0)
                 conn.request("GET", path, headers=dict(req.headers.items()))
@@ -242,8 +316,9 @@ class FastS3:
                 self.enabled = False  # boto3 connects differently (proxy, CA): use it from now on
                 return None
             except (OSError, http.client.HTTPException):
-                # A kept-alive connection the server closed, or the network: reconnect and retry;
-                # a second failure in a row hands this and later requests to boto3.
+                # A kept-alive connection the server closed, a reset in the middle of an answer
+                # (IncompleteRead), or the network: reconnect and retry; a second failure in a
+                # row hands this and later requests to boto3 (and its own retries).
                 if attempt >= 1:
                     self.enabled = False
                     return None
@@ -251,6 +326,8 @@ class FastS3:
                 time.sleep(0.05)
                 continue
             if r.status == 200:
+                check_answer(path, r.getheader("Content-Length"), len(data),
+                             {k: r.getheader(k) for k in (expect or {})}, expect or {})
                 return data
             if r.status in (500, 502, 503, 504) and attempt < 3:
                 time.sleep(0.2 * 2**attempt)
@@ -269,7 +346,12 @@ class FastS3:
         path = f"{self.base}/{bucket}/{quote(key, safe='/~')}"
         if version_id:
             path += f"?versionId={quote(version_id, safe='')}"
-        data = self._send(path, {"If-Match": f'"{if_match}"'} if if_match else {}, "GetObject")
+        expect = {}
+        if if_match:
+            expect["etag"] = f'"{if_match}"'
+        if version_id and version_id != "null":
+            expect["x-amz-version-id"] = version_id
+        data = self._send(path, {"If-Match": f'"{if_match}"'} if if_match else {}, "GetObject", expect)
         return data if data is not None else self._slow(bucket, key, if_match, version_id)
 
     def list_v2(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, str]]:
@@ -324,7 +406,44 @@ class FastS3:
             kw["IfMatch"] = f'"{if_match}"'
         if version_id:
             kw["VersionId"] = version_id
-        return self.client.get_object(**kw)["Body"].read()
+        r = self.client.get_object(**kw)
+        data = r["Body"].read()
+        expect = {"etag": f'"{if_match}"'} if if_match else {}
+        check_answer(f"{bucket}/{key}", r.get("ContentLength"), len(data), {"etag": r.get("ETag")}, expect)
+        return data
+
+
+class MismatchedAnswer(TransientError):
+    """An S3 answer that does not belong to the request (another range, object or length).
+
+    What a connection shared across a ``fork`` produces; never returned as data. Transient: the
+    same request on a connection of this process's own gets the right answer.
+    """
+
+    def __init__(self, what: str, detail: str) -> None:
+        self.what = what
+        self.detail = detail
+        super().__init__(f"S3 answered a request for {what!r} with {detail}",
+                         "the answer was discarded; the read is retried on a new connection")
+
+
+def check_answer(what: str, content_length: object, got: int, headers: dict[str, object],
+                 expect: dict[str, str]) -> None:
+    """Raise :class:`MismatchedAnswer` unless a response matches its request.
+
+    Args:
+        what: The request, for the message (key, range).
+        content_length: The ``Content-Length`` the response declared (None if it declared none).
+        got: Body bytes actually read.
+        headers: Response header values, by the lower-case names in ``expect``.
+        expect: What those headers must say (e.g. the pinned ETag, the requested Content-Range).
+    """
+    if content_length is not None and int(content_length) != got:  # type: ignore[arg-type]
+        raise MismatchedAnswer(what, f"{got} bytes where it declared {content_length}")
+    for name, want in expect.items():
+        have = headers.get(name)
+        if have is not None and str(have).strip('"') != want.strip('"'):
+            raise MismatchedAnswer(what, f"{name} {have} where {want} was asked for")
 
 
 def _xml_code(body: bytes) -> str | None:

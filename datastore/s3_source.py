@@ -103,14 +103,19 @@ class S3Source:
     def __init__(self, location: S3Location, block: str | None = None) -> None:
         self.location = location
         self.block = block
-        self.client = credentials.client_for(block)
+        self.client  # noqa: B018 - load the block now, so a bad one fails here, not at the first read
         self._fast: s3.FastS3 | None = None
+
+    @property
+    def client(self):  # noqa: ANN201 - a boto3 S3 client
+        """This process's client for these credentials (a forked child gets its own connections)."""
+        return credentials.client_for(self.block)
 
     @property
     def fast(self) -> s3.FastS3:
         """The lean request path for hot loops (created on first use)."""
         if self._fast is None:
-            self._fast = s3.FastS3(self.client)
+            self._fast = s3.FastS3(lambda: credentials.client_for(self.block))
         return self._fast
 
     @property
@@ -206,14 +211,33 @@ class S3Source:
             # overwritten in place, so only the ETag can tell its bytes changed.
             with self._tr(obj["key"]):
                 return self.fast.get(self.bucket, obj["key"], if_match=obj["etag"], version_id=obj.get("version_id"))
-        with self.open(obj, offset, length) as body:
-            return body.read()
+        if length == 0:
+            return b""
+        want = f"{offset}-{offset + length - 1}"
+        kw = self._pinned(obj) | {"Range": f"bytes={want}"}
 
-    def open(self, obj: dict, offset: int = 0, length: int | None = None) -> BinaryIO:
-        """A streaming reader of exactly the pinned object (see :meth:`get`)."""
+        def ranged() -> bytes:
+            with self._tr(obj["key"]):
+                r = self.client.get_object(**kw)
+                data = r["Body"].read()
+            # The pinned object's ETag and the asked range, or it is not this request's answer.
+            span = str(r.get("ContentRange") or "").removeprefix("bytes ").partition("/")[0]
+            s3.check_answer(f"{obj['key']} bytes {want}", r.get("ContentLength"), len(data),
+                            {"etag": r.get("ETag"), "content-range": span or None},
+                            {"etag": obj["etag"], "content-range": want if offset + length <= _total(r) else span})
+            return data
+
+        return s3.retried(ranged)
+
+    def _pinned(self, obj: dict) -> dict:
         kw: dict = {"Bucket": self.bucket, "Key": obj["key"], "IfMatch": f'"{obj["etag"]}"'}
         if obj.get("version_id"):
             kw["VersionId"] = obj["version_id"]
+        return kw
+
+    def open(self, obj: dict, offset: int = 0, length: int | None = None) -> BinaryIO:
+        """A streaming reader of exactly the pinned object (see :meth:`get`)."""
+        kw = self._pinned(obj)
         if length is not None:
             if length == 0:
                 import io
@@ -229,6 +253,12 @@ class S3Source:
         if obj.get("version_id"):
             src["VersionId"] = obj["version_id"]
         return src
+
+
+def _total(r: dict) -> int:
+    """The object size a ranged answer declares (``Content-Range: bytes a-b/total``)."""
+    total = str(r.get("ContentRange") or "").rpartition("/")[2]
+    return int(total) if total.isdigit() else 1 << 62
 
 
 def _path_of(item: tuple[str, S3Object] | Skipped) -> str:

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
+import random
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ from urllib.parse import urlsplit
 from datastore import s3
 from datastore.errors import (
     AlreadyExists,
+    DatastoreError,
     InvalidSource,
     ObjectNotFound,
     StoreError,
@@ -128,6 +132,37 @@ class Store(ABC):
         unfinished multipart uploads on S3. Returns what was (or would be) dropped.
         """
         return []
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Put-if-absent that survives lost answers: whether ``key`` now holds exactly ``data``.
+
+        S3 may apply a request and still fail to answer (a 500 "may or may not have been
+        applied", a reset connection); the retry of a put-if-absent that took effect then meets
+        ``412`` as if another writer had won. So after a conflict or a transient failure the
+        object is read back: the same bytes are ours (``data`` must hold something unique to
+        the writer, such as a creation id), other bytes are another writer's.
+
+        Returns:
+            True when ``key`` holds ``data`` (written by this call, perhaps on an earlier try);
+            False when another writer's bytes are there.
+
+        Raises:
+            TransientError: the store kept failing and nothing is there (safe to try again).
+        """
+        for attempt in range(5):
+            try:
+                self.put_bytes(key, data, if_absent=True)
+                return True
+            except AlreadyExists:
+                pass
+            except DatastoreError as exc:
+                if not exc.transient or attempt == 4:
+                    raise
+            try:
+                return self.get_bytes(key) == bytes(data)
+            except ObjectNotFound:
+                time.sleep(random.uniform(0, 0.1 * 2**attempt))  # not applied after all: put again
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def put_pack(self, data: bytes | bytearray, address: str) -> tuple[str, bool]:
         """Store a pack of small files under its content address ``data/p-<address>``.
@@ -354,7 +389,12 @@ class S3Store(Store):
         self.prefix = f"{self.prefix}/" if self.prefix else ""
         self.url = f"s3://{self.bucket}/{self.prefix}"
         self.settings = settings or Settings.from_env()
-        self.client = s3.client()
+
+    @property
+    def client(self):  # noqa: ANN201 - a boto3 S3 client
+        """This process's client: never kept on the instance, so a forked child (a DataLoader
+        worker holding this store) uses connections of its own, not its parent's."""
+        return s3.client()
 
     def _k(self, key: str) -> str:
         return self.prefix + key
@@ -375,22 +415,41 @@ class S3Store(Store):
             self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=fh)
 
     def get_bytes(self, key: str) -> bytes:
-        with s3.translated(self.url, key):
-            return self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"].read()
+        def get() -> bytes:
+            with s3.translated(self.url, key):
+                r = self.client.get_object(Bucket=self.bucket, Key=self._k(key))
+                data = r["Body"].read()
+            s3.check_answer(key, r.get("ContentLength"), len(data), {}, {})
+            return data
+
+        return s3.retried(get)
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         if length == 0:
             return b""
-        with s3.translated(self.url, key):
-            resp = self.client.get_object(
-                Bucket=self.bucket, Key=self._k(key), Range=f"bytes={offset}-{offset + length - 1}"
-            )
-            return resp["Body"].read()
+        last = offset + length - 1
+
+        def get() -> bytes:
+            with s3.translated(self.url, key):
+                r = self.client.get_object(Bucket=self.bucket, Key=self._k(key), Range=f"bytes={offset}-{last}")
+                data = r["Body"].read()
+            # The answer must be the range asked for: a crossed answer (another request's, on a
+            # shared connection) has the right length often enough to pass for data otherwise.
+            # A range past the end is clipped by S3, so the length is checked against its end.
+            content_range = r.get("ContentRange")
+            if content_range is not None:
+                span, _, total = str(content_range).removeprefix("bytes ").partition("/")
+                want = f"{offset}-{min(last, int(total) - 1)}" if total.isdigit() else f"{offset}-{last}"
+                s3.check_answer(f"{key} bytes {offset}-{last}", r.get("ContentLength"), len(data),
+                                {"content-range": span}, {"content-range": want})
+            else:  # a 200 with the whole object: the server ignored the Range header
+                raise s3.MismatchedAnswer(f"{key} bytes {offset}-{last}", "the whole object, not the range")
+            return data
+
+        return s3.retried(get)
 
     def open_read(self, key: str) -> BinaryIO:
-        with s3.translated(self.url, key):
-            # botocore's StreamingBody reads the response as it arrives: nothing is buffered whole.
-            return self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"]
+        return io.BufferedReader(_S3Body(self, key), buffer_size=1 << 20)  # type: ignore[return-value]
 
     def exists(self, key: str) -> bool:
         try:
@@ -492,6 +551,66 @@ class S3Store(Store):
                                                                    UploadId=up["UploadId"])
                     gone.append(f"upload {up['Key'][len(self.prefix):]} ({up['UploadId']})")
         return gone
+
+
+class _S3Body(io.RawIOBase):
+    """A sequential reader of one S3 object that resumes where a broken answer stopped.
+
+    botocore's ``StreamingBody`` raises when the connection breaks in the middle of a large
+    answer; a manifest or a large file read through it would fail for a network blip. This
+    reads the rest with a ranged GET pinned by ``If-Match`` to the ETag of the first answer,
+    so the resumed bytes belong to the same object. Bytes are never buffered whole.
+    """
+
+    def __init__(self, store: S3Store, key: str) -> None:
+        super().__init__()
+        self.store = store
+        self.key = key
+        self.pos = 0
+        self.size: int | None = None
+        self.etag: str | None = None
+        self.body = None
+        self._open()
+
+    def _open(self) -> None:
+        st = self.store
+        kw: dict = {"Bucket": st.bucket, "Key": st._k(self.key)}
+        if self.pos:
+            kw.update(Range=f"bytes={self.pos}-", IfMatch=self.etag or "*")
+        with s3.translated(st.url, self.key):
+            r = st.client.get_object(**kw)
+        if self.etag is None:
+            self.etag, self.size = r.get("ETag"), r.get("ContentLength")
+        elif self.pos and not str(r.get("ContentRange", "")).startswith(f"bytes {self.pos}-"):
+            raise s3.MismatchedAnswer(f"{self.key} from byte {self.pos}", f"Content-Range {r.get('ContentRange')}")
+        self.body = r["Body"]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # noqa: ANN001 - a writable buffer
+        if self.size is not None and self.pos >= self.size:
+            return 0
+        for attempt in range(5):
+            try:
+                with s3.translated(self.store.url, self.key):
+                    chunk = self.body.read(len(buf))  # type: ignore[union-attr]
+                break
+            except DatastoreError as exc:
+                if not exc.transient or attempt == 4:
+                    raise
+                time.sleep(random.uniform(0, 0.1 * 2**attempt))
+                s3.retried(self._open)
+        if not chunk and self.size is not None and self.pos < self.size:
+            raise s3.MismatchedAnswer(self.key, f"an answer that ended at byte {self.pos} of {self.size}")
+        buf[: len(chunk)] = chunk
+        self.pos += len(chunk)
+        return len(chunk)
+
+    def close(self) -> None:
+        if self.body is not None:
+            self.body.close()
+        super().close()
 
 
 class _S3BlobWriter(BlobWriter):

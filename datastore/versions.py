@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from datastore import layout
-from datastore.errors import AlreadyExists, DatastoreNotFound, ObjectNotFound, QuotaExceeded
+from datastore.errors import DatastoreNotFound, ObjectNotFound, QuotaExceeded
 from datastore.store import Store
 
 STATUSES = ("processing", "succeeded", "failed")
@@ -41,6 +41,9 @@ class VersionRecord:
     source_detail: dict = field(default_factory=dict)
     duration_s: float | None = None
     deleted_at: str | None = None
+    #: The creation that committed this record: a commit whose answer was lost reads the
+    #: record back and knows it by this id (see :func:`commit`).
+    create_id: str | None = None
 
     def to_json(self) -> dict:
         """Plain dict for JSON output and storage."""
@@ -141,20 +144,22 @@ def commit(store: Store, record: VersionRecord, quota: int, max_attempts: int = 
     """Give ``record`` the next free number of its name and make it visible atomically.
 
     All data and the manifest must be durable before this is called: the record is the single
-    put-if-absent that makes the version exist.
+    put-if-absent that makes the version exist. Exactly once: when S3 applied the put but its
+    answer was lost, the retry meets a taken number; the record there is read back, and if it
+    carries this creation's ``create_id`` the commit is done (not repeated under the next number).
 
     Raises:
         QuotaExceeded: the quota is full at commit time (it is also checked before transfer).
     """
+    if not record.create_id:
+        raise ValueError("a committed record needs the create_id of its creation")
     for _ in range(max_attempts):
         scan = scan_versions(store)  # one listing serves both the number and the quota
         mine = scan.get(record.name)
         record.version = (max(mine["versions"]) if mine and mine["versions"] else 0) + 1
         check_quota(store, quota, scan)
         body = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
-        try:
-            store.put_bytes(layout.record_key(record.name, record.version), body, if_absent=True)
+        if store.put_new(layout.record_key(record.name, record.version), body):
             return record
-        except AlreadyExists:
-            continue  # another creator took this number; the next one is ours to try
+        # Another creator holds this number (put_new compared the bytes); the next one is ours to try.
     raise RuntimeError(f"could not allocate a version number for {record.name!r}")  # pragma: no cover

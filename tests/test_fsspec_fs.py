@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 import fsspec
 import pytest
 
 from datastore import layout
+from datastore.errors import DatastoreError
+from datastore.fsspec_fs import InvalidRead, PathBelowFile
 from datastore.reader import ChecksumMismatch
-from datastore.store import open_store
+from datastore.store import Store, open_store
 from flows.local_folder import create_from_local
 from tests.conftest import make_tree
-from tests.test_mount import count_gets, created, record_of  # noqa: F401 - `created` is a fixture
+from tests.test_mount import count_gets, created, record_of, small_tree  # noqa: F401 - `created` is a fixture
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -124,7 +129,7 @@ def test_unversioned_url_is_the_newest_live_version(own_version: dict, tmp_path:
     assert fsspec.open("datastore://ds/dir/f.txt").open().read() == b"second"
     assert fsspec.open("datastore://ds@1/dir/f.txt").open().read() == TREE["dir/f.txt"]
     fs = fresh_fs()
-    assert fs.ls("datastore://ds", detail=False) == ["ds/dir"]  # the caller's form of the path is kept
+    assert fs.ls("datastore://ds", detail=False) == ["ds@2/dir"]  # listed paths name the version listed
     assert fs.info("datastore://ds/dir/f.txt")["version"] == 2
     # a tombstone (what deletion writes) makes version 1 the newest live again, in the same instance
     open_store().put_bytes(layout.tombstone_key("ds", 2), json.dumps({"deleted_at": "now"}).encode())
@@ -160,7 +165,7 @@ def test_missing_paths_are_file_not_found(version: dict) -> None:
         fs.info("datastore://ds@1/nope")
     with pytest.raises(FileNotFoundError):
         fs.ls("datastore://ds@1/nope")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(NotADirectoryError):  # as open() of a path below a local file
         fs.cat("datastore://ds@1/dir/f.txt/deeper")
     with pytest.raises(FileNotFoundError, match=r"datastore 'ds' version 7 does not exist"):
         fs.cat("datastore://ds@7/dir/f.txt")
@@ -199,6 +204,21 @@ def test_damaged_bytes_fail_whole_reads(own_version: dict) -> None:
     assert fs.cat("datastore://ds@1/dir/f.txt") == TREE["dir/f.txt"]  # other files are fine
 
 
+def test_a_truncated_object_fails_ranged_reads(own_version: dict) -> None:
+    # A range cannot be checked against the sha256, but its length can: a short answer is no "end of file".
+    fs = fresh_fs()
+    entry = fs.listing(fs._entry("ds@1/dir/sub/g.bin")[0]).files["dir/sub/g.bin"]
+    pack = Path(os.environ["DATASTORE_STORE"]).joinpath(*entry.object.split("/"))
+    os.truncate(pack, entry.offset + 5000)
+    with pytest.raises(ChecksumMismatch, match=r"^file 'dir/sub/g.bin' does not match its manifest \(sha256 1000"):
+        fs.cat_file("datastore://ds@1/dir/sub/g.bin", start=4000, end=6000)
+    with pytest.raises(ChecksumMismatch):
+        with fs.open("datastore://ds@1/dir/sub/g.bin", block_size=1000) as f:
+            f.seek(4500)
+            f.read(1000)
+    assert fs.cat_file("datastore://ds@1/dir/sub/g.bin", start=100, end=200) == TREE["dir/sub/g.bin"][100:200]
+
+
 def test_round_trip_of_every_kind(created: tuple[dict, dict]) -> None:  # noqa: F811 - the imported fixture
     record, tree = created
     fs = fresh_fs()
@@ -212,3 +232,186 @@ def test_round_trip_of_every_kind(created: tuple[dict, dict]) -> None:  # noqa: 
         assert f.read() == big  # sequential, several fetches, checked against the sha256 when there is one
     with fs.open(f"datastore://{base}/unicod\u00e9/na\u00efve-\u65e5\u672c.txt", "rb") as f:
         assert f.read() == b"unicode"
+
+
+def test_duckdb_reads_partitioned_parquet(seaweed_store: str, tmp_path: Path) -> None:
+    con = duckdb.connect()
+    src = tmp_path / "src"
+    want = []
+    for day in (1, 2, 3):
+        for part in (0, 1):
+            folder = src / "events" / f"day={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            n = 50 * day + part
+            con.execute(f"COPY (SELECT {part} AS part, i AS id, 'ev-' || i AS label FROM range({n}) t(i)) "
+                        f"TO '{folder}/part-{part}.parquet' (FORMAT parquet)")
+            want += [(day, part, i, f"ev-{i}") for i in range(n)]
+    make_tree(src, {"events/_SUCCESS": b"", "README.txt": b"not parquet"})  # not matched by the glob
+    create_from_local(str(src), name="ds")
+    con.register_filesystem(fresh_fs())
+    got = con.sql("SELECT day, part, id, label FROM read_parquet('datastore://ds@1/events/**/*.parquet', "
+                  "hive_partitioning = true) ORDER BY day, part, id").fetchall()
+    assert got == sorted(want)
+    # unversioned: the glob and the reads are the same (newest) version
+    count = con.sql("SELECT count(*) FROM read_parquet('datastore://ds/events/*/*.parquet')").fetchall()
+    assert count == [(len(want),)]
+
+
+def test_modified_and_created_are_the_manifest_mtime_or_the_version_time(tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "src", {"old/a.txt": b"a", "new.txt": b"n"})
+    stamp_ns = 1_600_000_000_123_456_789  # old enough to be recorded (a just-written mtime is not trusted)
+    os.utime(src / "old" / "a.txt", ns=(stamp_ns, stamp_ns))
+    record = create_from_local(str(src), name="ds")
+    fs = fresh_fs()
+    mtime = datetime(2020, 9, 13, 12, 26, 40, 123456, tzinfo=timezone.utc)
+    assert fs.modified("datastore://ds@1/old/a.txt") == mtime == fs.created("datastore://ds/old/a.txt")
+    made = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
+    assert made.tzinfo is not None
+    assert fs.modified("datastore://ds@1/new.txt") == made  # no recorded mtime: the version's time
+    assert fs.modified("datastore://ds@1/old") == fs.created("datastore://ds@1") == made  # folders
+    with pytest.raises(FileNotFoundError, match=r"ds version 1 has no file or folder at this path"):
+        fs.modified("datastore://ds@1/nope")
+
+
+def test_open_accepts_the_size_caches_pass(version: dict, tmp_path: Path) -> None:
+    fs = fresh_fs()
+    data = TREE["dir/sub/g.bin"]
+    with fs.open("datastore://ds@1/dir/sub/g.bin", size=len(data)) as f:
+        assert f.read() == data
+    with pytest.raises(ValueError) as info:
+        fs.open("datastore://ds@1/dir/sub/g.bin", size=5)
+    assert isinstance(info.value, InvalidRead)
+    assert str(info.value) == ("cannot read 'datastore://ds@1/dir/sub/g.bin': size=5 was given, but the file has "
+                               "10240 bytes: leave out size (the manifest knows it), or re-list the path if it changed")
+    with fs.open("datastore://ds@1/dir/sub/g.bin", block_size=1024) as f:
+        f.seek(3000)
+        again = pickle.loads(pickle.dumps(f))  # fsspec reopens with size= and the position
+        assert again.read(10) == data[3000:3010]
+    cache = tmp_path / "blocks"
+    for _ in range(2):  # the second open reads the blocks the first one cached
+        with fsspec.open("blockcache::datastore://ds@1/dir/sub/g.bin", blockcache={"cache_storage": str(cache)}) as f:
+            f.seek(7000)
+            assert f.read(100) == data[7000:7100]
+            f.seek(0)
+            assert f.read() == data
+    assert any(cache.iterdir())
+    with fsspec.open("blockcache::datastore://ds@1/top.txt", blockcache={"cache_storage": str(cache)}) as f:
+        assert f.read() == b"top"
+
+
+def test_listings_of_an_unversioned_name_are_pinned(own_version: dict, tmp_path: Path) -> None:
+    fs = fresh_fs()
+    files = fs.find("datastore://ds")
+    assert files == sorted(f"ds@1/{p}" for p in TREE)
+    assert fs.ls("datastore://ds/dir", detail=False) == ["ds@1/dir/f.txt", "ds@1/dir/sub"]
+    assert fs.glob("datastore://ds/**/*.txt") == ["ds@1/dir/f.txt", "ds@1/dir/sub/h.txt", "ds@1/top.txt"]
+    assert fs.glob("datastore://ds/dir/") == ["ds@1/dir"]
+    assert [root for root, _, _ in fs.walk("datastore://ds")] == ["ds@1", "ds@1/dir", "ds@1/dir/sub"]
+    assert fs.find("datastore://ds/dir", maxdepth=1) == ["ds@1/dir/f.txt"]
+    assert fs.expand_path("datastore://ds/dir", recursive=True) == [
+        "ds@1/dir", "ds@1/dir/f.txt", "ds@1/dir/sub", "ds@1/dir/sub/g.bin", "ds@1/dir/sub/h.txt"]
+    assert fs.info("datastore://ds/dir/f.txt")["name"] == "ds@1/dir/f.txt"
+    assert fs.info("datastore://ds")["name"] == "ds@1"
+    assert fs.du("datastore://ds", total=False) == {f"ds@1/{p}": len(b) for p, b in sorted(TREE.items())}
+    assert fs.cat("datastore://ds/top.txt") == b"top"  # one file: its bytes, not a {path: bytes}
+    assert fs.ls("datastore://", detail=False) == ["ds"]  # the root lists names, unversioned
+
+    # version 2 changes one file and drops another while the query that listed version 1 reads on
+    second = create_from_local(str(make_tree(tmp_path / "src2", {"dir/f.txt": b"changed", "empty": b""})),
+                               name="ds")
+    assert second["version"] == 2
+    assert fs.cat(files) == {f"ds@1/{p}": b for p, b in TREE.items()}
+    for p in files:
+        with fs.open(p) as f:
+            assert f.read() == TREE[p.removeprefix("ds@1/")]
+    assert fs.cat("datastore://ds/dir/f.txt") == b"changed"  # a new call resolves the name again
+    assert fs.find("datastore://ds") == ["ds@2/dir/f.txt", "ds@2/empty"]
+    assert fs.cat("datastore://ds/**/f.txt") == {"ds@2/dir/f.txt": b"changed"}
+
+
+def count_record_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every version-record GET and listing of ``store``: what resolving a name costs."""
+    calls: list[str] = []
+    get_bytes, listing = store.get_bytes, store.list
+
+    def counting_get(key: str) -> bytes:
+        if key.startswith(layout.NAMES):
+            calls.append(f"GET {key}")
+        return get_bytes(key)
+
+    def counting_list(prefix: str):  # noqa: ANN202 - whatever Store.list returns
+        calls.append(f"LIST {prefix}")
+        return listing(prefix)
+
+    monkeypatch.setattr(store, "get_bytes", counting_get)
+    monkeypatch.setattr(store, "list", counting_list)
+    return calls
+
+
+def test_a_listing_resolves_the_newest_version_once(tmp_path: Path, local_store: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = small_tree(40)
+    create_from_local(str(make_tree(tmp_path / "src", tree)), name="ds")
+    store = open_store()
+    calls = count_record_reads(store, monkeypatch)
+    fs = fresh_fs(store=store)
+    resolve_once = [f"LIST {layout.NAMES}ds/", f"GET {layout.record_key('ds', 1)}"]
+
+    listed = fs.find("datastore://ds")
+    assert len(listed) == 40 and calls == resolve_once
+    for p in listed:  # pandas, pyarrow, DuckDB … read what they listed, file by file
+        assert fs.cat_file(p) == tree[p.removeprefix("ds@1/")]
+        with fs.open(p) as f:
+            assert f.info()["version"] == 1
+    assert calls == resolve_once  # not one lookup of the newest version per file
+
+    for call in (lambda: fs.cat("datastore://ds/d0*/*.bin"), lambda: fs.du("datastore://ds"),
+                 lambda: list(fs.walk("datastore://ds")), lambda: fs.find("datastore://ds", maxdepth=2),
+                 lambda: fs.expand_path("datastore://ds", recursive=True)):
+        calls.clear()
+        call()
+        assert calls == resolve_once
+
+
+def test_a_path_below_a_file_is_not_a_directory(version: dict, tmp_path: Path) -> None:
+    fs = fresh_fs()
+    with pytest.raises(NotADirectoryError) as info:
+        fs.info("datastore://ds@1/dir/f.txt/below")
+    assert isinstance(info.value, PathBelowFile) and isinstance(info.value, DatastoreError)
+    assert str(info.value) == ("'datastore://ds@1/dir/f.txt/below': datastore://ds@1/dir/f.txt is a file, not a "
+                               "folder: nothing is below a file; read datastore://ds@1/dir/f.txt itself")
+    with pytest.raises(NotADirectoryError, match=r"^'datastore://ds/top.txt/a/b': datastore://ds@1/top.txt is a"):
+        fs.ls("datastore://ds/top.txt/a/b")
+    with pytest.raises(NotADirectoryError):
+        fs.open("datastore://ds@1/dir/sub/h.txt/x")
+    assert not fs.exists("datastore://ds@1/dir/f.txt/below") and not fs.isdir("datastore://ds@1/dir/f.txt/below")
+    local = make_tree(tmp_path, {"f.txt": b"x"})  # the same as fsspec's local file system
+    with pytest.raises(NotADirectoryError):
+        fsspec.filesystem("file").info(str(local / "f.txt" / "below"))
+
+
+def test_cat_file_start_after_end_is_an_error(version: dict, tmp_path: Path) -> None:
+    fs = fresh_fs()
+    data = TREE["dir/sub/g.bin"]
+    url = "datastore://ds@1/dir/sub/g.bin"
+    with pytest.raises(ValueError) as info:
+        fs.cat_file(url, start=10, end=5)
+    assert isinstance(info.value, InvalidRead)
+    assert str(info.value) == ("cannot read 'datastore://ds@1/dir/sub/g.bin': start=10 is after end=5: "
+                               "give start <= end; negative values count back from the end of the file")
+    with pytest.raises(ValueError, match=r"start=-5 is after end=-10 \(bytes 10235 to 10230 of 10240\)"):
+        fs.cat_file(url, start=-5, end=-10)
+    assert fs.cat_file(url, start=10, end=10) == b"" == fs.cat_file(url, start=-3, end=-3)
+    # the same answers as fsspec's LocalFileSystem on the same bytes, for every kind of range
+    local_fs, local = fsspec.filesystem("file"), str(make_tree(tmp_path, {"g.bin": data}) / "g.bin")
+    for start, end in [(10, 5), (-5, -10), (5, -20_000), (30_000, 25_000), (5, 5), (-20_000, 3), (30_000, None),
+                       (10, -10), (-10, None), (None, 5), (0, 20_000), (None, -1), (10_000, 30_000)]:
+        try:
+            expected: bytes | type = local_fs.cat_file(local, start=start, end=end)
+        except ValueError:
+            expected = ValueError
+        if expected is ValueError:
+            with pytest.raises(ValueError):
+                fs.cat_file(url, start=start, end=end)
+        else:
+            assert fs.cat_file(url, start=start, end=end) == expected, (start, end)

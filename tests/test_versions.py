@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 
 import pytest
 
@@ -13,7 +14,7 @@ from datastore.versions import VersionRecord
 
 def _record(name: str = "ds") -> VersionRecord:
     return VersionRecord(name=name, version=0, status="succeeded", kind="local", source="/src", files=1, bytes=1,
-                         digest="d", created_at=versions.now_iso(), flow_run_id=None)
+                         digest="d", created_at=versions.now_iso(), flow_run_id=None, create_id=uuid.uuid4().hex)
 
 
 def test_numbers_start_at_one_and_increase(any_store: str) -> None:
