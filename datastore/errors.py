@@ -63,11 +63,17 @@ class TransientError(DatastoreError):
 
 
 class InvalidName(DatastoreError, ValueError):
-    """An explicit datastore name breaks the naming rule, or none can be derived."""
+    """An explicit datastore name breaks the naming rule, or none can be derived.
 
-    def __init__(self, name: str, rule: str) -> None:
+    Args:
+        name: The name given, or the source component a name was derived from.
+        rule: What to do (the rule, or the ``--name`` to pass).
+        message: What is wrong, when not "invalid datastore name NAME" (a derived name too long).
+    """
+
+    def __init__(self, name: str, rule: str, message: str | None = None) -> None:
         self.name = name
-        super().__init__(f"invalid datastore name {name!r}", rule)
+        super().__init__(message or f"invalid datastore name {name!r}", rule)
 
 
 class InvalidSource(DatastoreError, ValueError):
@@ -331,6 +337,26 @@ class StoreNotWritable(StoreError, PermissionError):
             f"store {location!r} is not writable ({reason})",
             "fix its permissions or set DATASTORE_STORE to a writable path or s3://bucket/prefix",
         )
+
+
+class StoreFull(StoreError):
+    """A local store's filesystem has no space (or quota) left: nothing is wrong with permissions.
+
+    A plain :class:`OSError` (through :class:`StoreError`): Python has no finer builtin for
+    ENOSPC or EDQUOT, and it is not a :class:`PermissionError` like :class:`StoreNotWritable`.
+
+    Args:
+        location: The store.
+        reason: ``no space left on device`` or ``disk quota exceeded``.
+        where: The filesystem holding the store, as the fix names it (``/mnt/data (/dev/sdb1)``).
+    """
+
+    def __init__(self, location: str, reason: str, where: str) -> None:
+        self.location = location
+        self.reason = reason
+        self.where = where
+        # "the command", not "the create": a delete (its tombstone) or a lease can hit it too.
+        super().__init__(f"store {location!r} is full ({reason})", f"free space on {where} and run the command again")
 
 
 class StoreNotFound(StoreError, FileNotFoundError):

@@ -3,7 +3,8 @@
 The rule (spec ``004``): lowercase ASCII with no spaces. Concretely a name is 1–64 characters of
 ``a-z``, ``0-9``, ``-``, ``_`` and ``.``, starting with a letter or digit. Derivation takes the
 last path component of the source (the last "directory" for S3, the file for URLs, with archive
-suffixes stripped), folds it to ASCII, lowercases it and drops spaces.
+suffixes stripped), folds it to ASCII, lowercases it and drops spaces. A derived name longer than
+64 characters is refused, not cut: the message suggests ``--name`` with the cut name.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ NAME_RULE = (
     "a name is 1-64 characters of lowercase letters a-z, digits, '-', '_' or '.', "
     "starting with a letter or digit (for example 'imagenet-2024')"
 )
-_VALID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MAX_LEN = 64
+_VALID = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_LEN - 1}}}")
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")
 
 
@@ -58,14 +60,21 @@ def derive_name(source: str) -> str:
     ``https://host/subfolder/trainingSet.tar.gz`` gives ``trainingset``.
 
     Raises:
-        InvalidName: when nothing usable is left; the message asks for ``--name``.
+        InvalidName: when nothing usable is left, or the derived name would be longer than
+            :data:`MAX_LEN` characters (a silent cut could merge two sources into one name);
+            the message asks for ``--name``, in the second case with the cut name to copy.
     """
     raw = _last_component(source)
     ascii_ = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode("ascii")
     name = re.sub(r"\s+", "", ascii_).lower()
     # Characters outside the alphabet become '-', runs collapse, and the ends are trimmed so
     # that "My Data (v2)" still gives a usable name rather than an error.
-    name = re.sub(r"[^a-z0-9._-]+", "-", name).strip("-._")[:64].rstrip("-._")
+    name = re.sub(r"[^a-z0-9._-]+", "-", name).strip("-._")
+    if len(name) > MAX_LEN:
+        cut = name[:MAX_LEN].rstrip("-._")
+        raise InvalidName(raw, message=f"the name derived from {source!r} would be {len(name)} characters, "
+                                       f"longer than the limit of {MAX_LEN}",
+                          rule=f"pass --name {cut}")
     if not _VALID.fullmatch(name):
         raise InvalidName(raw, f"cannot derive a name from {source!r}; pass --name ({NAME_RULE})")
     return name

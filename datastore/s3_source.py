@@ -8,7 +8,12 @@ Which keys become files (the documented rule, also in the README):
 * a zero-byte key ending in ``/`` is a *folder marker* (what consoles create for "new folder"):
   it is not a file and is left out;
 * a key ending in ``/`` that holds bytes, or whose path has an empty, ``.`` or ``..`` segment
-  (``a//b``, ``../x``), cannot be a file in a folder tree: it is recorded as skipped with the reason.
+  (``a//b``, ``../x``), cannot be a file in a folder tree: it is recorded as skipped with the reason;
+* a key that is also the "folder" of other keys (``a`` next to ``a/b``) cannot be a file either,
+  because a file and a folder cannot share a path (``ls`` would call it a folder, ``info`` a
+  file, and ``mount`` could not build the tree). The **file is skipped** and the keys below
+  ``a/`` are kept, whatever order the server lists them in: a folder can hold many files, and
+  the rule gives the same result on every run. The skipped line's reason names the key.
 
 Every object is identified by (key, size, ETag) and, in a versioned bucket, its VersionId; reads
 ask for exactly that object (``VersionId``, else ``If-Match`` on the ETag), so changed bytes are
@@ -18,9 +23,9 @@ never returned silently.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Union
 
 from datastore import credentials, s3
 from datastore.errors import InvalidSource, ObjectNotFound, SourceAccessDenied, StoreAccessDenied
@@ -82,6 +87,9 @@ class S3Object:
         if self.version_id is not None:
             d["version_id"] = self.version_id
         return d
+
+
+Listed = Union[tuple[str, S3Object], Skipped]  # what a listing turns into: a file, or a skipped key
 
 
 def _etag(raw: str) -> str:
@@ -174,15 +182,16 @@ class S3Source:
             for key, size, etag in self.fast.list_v2(self.bucket, prefix):
                 yield S3Object(key, size, etag)
 
-    def files(self, versioned: bool, run_size: int = 200_000) -> Iterator[tuple[str, S3Object] | Skipped]:
+    def files(self, versioned: bool, run_size: int = 200_000) -> Iterator[Listed]:
         """``(relative path, object)`` or :class:`Skipped`, in path order, memory bounded.
 
-        Applies the key rule of this module; when the prefix (without its ``/``) is itself an
-        object and nothing is under it, that object is the only file.
+        Applies the key rule of this module (a key that other keys use as a folder is skipped:
+        see :func:`path_ordered`); when the prefix (without its ``/``) is itself an object and
+        nothing is under it, that object is the only file.
         """
         prefix = self.location.prefix
         found = False
-        for item in sorted_stream(self._relative(versioned), key=_path_of, dump=_dump, load=_load, run_size=run_size):
+        for item in path_ordered(self._relative(versioned), run_size):
             found = True
             yield item
         if not found and prefix:
@@ -190,7 +199,7 @@ class S3Source:
             if single is not None:
                 yield single.key.rsplit("/", 1)[-1], single
 
-    def _relative(self, versioned: bool) -> Iterator[tuple[str, S3Object] | Skipped]:
+    def _relative(self, versioned: bool) -> Iterator[Listed]:
         cut = len(self.location.prefix)
         for obj in self.list_objects(versioned):
             rel = obj.key[cut:]
@@ -261,18 +270,90 @@ def _total(r: dict) -> int:
     return int(total) if total.isdigit() else 1 << 62
 
 
-def _path_of(item: tuple[str, S3Object] | Skipped) -> str:
-    return item.path if isinstance(item, Skipped) else item[0]
+@dataclass(frozen=True, slots=True)
+class _Folder:
+    """Sort-time marker: some accepted file lies below ``path + "/"`` (never yielded)."""
+
+    path: str
 
 
-def _dump(item: tuple[str, S3Object] | Skipped) -> list:
+def file_folder_conflict(path: str, key: str) -> str:
+    """The skip reason of a key ``key`` (relative path ``path``) that other keys use as a folder."""
+    return (f"a file and a folder cannot share the path {path!r}; "
+            f"the key {key!r} is skipped because keys below {key + '/'!r} exist")
+
+
+def _with_folders(items: Iterable[Listed]) -> Iterator[Listed | _Folder]:
+    """``items`` plus a :class:`_Folder` marker for every folder their accepted files lie in.
+
+    A marker is not repeated for the folders the previous file was in, so listings that come
+    grouped by folder (AWS, SeaweedFS) add about one marker per folder; repeats that remain are
+    adjacent after sorting and cost nothing but their sort.
+    """
+    last = ""  # the folder of the previous file ("" at the top)
+    for item in items:
+        yield item
+        if isinstance(item, Skipped):
+            continue  # a skipped key is no file, so it makes nothing a folder
+        folder = item[0].rpartition("/")[0]
+        if not folder or folder == last:
+            continue
+        parts = folder.split("/")
+        for depth in range(1, len(parts) + 1):
+            ancestor = "/".join(parts[:depth])
+            if not (last == ancestor or last.startswith(ancestor + "/")):
+                yield _Folder(ancestor)
+        last = folder
+
+
+def _sort_key(item: Listed | _Folder) -> tuple[str, int]:
+    # Plain string order of paths (the manifest order), and a folder marker right before a
+    # file of the same path: nothing else can sort between the two, so one marker of look-back
+    # finds every file/folder conflict.
+    if isinstance(item, _Folder):
+        return item.path, 0
+    return (item.path if isinstance(item, Skipped) else item[0]), 1
+
+
+def path_ordered(items: Iterable[Listed], run_size: int = 200_000) -> Iterator[Listed]:
+    """``items`` (in any order) in path order, each file that is also a folder turned into :class:`Skipped`.
+
+    Why not a look-ahead: in path order (plain string order, what manifests, the merge with the
+    previous version and readers need) a file ``a`` and the keys below ``a/`` need not be
+    neighbours, since ``a-x``, ``a.txt`` and everything under them sort between (``-`` and
+    ``.`` come before ``/``), and there can be millions of those. Deciding about ``a`` when
+    ``a/b`` arrives would mean holding them all. Instead, every folder of an accepted file enters
+    the external sort as a marker with the folder's own path, ordered just before a file of the
+    same path; after the sort, a file whose path equals the marker just before it is the
+    conflict. Memory stays bounded by the sort's ``run_size`` (markers spill to disk like keys),
+    the order is the manifest's order, and one pass suffices.
+
+    Args:
+        items: ``(relative path, object)`` pairs and :class:`Skipped` items; paths are unique.
+        run_size: Items (markers included) sorted in memory at a time.
+    """
+    folder: str | None = None  # path of the last folder marker passed
+    for item in sorted_stream(_with_folders(items), key=_sort_key, dump=_dump, load=_load, run_size=run_size):
+        if isinstance(item, _Folder):
+            folder = item.path
+        elif not isinstance(item, Skipped) and item[0] == folder:
+            yield Skipped(item[0], file_folder_conflict(item[0], item[1].key))
+        else:
+            yield item
+
+
+def _dump(item: Listed | _Folder) -> list:
+    if isinstance(item, _Folder):
+        return [item.path]
     if isinstance(item, Skipped):
         return [item.path, item.reason]
     rel, o = item
     return [rel, o.key, o.size, o.etag, o.version_id]
 
 
-def _load(v: list) -> tuple[str, S3Object] | Skipped:
+def _load(v: list) -> Listed | _Folder:
+    if len(v) == 1:
+        return _Folder(v[0])
     if len(v) == 2:
         return Skipped(v[0], v[1])
     return v[0], S3Object(v[1], v[2], v[3], v[4])

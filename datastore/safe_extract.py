@@ -16,7 +16,8 @@ the archive):
 * **Folders** are created with mode 0o755 and **files** with 0o644, or 0o755 when the archive
   gives them any execute bit; setuid, setgid and sticky bits are always dropped. Files are
   opened with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and a member below an earlier link or file of the
-  archive is refused.
+  archive is refused. A file and a folder cannot share a path, in either order (``a`` then
+  ``a/b``, or ``a/b`` then ``a``): the later member is refused, naming the path both claim.
 * **Symlinks** (tar symlinks, zip entries whose mode says ``S_IFLNK``) must resolve inside the
   archive root, following the other links of the archive exactly as the kernel will; an absolute
   target, one that escapes the root, a loop, or one that passes below a file is refused. Links
@@ -83,6 +84,7 @@ DUPLICATE = "duplicate name"
 FS_COLLISION = "collides with another member on this file system"
 COMPONENT_LINK = "a path component is a link"
 COMPONENT_FILE = "a path component is a file"
+FILE_AND_FOLDER = "a file and a folder cannot share the path {path!r}"  # formatted with the path both claim
 LINK_OUTSIDE = "link points outside the archive"
 LINK_LOOP = "link is part of a loop (or of a chain of more than 40 links)"
 LINK_THROUGH_FILE = "link goes through a file"
@@ -432,8 +434,9 @@ class _Tree:
             existing = self.kinds.get(parent)
             if existing == "link":
                 raise UnsafeArchive(member, COMPONENT_LINK)
-            if existing == "file":
-                raise UnsafeArchive(member, COMPONENT_FILE)
+            if existing == "file":  # "a" then "a/b": say which path is both, not just "a component"
+                raise UnsafeArchive(member, f"{FILE_AND_FOLDER.format(path=parent)} "
+                                            f"(an earlier member is the file {parent!r})")
             if existing is None:
                 self.budget.count(member)
                 self.kinds[parent] = "dir"
@@ -446,6 +449,9 @@ class _Tree:
             return True
         if existing == kind == "dir":
             return False
+        if {existing, kind} == {"dir", "file"}:  # "a/b" then "a" (or a folder "a/" after the file "a")
+            held = f"earlier members are below {rel + '/'!r}" if existing == "dir" else f"an earlier member is the file {rel!r}"
+            raise UnsafeArchive(member, f"{FILE_AND_FOLDER.format(path=rel)} ({held})")
         raise UnsafeArchive(member, DUPLICATE)
 
     def _write(self, member: str, rel: str, mode: int, chunks: Iterable[bytes]) -> None:

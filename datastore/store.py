@@ -198,12 +198,37 @@ class LocalStore(Store):
         return self.root.joinpath(*key.split("/"))
 
     def _write_error(self, exc: OSError) -> StoreError:
+        """The one-line store error for a failed write (full disk, permissions, a file in the way)."""
+        from datastore.errors import StoreFull
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Not a permission problem: name the filesystem to free space on, which is often not
+            # the store folder itself but a disk or partition above it.
+            path = self.root
+            while not path.exists() and path != path.parent:
+                path = path.parent
+            device = None
+            try:
+                path = path.resolve()
+                while not os.path.ismount(path) and path != path.parent:
+                    path = path.parent
+                import re
+
+                with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+                    for line in mounts:  # "device mountpoint type ...", spaces escaped as \040
+                        fields = line.split()
+                        if len(fields) > 1 and re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)),
+                                                      fields[1]) == str(path):
+                            device = fields[0]  # the last one listed is the mount on top
+            except OSError:  # no /proc (macOS) or an unreadable parent: the mount point alone
+                pass
+            where = f"{path} ({device})" if device and device != str(path) else str(path)
+            reason = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+            return StoreFull(self.url, reason, where)
         if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return StoreNotWritable(self.url, exc.strerror or str(exc))
         if isinstance(exc, (NotADirectoryError, FileExistsError)) or exc.errno == errno.ENOTDIR:
             return StoreNotWritable(self.url, "a path component is a file, not a directory")
-        if exc.errno == errno.ENOSPC:
-            return StoreNotWritable(self.url, "no space left on device")
         return StoreError(f"writing to store {self.url!r} failed ({exc})", "check the disk and run the command again")
 
     def check_writable(self) -> None:
@@ -250,6 +275,7 @@ class LocalStore(Store):
             os.replace(tmp, final)
 
     def put_bytes(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
+        tmp: Path | None = None
         try:
             tmp = self._tmpfile()
             with open(tmp, "wb") as fh:
@@ -260,11 +286,13 @@ class LocalStore(Store):
         except AlreadyExists:
             raise
         except OSError as exc:
+            self._drop(tmp)
             raise self._write_error(exc) from exc
 
     def put_file(self, key: str, path: Path) -> None:
         import shutil
 
+        tmp: Path | None = None
         try:
             tmp = self._tmpfile()
             shutil.copyfile(path, tmp)
@@ -272,7 +300,16 @@ class LocalStore(Store):
                 os.fsync(fh.fileno())
             self._publish(tmp, key, False)
         except OSError as exc:
+            self._drop(tmp)
             raise self._write_error(exc) from exc
+
+    @staticmethod
+    def _drop(tmp: Path | None) -> None:
+        """Remove a failed write's partial temporary file: on a full disk it holds the space
+        that the failure record (and the user's next command) needs."""
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -591,16 +628,19 @@ class _S3Body(io.RawIOBase):
     def readinto(self, buf) -> int:  # noqa: ANN001 - a writable buffer
         if self.size is not None and self.pos >= self.size:
             return 0
-        for attempt in range(5):
+
+        def attempt() -> bytes:
+            if self.body is None:
+                self._open()  # resume at self.pos, pinned to the first answer's ETag
             try:
                 with s3.translated(self.store.url, self.key):
-                    chunk = self.body.read(len(buf))  # type: ignore[union-attr]
-                break
+                    return self.body.read(len(buf))  # type: ignore[union-attr]
             except DatastoreError as exc:
-                if not exc.transient or attempt == 4:
-                    raise
-                time.sleep(random.uniform(0, 0.1 * 2**attempt))
-                s3.retried(self._open)
+                if exc.transient:
+                    self.body = None
+                raise
+
+        chunk = s3.retried(attempt)
         if not chunk and self.size is not None and self.pos < self.size:
             raise s3.MismatchedAnswer(self.key, f"an answer that ended at byte {self.pos} of {self.size}")
         buf[: len(chunk)] = chunk

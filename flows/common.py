@@ -3,8 +3,9 @@
 :func:`monitored` wraps the body of each creation flow. While the creation runs it keeps a
 status record in the store (``datastore status`` / ``list``) and a Prefect progress artifact up
 to date; it tags the flow run ``datastore:<name>`` and the source kind; on failure it records
-the one-line reason and emits ``datastore.create.failed``. None of this may fail the creation:
-the bookkeeping is best-effort and logged when it cannot be done.
+the one-line reason and emits ``datastore.create.failed``; when the store refuses that record
+(a full disk), it is kept on this machine instead (see :mod:`datastore.inflight`). None of this
+may fail the creation: the bookkeeping is best-effort and logged when it cannot be done.
 """
 
 from __future__ import annotations
@@ -173,6 +174,23 @@ class Monitor:
                 except Exception as exc:  # noqa: BLE001
                     self.log.warning("status record %s not removed: %s", snap.run_id, exc)
 
+    def _keep_locally(self, snap: inflight.RunRecord, write_exc: Exception) -> None:
+        """The store refused the failed record (a full disk refuses even that): keep it on this machine.
+
+        Otherwise the store would go on saying ``processing`` until the heartbeat expires;
+        readers here show the local copy, readers elsewhere judge the silent record.
+        """
+        if self.store is None:
+            return  # the store never opened, so it holds no record of this run to correct
+        try:
+            where = inflight.write_local(self.store, snap)
+        except OSError as local_exc:
+            self.log.warning("failed status record of %s not written to the store (%s) nor kept locally (%s)",
+                             snap.run_id, one_line(write_exc), one_line(local_exc))
+            return
+        self.log.warning("failed status record of %s not written to the store (%s); kept at %s",
+                         snap.run_id, one_line(write_exc), where)
+
     def failed(self, exc: BaseException) -> None:
         """Record the reason (``status`` shows it) and emit ``datastore.create.failed``."""
         import time
@@ -181,7 +199,15 @@ class Monitor:
             r = self.record
             # Errors quote URLs with their query; a signed one must not reach records or events.
             r.status, r.reason, r.finished_at = "failed", mask_urls(one_line(exc)), time.time()
-        self.save()
+        snap = self._snapshot()
+        with self._io:
+            try:
+                if self.store is None:
+                    self.store = open_store(self.settings.store, self.settings)
+                inflight.write(self.store, snap)
+            except Exception as write_exc:  # noqa: BLE001 - the creation's own error is what gets raised
+                self._keep_locally(snap, write_exc)
+            self._update_artifact(snap)
         notify.emit(notify.FAILED, r.name, {"name": r.name, "version": None, "kind": r.kind, "source": r.source,
                                              "reason": r.reason, "phase": r.phase, "flow_run_id": r.flow_run_id})
 

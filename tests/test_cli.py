@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,31 @@ def test_invalid_name(cli: Cli, tmp_path: Path, local_store: str) -> None:
     assert_nothing_stored(local_store)
 
 
+def test_explicit_name_longer_than_64_is_refused_with_the_rule(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    src = make_tree(tmp_path / "src", {"a": b"a"})
+    proc = cli.run("create", str(src), "--name", "n" * 65)
+    assert_one_line_error(proc)
+    assert proc.stderr.strip() == (f"error: invalid datastore name {'n' * 65!r}: a name is 1-64 characters of lowercase "
+                                   "letters a-z, digits, '-', '_' or '.', starting with a letter or digit "
+                                   "(for example 'imagenet-2024')")
+    assert_nothing_stored(local_store)
+
+
+def test_derived_name_longer_than_64_is_refused_with_the_name_to_pass(cli: Cli, tmp_path: Path,
+                                                                      local_store: str) -> None:
+    folder = " ".join(["Quarterly Sales Export"] * 4)  # 91 characters, 80 once spaces are dropped
+    src = make_tree(tmp_path / folder, {"a.csv": b"a"})
+    cut = "quarterlysalesexport" * 3 + "quar"
+    proc = cli.run("create", str(src))
+    assert_one_line_error(proc)
+    assert proc.stderr.strip() == (f"error: the name derived from {str(src)!r} would be 80 characters, longer than the "
+                                   f"limit of 64: pass --name {cut}")
+    assert_nothing_stored(local_store)
+    again = cli.run("create", str(src), *proc.stderr.strip().rsplit(": pass ", 1)[1].split(), "--json")  # as copied
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["name"] == cut
+
+
 def test_over_quota_fails_before_transferring(cli: Cli, tmp_path: Path, local_store: str) -> None:
     src = make_tree(tmp_path / "src", {"a": b"a"})
     assert cli.run("create", str(src), "--name", "one", DATASTORE_MAX_VERSIONS="1").returncode == 0
@@ -130,6 +156,51 @@ def test_store_not_writable(cli: Cli, tmp_path: Path) -> None:
     proc = cli.run("create", str(src), restricted=True, DATASTORE_STORE=str(locked / "store"))
     assert_one_line_error(proc, "is not writable", "DATASTORE_STORE")
     assert not (locked / "store").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MiB filesystem (tmpfs), unmounted afterwards; mounting needs root."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root")
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_disk_full_store_says_so_and_the_creation_reads_as_failed(cli: Cli, tmp_path: Path, small_disk: Path) -> None:
+    src = make_tree(tmp_path / "src", {f"f{i:02d}.bin": os.urandom(512 * 1024) for i in range(12)})  # 6 MiB > 4 MiB
+    store = small_disk / "store"
+    proc = cli.run("create", str(src), "--name", "big", DATASTORE_STORE=str(store))
+    assert_one_line_error(proc)
+    assert proc.stderr.strip() == (f"error: store {str(store)!r} is full (no space left on device): "
+                                   f"free space on {small_disk} (tmpfs) and run the command again")
+
+    def listed(**env: str) -> list[dict]:
+        shown = cli.run("list", "--json", DATASTORE_STORE=str(store), **env)
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)
+
+    # On this machine: the failed record the full store refused was kept locally, with its reason.
+    rows = listed()
+    assert [(r["name"], r["version"], r["status"]) for r in rows] == [("big", None, "failed")]  # no version
+    assert rows[0]["detail"] == proc.stderr.strip().removeprefix("error: ")
+    assert versions.scan_versions(open_store(str(store))) == {}
+    # Without that copy (another user, a cleared cache) the record in the store is judged by its
+    # process, which has ended: failed at once, not "processing" until the heartbeat expires.
+    raw = json.loads(next((store / "runs").iterdir()).read_text())
+    [row] = listed(XDG_CACHE_HOME=str(tmp_path / "empty-cache"))
+    assert row["status"] == "failed"
+    if raw["status"] == "processing":  # the store was too full to take even the small failed record
+        assert row["detail"].startswith(f"the creation stopped: process {raw['pid']} on {raw['host']} ended "
+                                        "without recording the outcome")
+        assert row["detail"].endswith(": run the same create again, it resumes what was transferred")
+    else:
+        assert row["detail"] == rows[0]["detail"]
 
 
 def test_s3_bucket_missing(cli: Cli, tmp_path: Path, seaweed_store: str) -> None:

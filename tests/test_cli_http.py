@@ -46,6 +46,7 @@ SERVED = {
     "/mismatch.zip": build("tar.gz", TREE),
     "/slip.zip": build("zip", {"../../evil.sh": b"#!/bin/sh"}),
     "/escape.tar.gz": _symlink_escape(),
+    "/clash.zip": build("zip", {"a": b"a file", "a/b": b"below the file"}),
 }
 
 
@@ -76,6 +77,8 @@ def test_create_from_url_json_and_show(cli: Cli, local_store: str, server, tmp_p
     ("/mismatch.zip", ["the URL says '.zip' but the bytes are a tar.gz archive", "fix the URL or the file on the server"]),
     ("/slip.zip", ["archive member '../../evil.sh' refused: the name contains a '..' segment", "nothing was stored"]),
     ("/escape.tar.gz", ["archive member 'link' refused: link points outside the archive"]),
+    ("/clash.zip", ["archive member 'a/b' refused: a file and a folder cannot share the path 'a' "
+                    "(an earlier member is the file 'a'): the archive was refused as a whole and nothing was stored"]),
     ("/to-metadata.zip", ["169.254.169.254 is a link-local/cloud metadata address"]),
 ])
 def test_bad_archives_and_urls(cli: Cli, local_store: str, server, tmp_path: Path, path: str,  # noqa: ANN001

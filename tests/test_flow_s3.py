@@ -187,6 +187,30 @@ def test_no_copy_pins_and_reads_exact_objects(server: S3Server) -> None:
     assert again["digest"] == record["digest"]
 
 
+@pytest.mark.parametrize("no_copy", [False, True], ids=["copy", "no-copy"])
+def test_a_key_that_is_also_a_folder_is_skipped_and_the_folder_kept(server: S3Server, no_copy: bool) -> None:
+    import fsspec
+
+    objects = {"d/a": b"file a", "d/a-x": b"between", "d/a/b": b"below a", "d/a/c/d": b"deeper", "d/b": b"b"}
+    bucket = source_bucket(server, objects)
+    listed = {o["Key"]: o["Size"] for o in server.client().list_objects_v2(Bucket=bucket, Prefix="d/")["Contents"]}
+    if listed != {k: len(v) for k, v in objects.items()}:
+        pytest.skip(f"this server cannot hold a key and keys below it at once (it lists {sorted(listed)})")
+    create = reference_s3 if no_copy else create_from_s3
+    record = create(f"s3://{bucket}/d/", name="clash")
+    assert (record["files"], record["skipped"]) == (4, 1)
+    items = manifest_items(record)
+    assert [(i.path, i.reason) for i in items if isinstance(i, Skipped)] == [
+        ("a", "a file and a folder cannot share the path 'a'; the key 'd/a' is skipped because keys below 'd/a/' "
+              "exist")]
+    assert read_all(record) == {"a-x": b"between", "a/b": b"below a", "a/c/d": b"deeper", "b": b"b"}
+    fs = fsspec.filesystem("datastore", skip_instance_cache=True)
+    assert fs.info("clash@1/a")["type"] == "directory"  # ls and info agree: "a" is a folder
+    assert sorted(fs.ls("clash@1/a", detail=False)) == ["clash@1/a/b", "clash@1/a/c"]
+    # the same decision on every run: an unchanged prefix gives the same digest
+    assert create(f"s3://{bucket}/d/", name="clash")["digest"] == record["digest"]
+
+
 def test_no_copy_unversioned_overwrite_and_delete_fail_loudly(server: S3Server) -> None:
     bucket = source_bucket(server, {"d/keep.txt": b"keep", "d/over.txt": b"original", "d/gone.txt": b"bye"})
     record = reference_s3(f"s3://{bucket}/d/", name="pinned")

@@ -34,6 +34,26 @@ def test_derive_name_fails_with_hint_to_pass_name(source: str) -> None:
         derive_name(source)
 
 
+@pytest.mark.parametrize(("source", "length", "cut"), [
+    ("/data/" + "x" * 65, 65, "x" * 64),
+    ("s3://bucket/" + "Long Name " * 10 + "/", 80, "longname" * 8),
+    ("https://host/" + "a" * 63 + "-b.tar.gz", 65, "a" * 63),  # the cut ends on '-': trimmed like any end
+])
+def test_a_derived_name_longer_than_64_is_refused_with_the_cut_name_to_pass(source: str, length: int,
+                                                                             cut: str) -> None:
+    with pytest.raises(InvalidName) as info:
+        derive_name(source)
+    line = str(info.value)
+    assert line == (f"the name derived from {source!r} would be {length} characters, longer than the limit of 64: "
+                    f"pass --name {cut}")
+    assert "\n" not in line and line.endswith(f"--name {cut}")
+    assert validate_name(cut) == cut  # what it suggests is accepted as is
+
+
+def test_a_derived_name_of_exactly_64_is_kept() -> None:
+    assert derive_name("/data/" + "y" * 64) == "y" * 64
+
+
 @pytest.mark.parametrize("name", ["imagenet", "my-training-data", "a", "v1.2_x", "9lives", "a" * 64])
 def test_valid_names(name: str) -> None:
     assert validate_name(name) == name
@@ -43,5 +63,4 @@ def test_valid_names(name: str) -> None:
 def test_invalid_names_are_refused_with_the_rule(name: str) -> None:
     with pytest.raises(InvalidName) as info:
         validate_name(name)
-    assert NAME_RULE in str(info.value)
-    assert repr(name) in str(info.value)
+    assert str(info.value) == f"invalid datastore name {name!r}: {NAME_RULE}"

@@ -7,7 +7,7 @@ import pytest
 from datastore import credentials
 from datastore.errors import InvalidSource, SourceAccessDenied
 from datastore.manifest import Skipped
-from datastore.s3_source import S3Location, S3Source, parse_url, path_rule
+from datastore.s3_source import S3Location, S3Object, S3Source, parse_url, path_ordered, path_rule
 from tests.conftest import use_s3_env
 from tests.support.servers import S3Server
 from tests.test_flow_s3 import source_bucket
@@ -58,6 +58,47 @@ def test_files_come_in_path_order_even_when_spilled(seaweed: S3Server, monkeypat
         paths = [i.path if isinstance(i, Skipped) else i[0] for i in items]
         assert paths == sorted(paths)
         assert "dir/" not in paths  # folder marker dropped
+
+
+def _listed(keys: list[str], prefix: str = "p/") -> list[tuple[str, S3Object]]:
+    return [(k, S3Object(prefix + k, 1, f"etag-{k}")) for k in keys]
+
+
+def _shown(items: list) -> list:
+    return [(i.path, i.reason) if isinstance(i, Skipped) else i[0] for i in items]
+
+
+@pytest.mark.parametrize("run_size", [1, 2, 3, 200_000])  # spilled runs (markers go to disk too) and in memory
+def test_a_key_that_is_also_a_folder_is_skipped_even_when_not_adjacent(run_size: int) -> None:
+    # "a" and "a/b" are not neighbours in path order: "a-x" sorts between ('-' < '/').
+    items = list(path_ordered(_listed(["b", "a/c/d", "a-x", "a", "a/b"]), run_size))
+    assert _shown(items) == [
+        ("a", "a file and a folder cannot share the path 'a'; the key 'p/a' is skipped because keys below 'p/a/' exist"),
+        "a-x", "a/b", "a/c/d", "b",
+    ]
+    assert items[1][1] == S3Object("p/a-x", 1, "etag-a-x")  # kept objects come back whole
+
+
+@pytest.mark.parametrize("run_size", [1, 200_000])
+def test_folder_conflicts_at_every_depth_and_what_does_not_conflict(run_size: int) -> None:
+    keys = ["x", "x/y", "x/y/z", "x.txt", "x.txt/", "m", "m!", "m!/n", "q//r", "q"]
+    items = [*_listed(keys[:4]), Skipped("x.txt/", "key ends in '/' but holds 3 bytes; a file cannot have that name"),
+             *_listed(["m", "m!", "m!/n"]),
+             Skipped("q//r", "key has an empty, '.' or '..' path segment; it cannot be a file path"), *_listed(["q"])]
+    got = _shown(list(path_ordered(items, run_size)))
+    assert got == [
+        "m",  # "m!/n" makes "m!" a folder, not "m"
+        ("m!", "a file and a folder cannot share the path 'm!'; the key 'p/m!' is skipped because keys below 'p/m!/' exist"),
+        "m!/n",
+        "q",  # a skipped key ("q//r") is no file, so "q" is no folder
+        ("q//r", "key has an empty, '.' or '..' path segment; it cannot be a file path"),
+        ("x", "a file and a folder cannot share the path 'x'; the key 'p/x' is skipped because keys below 'p/x/' exist"),
+        "x.txt",
+        ("x.txt/", "key ends in '/' but holds 3 bytes; a file cannot have that name"),
+        ("x/y", "a file and a folder cannot share the path 'x/y'; the key 'p/x/y' is skipped because keys below "
+                "'p/x/y/' exist"),
+        "x/y/z",
+    ]
 
 
 def test_choose_prefers_explicit_then_default_then_blocks(monkeypatch: pytest.MonkeyPatch) -> None:

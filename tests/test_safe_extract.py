@@ -288,12 +288,21 @@ def test_refuses_duplicate_name(tmp_path: Path, fmt: str) -> None:
 
 @pytest.mark.parametrize("fmt", ["zip", "tar"])
 def test_refuses_file_over_a_folder(tmp_path: Path, fmt: str) -> None:
-    assert_refusal(refused(tmp_path, fmt, [f("a/b", b"1"), f("a", b"2")]), "a", "duplicate name")
+    assert_refusal(refused(tmp_path, fmt, [f("a/b", b"1"), f("a", b"2")]), "a",
+                   "a file and a folder cannot share the path 'a' (earlier members are below 'a/')")
 
 
 @pytest.mark.parametrize("fmt", ["zip", "tar"])
 def test_refuses_file_below_a_file(tmp_path: Path, fmt: str) -> None:
-    assert_refusal(refused(tmp_path, fmt, [f("a", b"1"), f("a/b", b"2")]), "a/b", "a path component is a file")
+    assert_refusal(refused(tmp_path, fmt, [f("a", b"1"), f("a/b", b"2")]), "a/b",
+                   "a file and a folder cannot share the path 'a' (an earlier member is the file 'a')")
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+def test_refuses_folder_member_over_a_file(tmp_path: Path, fmt: str) -> None:
+    member = "a/" if fmt == "zip" else "a"  # tarfile drops a folder's trailing '/'
+    assert_refusal(refused(tmp_path, fmt, [f("a", b"1"), d("a/")]), member,
+                   "a file and a folder cannot share the path 'a' (an earlier member is the file 'a')")
 
 
 @pytest.mark.parametrize("fmt", ["zip", "tar"])

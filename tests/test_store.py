@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 
 import pytest
 
-from datastore.errors import AlreadyExists, ObjectNotFound, StoreAccessDenied, StoreNotFound, StoreNotWritable
+from datastore.errors import (AlreadyExists, ObjectNotFound, StoreAccessDenied, StoreFull, StoreNotFound,
+                              StoreNotWritable)
 from datastore.settings import Settings
 from datastore.store import LocalStore, S3Store, open_store
 from tests.conftest import use_s3_env
@@ -76,6 +78,20 @@ def test_local_store_not_writable(tmp_path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreNotWritable, match="is not writable"):
         LocalStore(blocker / "store").check_writable()
+
+
+@pytest.mark.parametrize(("code", "reason"), [(errno.ENOSPC, "no space left on device"),
+                                              (errno.EDQUOT, "disk quota exceeded")])
+def test_local_store_full_names_the_filesystem_to_free(tmp_path, code: int, reason: str) -> None:
+    store = LocalStore(tmp_path / "not" / "yet" / "store")  # a store not created yet: its filesystem still counts
+    err = store._write_error(OSError(code, os.strerror(code)))
+    assert isinstance(err, StoreFull) and isinstance(err, OSError) and not isinstance(err, PermissionError)
+    mount = tmp_path.resolve()
+    while not os.path.ismount(mount):
+        mount = mount.parent
+    line = str(err)
+    assert line.startswith(f"store {store.url!r} is full ({reason}): free space on {mount}")
+    assert line.endswith(" and run the command again") and "permissions" not in line
 
 
 def test_s3_missing_bucket(seaweed, monkeypatch: pytest.MonkeyPatch) -> None:
