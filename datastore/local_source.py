@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from datastore.errors import EmptySource, SourceChanged, SourceNotFound, SourceUnreadable
+from datastore.errors import SourceChanged, SourceNotFound, SourceUnreadable
 from datastore.manifest import Skipped
 
 # A file whose mtime is this close to the moment we read it may still be written within the
@@ -137,12 +137,6 @@ def walk(root: Path) -> Iterator[LocalFile | Skipped]:
                 yield LocalFile(path, st.st_size, st.st_mtime_ns)
 
     yield from listing(str(root), "")
-
-
-def ensure_not_empty(source: str, files: int, skipped: int) -> None:
-    """Raise :class:`EmptySource` when a scan found no file."""
-    if files == 0:
-        raise EmptySource(source, skipped)
 
 
 def file_path(root: Path, rel: str) -> str:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 from datastore import layout, progress
 from datastore.creation import CreateJob, previous_entries
-from datastore.errors import SourceChanged
+from datastore.errors import EmptySource, SourceChanged
 from datastore.local_source import (
     READ_ATTEMPTS,
     LocalFile,
-    ensure_not_empty,
     file_path,
     open_checked,
     read_small,
@@ -55,10 +54,8 @@ def scan(job: CreateJob, settings: Settings, root: str | None = None) -> PlanSum
     store = open_store(job.store, settings)
     folder = Path(root or job.source)
     prev = previous_entries(store, job)
-    summary = write_plans(store, job.staging, batches(_candidates(folder), prev, _unchanged, settings),
-                          on_batch=progress.add_total)
-    ensure_not_empty(job.source, summary.files, summary.skipped)
-    return summary
+    return write_plans(store, job.staging, batches(_candidates(folder), prev, _unchanged, settings),
+                       on_batch=progress.add_total, empty=lambda skipped: EmptySource(job.source, skipped))
 
 
 def _large(store: Store, settings: Settings, full: str, rel: str) -> tuple[int, str, str, int, int | None]:

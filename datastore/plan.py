@@ -97,15 +97,23 @@ def encode(batch: list[dict]) -> tuple[bytes, str]:
     return gzip.compress(raw, compresslevel=1, mtime=0), hashlib.sha256(raw).hexdigest()[:32]
 
 
-def write_plans(store: Store, staging: str, plan_batches: Iterable[list[dict]], on_batch: Callable[[int, int], None] | None = None) -> PlanSummary:
+def write_plans(store: Store, staging: str, plan_batches: Iterable[list[dict]],
+                on_batch: Callable[[int, int], None] | None = None,
+                empty: Callable[[int], BaseException] | None = None) -> PlanSummary:
     """Store each batch plan and return the summary with their keys, in order.
 
-    If the scan fails part-way (an unreadable file, say), the plans already stored are removed,
-    so a refused source leaves nothing behind.
+    If the scan fails part-way (an unreadable file, say), or finds no file at all, the plans
+    already stored are removed, so a refused source leaves nothing behind.
+
+    Args:
+        empty: Builds the error for a scan that found no file, from the number of skipped
+            entries (every source refuses an empty scan here, so none can leave plans behind).
     """
     summary = PlanSummary()
     try:
         _write_all(store, staging, plan_batches, on_batch, summary)
+        if summary.files == 0 and empty is not None:
+            raise empty(summary.skipped)
     except BaseException:
         for key in summary.plan_keys:
             store.delete(key)

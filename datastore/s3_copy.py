@@ -50,12 +50,9 @@ def scan(job: CreateJob, settings: Settings) -> PlanSummary:
     src = source_of(job.source_detail)
     prev = previous_entries(store, job)
     plans = batches(_candidates(src, job.source_detail.get("versioned", False), settings), prev, unchanged, settings)
-    summary = write_plans(store, job.staging, plans, on_batch=progress.add_total)
-    if summary.files == 0:
-        for key in summary.plan_keys:
-            store.delete(key)
-        raise EmptySource(job.source, summary.skipped, "check the prefix (S3 keys are case-sensitive) or upload files to it")
-    return summary
+    hint = "check the prefix (S3 keys are case-sensitive) or upload files to it"
+    return write_plans(store, job.staging, plans, on_batch=progress.add_total,
+                       empty=lambda skipped: EmptySource(job.source, skipped, hint))
 
 
 def copy_key(bucket: str, pin: dict) -> str:

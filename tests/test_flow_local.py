@@ -177,3 +177,16 @@ def test_committed_version_has_a_details_artifact(tmp_path: Path, local_store: s
     text = arts[0].data
     for fragment in ("my_data.v2 version 1", f"| source | {src} |", "| files | 2 |", record["digest"], "| kind | local |"):
         assert fragment in text, text
+
+
+def test_a_source_of_only_skipped_entries_leaves_no_plans(tmp_path: Path, local_store: str) -> None:
+    from datastore.errors import EmptySource
+
+    src = tmp_path / "src"
+    src.mkdir()
+    os.symlink(tmp_path / "nowhere", src / "dangling")  # skipped: the scan stores a plan with one skip line
+    with pytest.raises(EmptySource, match=r"contains no files \(1 entries skipped"):
+        create_from_local(str(src), name="onlyskips")
+    store = open_store()
+    assert [o.key for o in store.list("staging/")] == []
+    assert versions.live_numbers(store, "onlyskips") == []
