@@ -446,6 +446,34 @@ def check_answer(what: str, content_length: object, got: int, headers: dict[str,
             raise MismatchedAnswer(what, f"{name} {have} where {want} was asked for")
 
 
+def check_range(what: str, response: dict, data: bytes, offset: int, last: int, etag: str | None = None) -> None:
+    """Raise :class:`MismatchedAnswer` unless a ranged ``GetObject`` answer is to this request.
+
+    The answer must declare the range asked for (S3 clips a range that runs past the end, so
+    its end is compared up to the object's size), the length it declared, and, for a pinned
+    object, its ETag. A crossed answer (another request's, on a shared connection) has the
+    right length often enough to pass for data otherwise.
+
+    Args:
+        what: The request, for the message (key and range).
+        response: botocore's ``get_object`` response.
+        data: The body read.
+        offset: First byte asked for.
+        last: Last byte asked for (inclusive).
+        etag: The pinned ETag, if the object is pinned.
+    """
+    content_range = response.get("ContentRange")
+    if content_range is None:  # a 200 with the whole object: the server ignored the Range header
+        raise MismatchedAnswer(what, "the whole object, not the range")
+    span, _, total = str(content_range).removeprefix("bytes ").partition("/")
+    want = f"{offset}-{min(last, int(total) - 1)}" if total.isdigit() else f"{offset}-{last}"
+    headers: dict[str, object] = {"content-range": span}
+    expect = {"content-range": want}
+    if etag is not None:
+        headers["etag"], expect["etag"] = response.get("ETag"), etag
+    check_answer(what, response.get("ContentLength"), len(data), headers, expect)
+
+
 def _xml_code(body: bytes) -> str | None:
     start = body.find(b"<Code>")
     end = body.find(b"</Code>", start)

@@ -98,11 +98,15 @@ class Monitor:
             r.bytes_done, r.bytes_total = p.bytes_done, p.bytes_total
             return inflight.RunRecord.from_json(r.to_json())
 
-    def save(self) -> None:
+    def save(self, final: bool = False) -> None:
         """Write the status record and the progress artifact now (best-effort).
 
         Writes are serialized, but progress counters and ``phase`` never wait for them: a slow
         store or API delays the record, not the creation.
+
+        Args:
+            final: The record is the outcome (a failure): if the store refuses it, keep it on
+                this machine rather than let the store say ``processing`` (see :meth:`_keep_locally`).
         """
         snap = self._snapshot()
         with self._io:
@@ -111,7 +115,10 @@ class Monitor:
                     self.store = open_store(self.settings.store, self.settings)
                 inflight.write(self.store, snap)
             except Exception as exc:  # noqa: BLE001 - status is informational; the creation goes on
-                self.log.debug("status record not written: %s", exc)
+                if final:
+                    self._keep_locally(snap, exc)
+                else:
+                    self.log.debug("status record not written: %s", exc)
             self._update_artifact(snap)
 
     def _update_artifact(self, snap: inflight.RunRecord) -> None:
@@ -199,15 +206,7 @@ class Monitor:
             r = self.record
             # Errors quote URLs with their query; a signed one must not reach records or events.
             r.status, r.reason, r.finished_at = "failed", mask_urls(one_line(exc)), time.time()
-        snap = self._snapshot()
-        with self._io:
-            try:
-                if self.store is None:
-                    self.store = open_store(self.settings.store, self.settings)
-                inflight.write(self.store, snap)
-            except Exception as write_exc:  # noqa: BLE001 - the creation's own error is what gets raised
-                self._keep_locally(snap, write_exc)
-            self._update_artifact(snap)
+        self.save(final=True)
         notify.emit(notify.FAILED, r.name, {"name": r.name, "version": None, "kind": r.kind, "source": r.source,
                                              "reason": r.reason, "phase": r.phase, "flow_run_id": r.flow_run_id})
 
