@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 def __getattr__(attr: str):  # noqa: ANN202 - lazy: keep 'import datastore' free of Prefect and boto3
     if attr == "use_datastore":
-        from datastore.use import use_datastore
+        from datastore.reading.use import use_datastore
 
         return use_datastore
     raise AttributeError(attr)

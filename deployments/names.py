@@ -33,7 +33,7 @@ def server_api(command: str) -> str:
     from prefect.settings import PREFECT_API_URL
 
     from datastore.errors import NoPrefectServer
-    from datastore.notify import api_configured
+    from datastore.orchestration.events import api_configured
 
     if not api_configured():
         raise NoPrefectServer(command)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from datastore.errors import DeploymentMissing, InvalidSchedule
-from datastore.sources import safe_source
-from deployments.names import PERIODIC_ENTRYPOINT, PERIODIC_FLOW, REPO, server_api, work_pool
+from datastore.model.kinds import safe_source
+from datastore_deployments.names import PERIODIC_ENTRYPOINT, PERIODIC_FLOW, REPO, server_api, work_pool
 
 COMMAND = "datastore schedule"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -43,9 +43,8 @@ def build_schedule(cron: str | None, every: str | None, timezone: str | None):  
     Raises:
         InvalidSchedule: neither or both given, a bad cron expression, interval or time zone.
     """
-    from pydantic import ValidationError
-
     from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+    from pydantic import ValidationError
 
     if (cron is None) == (every is None):
         raise InvalidSchedule("schedule", f"--cron {cron!r} --every {every!r}" if cron else "(none)",
@@ -100,7 +99,7 @@ def upsert(name: str, source: str, schedule, *, no_copy: bool = False, credentia
     from prefect.exceptions import ObjectNotFound as PrefectNotFound
     from prefect.utilities.callables import parameter_schema
 
-    from flows.periodic import refresh_datastore
+    from datastore_flows.periodic import refresh_datastore
 
     pool = work_pool()
     with _client() as client:

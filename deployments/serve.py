@@ -8,17 +8,17 @@ names are the same either way, so ``datastore create --submit`` finds them.
 
 from __future__ import annotations
 
-from datastore import runtime
+from datastore.orchestration import runtime
 
 runtime.configure()
 
 from prefect import serve  # noqa: E402
 
-from deployments.names import CREATION  # noqa: E402
-from flows.http_archive import create_from_http  # noqa: E402
-from flows.local_folder import create_from_local  # noqa: E402
-from flows.s3_copy import create_from_s3  # noqa: E402
-from flows.s3_reference import reference_s3  # noqa: E402
+from datastore_deployments.names import CREATION  # noqa: E402
+from datastore_flows.http_archive import create_from_http  # noqa: E402
+from datastore_flows.local_folder import create_from_local  # noqa: E402
+from datastore_flows.s3_copy import create_from_s3  # noqa: E402
+from datastore_flows.s3_reference import reference_s3  # noqa: E402
 
 FLOWS = {"local": create_from_local, "s3-copy": create_from_s3, "s3-reference": reference_s3,
          "http-archive": create_from_http}

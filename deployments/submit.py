@@ -12,12 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from datastore import inflight, versions
 from datastore.errors import CreationFailed, DeploymentMissing, OrchestrationError, WaitTimedOut
-from datastore.leases import TERMINAL_STATES
-from datastore.sources import mask_urls
-from datastore.store import Store
-from deployments.names import full_name, server_api, work_pool
+from datastore.model.kinds import mask_urls
+from datastore.store import Store, inflight, versions
+from datastore.store.leases import TERMINAL_STATES
+from datastore_deployments.names import full_name, server_api, work_pool
 
 
 @dataclass(frozen=True)

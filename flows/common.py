@@ -20,13 +20,14 @@ from dataclasses import replace
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
-from datastore import inflight, notify, progress
-from datastore.creation import CreateJob
+from datastore.creation.pipeline import CreateJob
 from datastore.errors import one_line
-from datastore.naming import derive_name
+from datastore.model import progress
+from datastore.model.kinds import mask_urls, safe_source
+from datastore.model.naming import derive_name
+from datastore.orchestration import events as notify
 from datastore.settings import Settings
-from datastore.sources import mask_urls, safe_source
-from datastore.store import Store, open_store
+from datastore.store import Store, inflight, open_store
 
 
 def display_name(params: dict) -> str:

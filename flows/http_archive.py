@@ -8,7 +8,7 @@ byte-identical to the one the previous version came from reuses that version's m
 
 from __future__ import annotations
 
-from datastore import runtime
+from datastore.orchestration import runtime
 
 runtime.configure()
 
@@ -17,13 +17,14 @@ from dataclasses import replace  # noqa: E402
 from prefect import flow, unmapped  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from datastore import http_archive, http_job  # noqa: E402
+from datastore.creation.sources import http_archive  # noqa: E402
+from datastore.creation.sources import http_prepare as http_job
 from datastore.errors import is_transient  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
-from flows.common import monitored, run_name, settings_for  # noqa: E402
-from tasks.commit import commit_version  # noqa: E402
-from tasks.http_archive import download_archive, extract_archive  # noqa: E402
-from tasks.local import scan_local, transfer_local_batch  # noqa: E402
+from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
+from datastore_tasks.commit import commit_version  # noqa: E402
+from datastore_tasks.http_archive import download_archive, extract_archive  # noqa: E402
+from datastore_tasks.local import scan_local, transfer_local_batch  # noqa: E402
 
 _RECORDED = ("format", "archive_sha256", "archive_bytes", "etag", "last_modified")
 

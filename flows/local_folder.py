@@ -6,7 +6,7 @@ commit (1 task). Everything before commit is invisible; a re-run resumes finishe
 
 from __future__ import annotations
 
-from datastore import runtime
+from datastore.orchestration import runtime
 
 runtime.configure()
 
@@ -16,12 +16,12 @@ from prefect import flow, unmapped  # noqa: E402
 from prefect.runtime import deployment, flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from datastore.creation import prepare  # noqa: E402
-from datastore.local_source import resolve_source  # noqa: E402
+from datastore.creation.pipeline import prepare  # noqa: E402
+from datastore.creation.sources.local import resolve_source  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
-from flows.common import monitored, run_name, settings_for  # noqa: E402
-from tasks.commit import commit_version  # noqa: E402
-from tasks.local import scan_local, transfer_local_batch  # noqa: E402
+from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
+from datastore_tasks.commit import commit_version  # noqa: E402
+from datastore_tasks.local import scan_local, transfer_local_batch  # noqa: E402
 
 
 def _worker_host() -> str | None:

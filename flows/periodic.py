@@ -9,15 +9,15 @@ name never overlap: the deployment has a concurrency limit of 1 that cancels the
 
 from __future__ import annotations
 
-from datastore import runtime
+from datastore.orchestration import runtime
 
 runtime.configure()
 
 from prefect import flow, get_run_logger  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
-from datastore.sources import check_options  # noqa: E402
-from flows.common import display_name  # noqa: E402
+from datastore.model.kinds import check_options  # noqa: E402
+from datastore_flows.common import display_name  # noqa: E402
 
 
 def _run_name() -> str:
@@ -44,19 +44,19 @@ def refresh_datastore(source: str, name: str, no_copy: bool = False, credentials
     if_changed = not always
     if kind == "s3":
         if no_copy:
-            from flows.s3_reference import reference_s3
+            from datastore_flows.s3_reference import reference_s3
 
             record = reference_s3(source=source, name=name, credentials=credentials, store=store, if_changed=if_changed)
         else:
-            from flows.s3_copy import create_from_s3
+            from datastore_flows.s3_copy import create_from_s3
 
             record = create_from_s3(source=source, name=name, credentials=credentials, store=store, if_changed=if_changed)
     elif kind == "http":
-        from flows.http_archive import create_from_http
+        from datastore_flows.http_archive import create_from_http
 
         record = create_from_http(source=source, name=name, store=store, if_changed=if_changed)
     else:
-        from flows.local_folder import create_from_local
+        from datastore_flows.local_folder import create_from_local
 
         record = create_from_local(source=source, name=name, store=store, if_changed=if_changed)
     log = get_run_logger()

@@ -7,18 +7,18 @@ Unchanged objects (same key, size and ETag) are reused, not copied again.
 
 from __future__ import annotations
 
-from datastore import runtime
+from datastore.orchestration import runtime
 
 runtime.configure()
 
 from prefect import flow, unmapped  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from datastore import s3_job  # noqa: E402
+from datastore.creation.sources import s3_prepare as s3_job  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
-from flows.common import monitored, run_name, settings_for  # noqa: E402
-from tasks.commit import commit_version  # noqa: E402
-from tasks.s3_copy import copy_s3_batch, scan_s3  # noqa: E402
+from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
+from datastore_tasks.commit import commit_version  # noqa: E402
+from datastore_tasks.s3_copy import copy_s3_batch, scan_s3  # noqa: E402
 
 
 @flow(name="datastore-create-s3-copy", flow_run_name=run_name,

@@ -6,16 +6,16 @@ pin (1 task: one paginated listing into manifests that pin each object by Versio
 
 from __future__ import annotations
 
-from datastore import runtime
+from datastore.orchestration import runtime
 
 runtime.configure()
 
 from prefect import flow  # noqa: E402
 
-from datastore import s3_job  # noqa: E402
-from flows.common import monitored, run_name, settings_for  # noqa: E402
-from tasks.commit import commit_version  # noqa: E402
-from tasks.s3_reference import pin_s3_prefix  # noqa: E402
+from datastore.creation.sources import s3_prepare as s3_job  # noqa: E402
+from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
+from datastore_tasks.commit import commit_version  # noqa: E402
+from datastore_tasks.s3_reference import pin_s3_prefix  # noqa: E402
 
 
 @flow(name="datastore-create-s3-reference", flow_run_name=run_name)

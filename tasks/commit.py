@@ -9,12 +9,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from datastore import creation, notify
-from datastore.creation import CreateJob
+from datastore.creation import pipeline as creation
+from datastore.creation.pipeline import CreateJob
+from datastore.orchestration import events as notify
 from datastore.settings import Settings
 from datastore.store import open_store
-from datastore.versions import VersionRecord
-from tasks.retry import RETRIES, RETRY_DELAYS, transient_only
+from datastore.store.versions import VersionRecord
+from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
 @task(name="commit-version", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NONE
 
-from datastore import local_transfer
-from datastore.creation import CreateJob
-from datastore.plan import PlanSummary
+from datastore.creation.pipeline import CreateJob
+from datastore.creation.plan import PlanSummary
+from datastore.creation.sources import local_transfer
 from datastore.settings import Settings
-from tasks.retry import RETRIES, RETRY_DELAYS, transient_only
+from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
 @task(name="scan-local", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,

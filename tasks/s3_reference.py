@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NONE
 
-from datastore import s3_reference
-from datastore.creation import CreateJob
+from datastore.creation.pipeline import CreateJob
+from datastore.creation.sources import s3_reference
 from datastore.settings import Settings
-from tasks.retry import RETRIES, RETRY_DELAYS, transient_only
+from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
 @task(name="pin-s3-prefix", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,

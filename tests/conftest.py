@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from datastore import runtime
+from datastore.orchestration import runtime
 
 runtime.configure(quiet=True)
 
-from datastore import s3  # noqa: E402
+from datastore.backends import s3  # noqa: E402
 from tests.support.cli import popen_cli, run_cli  # noqa: E402
 from tests.support.servers import S3Server, moto_server, seaweedfs  # noqa: E402
 

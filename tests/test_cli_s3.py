@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from datastore import s3
+from datastore.backends import s3
 from datastore.store import open_store
 from tests.conftest import Cli, use_s3_env
 from tests.support.servers import ACCESS_KEY, SECRET_KEY, S3Server, seaweedfs

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from datastore import versions
-from datastore.store import open_store
+from datastore.store import open_store, versions
 from tests.conftest import Cli, make_tree
 from tests.support.cli import DATASTORE
 from tests.support.servers import S3Server

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from datastore import layout, leases, versions
-from datastore.deletion import delete_all, delete_version
 from datastore.errors import AlreadyDeleted, DatastoreNotFound, VersionInUse
-from datastore.store import open_store
-from datastore.verify import verify
-from flows.local_folder import create_from_local
+from datastore.reading.verify import verify
+from datastore.store import layout, leases, open_store, versions
+from datastore.store.deletion import delete_all, delete_version
+from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

@@ -6,7 +6,7 @@ import importlib
 
 import yaml
 
-from deployments.names import CREATION, PERIODIC_ENTRYPOINT, PERIODIC_FLOW, REPO
+from datastore_deployments.names import CREATION, PERIODIC_ENTRYPOINT, PERIODIC_FLOW, REPO
 
 
 def _flow_of(entrypoint: str):  # noqa: ANN202
@@ -27,7 +27,7 @@ def test_every_creation_kind_has_a_deployment_in_prefect_yaml_with_the_names_the
 
 
 def test_serve_offers_the_same_deployments() -> None:
-    from deployments import serve
+    from datastore_deployments import serve
 
     assert set(serve.FLOWS) == set(CREATION)
     for kind, fn in serve.FLOWS.items():

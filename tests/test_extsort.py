@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from datastore.extsort import sorted_stream
+from datastore.backends.extsort import sorted_stream
 
 
 @pytest.mark.parametrize("run_size", [1, 7, 1000, 100_000])

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from datastore import reader, versions
 from datastore.errors import UnsafeArchive
-from datastore.manifest import Entry
-from datastore.store import open_store
-from flows.http_archive import create_from_http
+from datastore.model.manifest import Entry
+from datastore.reading import reader
+from datastore.store import open_store, versions
+from datastore_flows.http_archive import create_from_http
 from tests.support.http_server import serve
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -134,7 +134,8 @@ def test_too_many_members_commits_nothing(local_store: str, monkeypatch: pytest.
 
 
 def test_a_rerun_after_a_later_failure_does_not_download_again(local_store: str) -> None:
-    from datastore import http_archive, http_job
+    from datastore.creation.sources import http_archive
+    from datastore.creation.sources import http_prepare as http_job
     from datastore.settings import Settings
 
     with serve({"/again.tar.gz": build("tar.gz", TREE)}) as server:

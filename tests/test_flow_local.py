@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from datastore import reader, versions
 from datastore.errors import StoreUnavailable
-from datastore.store import LocalStore, open_store
-from flows.local_folder import create_from_local
+from datastore.reading import reader
+from datastore.store import LocalStore, open_store, versions
+from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -101,7 +101,7 @@ def test_skipped_items_are_recorded_and_counted(tmp_path: Path, local_store: str
     os.mkfifo(src / "pipe")
     record = create_from_local(str(src), name="skips")
     assert record["files"] == 1 and record["skipped"] == 2
-    from datastore.manifest import Skipped
+    from datastore.model.manifest import Skipped
 
     skipped = [i for i in reader.manifest_items(open_store(), record["manifest"]) if isinstance(i, Skipped)]
     assert skipped == [Skipped("dangling", "broken symlink"), Skipped("pipe", "special file (FIFO)")]
@@ -137,7 +137,7 @@ def test_transient_store_failure_is_retried_without_duplicating_data(
 def test_rerun_after_failure_resumes_finished_batches(
     tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from datastore import local_transfer
+    from datastore.creation.sources import local_transfer
     from datastore.errors import SourceUnreadable
 
     tree = small_tree(4000, 1000)

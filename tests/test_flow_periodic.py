@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from datastore import inflight, versions
 from datastore.errors import SourceNotFound
-from datastore.store import open_store
-from flows.local_folder import create_from_local
-from flows.periodic import refresh_datastore
+from datastore.store import inflight, open_store, versions
+from datastore_flows.local_folder import create_from_local
+from datastore_flows.periodic import refresh_datastore
 from tests.conftest import Cli, make_tree
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

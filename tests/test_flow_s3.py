@@ -8,13 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from datastore import reader, versions
 from datastore.errors import ReferenceBroken, SourceChanged
-from datastore.manifest import Skipped
-from datastore.store import open_store
-from datastore.verify import verify
-from flows.s3_copy import create_from_s3
-from flows.s3_reference import reference_s3
+from datastore.model.manifest import Skipped
+from datastore.reading import reader
+from datastore.reading.verify import verify
+from datastore.store import open_store, versions
+from datastore_flows.s3_copy import create_from_s3
+from datastore_flows.s3_reference import reference_s3
 from tests.conftest import use_s3_env
 from tests.support.servers import S3Server
 
@@ -136,7 +136,8 @@ def test_large_objects_are_copied_server_side_in_parts(server: S3Server, monkeyp
 def test_object_changed_between_listing_and_copy_is_named(seaweed_store: str, seaweed: S3Server, changed: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A small object (GET If-Match) or a large one (CopySourceIfMatch) overwritten after the listing."""
-    from datastore import s3_copy, s3_job
+    from datastore.creation.sources import s3_copy
+    from datastore.creation.sources import s3_prepare as s3_job
     from datastore.settings import Settings
 
     bucket = source_bucket(seaweed, many(50) | {"data/big.bin": b"B" * (2 * MiB)})

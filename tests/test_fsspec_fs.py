@@ -14,12 +14,11 @@ import duckdb
 import fsspec
 import pytest
 
-from datastore import layout
 from datastore.errors import DatastoreError
-from datastore.fsspec_fs import InvalidRead, PathBelowFile
-from datastore.reader import ChecksumMismatch
-from datastore.store import Store, open_store
-from flows.local_folder import create_from_local
+from datastore.reading.filesystem import InvalidRead, PathBelowFile
+from datastore.reading.reader import ChecksumMismatch
+from datastore.store import Store, layout, open_store
+from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
 from tests.test_mount import count_gets, created, record_of, small_tree  # noqa: F401 - `created` is a fixture
 
@@ -62,13 +61,13 @@ def fresh_fs(**kwargs: object):  # the registered class, looked up as a user wou
 
 
 def test_entry_point_opens_urls_without_importing_the_module(version: dict) -> None:
-    # A fresh interpreter proves the fsspec.specs entry point: nothing imports datastore.fsspec_fs first.
+    # A fresh interpreter proves the fsspec.specs entry point: nothing imports datastore.reading.filesystem first.
     code = (
         "import sys, fsspec\n"
-        "assert 'datastore.fsspec_fs' not in sys.modules\n"
+        "assert 'datastore.reading.filesystem' not in sys.modules\n"
         "with fsspec.open('datastore://ds@1/dir/f.txt') as f:\n"
         "    sys.stdout.write(f.read().decode())\n"
-        "assert type(fsspec.filesystem('datastore')).__module__ == 'datastore.fsspec_fs'\n"
+        "assert type(fsspec.filesystem('datastore')).__module__ == 'datastore.reading.filesystem'\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
                          timeout=120, check=False)

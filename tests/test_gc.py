@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from datastore import local_transfer, reader, versions
-from datastore.creation import commit, prepare
-from datastore.deletion import delete_version
+from datastore.creation.pipeline import commit, prepare
+from datastore.creation.sources import local_transfer
 from datastore.errors import DatastoreError
-from datastore.gc import collect, reclaim_version
+from datastore.reading import reader
+from datastore.reading.verify import verify
 from datastore.settings import Settings
-from datastore.store import open_store
-from datastore.verify import verify
-from flows.local_folder import create_from_local
+from datastore.store import open_store, versions
+from datastore.store.deletion import delete_version
+from datastore.store.gc import collect, reclaim_version
+from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -157,7 +158,7 @@ def test_gc_drops_unfinished_writes_of_dead_creations(request: pytest.FixtureReq
         os.utime(tmp / "dead", (time.time() - 7200, time.time() - 7200))
         (tmp / "alive").write_bytes(b"y")
     else:
-        from datastore import s3
+        from datastore.backends import s3
 
         client = s3.client()
         key = f"{store.prefix}data/u-killed"
@@ -167,7 +168,7 @@ def test_gc_drops_unfinished_writes_of_dead_creations(request: pytest.FixtureReq
     def open_uploads() -> list[str]:
         if store_fixture == "local_store":
             return sorted(os.listdir(Path(store.url) / ".tmp"))
-        from datastore import s3
+        from datastore.backends import s3
 
         return [u["Key"] for u in s3.client().list_multipart_uploads(Bucket=store.bucket,
                                                                      Prefix=store.prefix).get("Uploads", [])]

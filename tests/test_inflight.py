@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from datastore import inflight
-from datastore.store import open_store
+from datastore.store import inflight, open_store
 
 
 def test_a_silent_processing_record_reads_as_failed_and_old_failures_expire(local_store: str) -> None:

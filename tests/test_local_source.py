@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from datastore import local_source
+from datastore.creation.sources import local as local_source
+from datastore.creation.sources.local import LocalFile, read_small, resolve_source, walk
 from datastore.errors import SourceChanged, SourceNotFound
-from datastore.local_source import LocalFile, read_small, resolve_source, walk
-from datastore.manifest import Skipped
+from datastore.model.manifest import Skipped
 from tests.conftest import make_tree
 
 

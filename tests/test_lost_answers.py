@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from datastore import deletion, layout, versions
 from datastore.errors import AlreadyDeleted
-from datastore.store import open_store
-from datastore.verify import verify
-from flows.local_folder import create_from_local
+from datastore.reading.verify import verify
+from datastore.store import deletion, layout, open_store, versions
+from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree, use_s3_env
 from tests.support.faulty_s3 import Fault, FaultyS3, faulty_s3
 from tests.support.servers import S3Server
@@ -132,7 +131,7 @@ def test_an_answer_that_keeps_breaking_fails_with_one_transient_line(proxy: Faul
 
 
 def test_an_answer_to_another_request_is_never_data(proxy: FaultyS3) -> None:
-    from datastore.s3 import MismatchedAnswer
+    from datastore.backends.s3 import MismatchedAnswer
 
     store = open_store()
     data = bytes(range(256)) * 64

@@ -6,7 +6,7 @@ import tracemalloc
 
 import pytest
 
-from datastore.manifest import Entry, ManifestWriter, Skipped, canonical_line, read_items
+from datastore.model.manifest import Entry, ManifestWriter, Skipped, canonical_line, read_items
 
 
 def _entry(path: str, size: int = 3, obj: str = "data/x", offset: int = 0) -> Entry:

@@ -11,13 +11,13 @@ from typing import BinaryIO
 
 import pytest
 
-from datastore import mount as mount_mod
-from datastore import reader, versions
-from datastore.mount import MountSummary, MountTargetNotEmpty, mount
-from datastore.reader import ChecksumMismatch
-from datastore.store import Store, open_store
-from datastore.versions import VersionRecord
-from flows.local_folder import create_from_local
+from datastore.reading import download as mount_mod
+from datastore.reading import reader
+from datastore.reading.download import MountSummary, MountTargetNotEmpty, mount
+from datastore.reading.reader import ChecksumMismatch
+from datastore.store import Store, open_store, versions
+from datastore.store.versions import VersionRecord
+from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
 from tests.support.servers import S3Server
 from tests.test_flow_s3 import AWKWARD, source_bucket
@@ -82,8 +82,8 @@ def _local(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict, dict[s
 
 
 def _s3(tmp_path: Path, request: pytest.FixtureRequest, no_copy: bool) -> tuple[dict, dict[str, bytes]]:
-    from flows.s3_copy import create_from_s3
-    from flows.s3_reference import reference_s3
+    from datastore_flows.s3_copy import create_from_s3
+    from datastore_flows.s3_reference import reference_s3
 
     request.getfixturevalue("moto_store")
     # 2 MiB > DATASTORE_LARGE_FILE_BYTES: copied server-side (no sha256) or, no-copy, streamed
@@ -95,7 +95,7 @@ def _s3(tmp_path: Path, request: pytest.FixtureRequest, no_copy: bool) -> tuple[
 
 
 def _http(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict, dict[str, bytes]]:
-    from flows.http_archive import create_from_http
+    from datastore_flows.http_archive import create_from_http
     from tests.support.http_server import serve
     from tests.test_flow_http import build
 
@@ -126,7 +126,7 @@ _ENV = ("DATASTORE_STORE", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_
 def created(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
             monkeypatch: pytest.MonkeyPatch) -> tuple[dict, dict]:
     """A version made by each creation flow in turn, with the tree it should hold."""
-    from datastore import s3
+    from datastore.backends import s3
 
     kind = request.param
     monkeypatch.setenv("DATASTORE_LARGE_FILE_BYTES", str(MiB))
@@ -185,7 +185,7 @@ def test_many_small_files_take_few_gets(tmp_path: Path, local_store: str, monkey
 
 
 def test_coalescing_rule() -> None:
-    from datastore.manifest import Entry
+    from datastore.model.manifest import Entry
 
     def e(offset: int, size: int, obj: str = "data/p-1") -> Entry:
         return Entry(f"f{offset}", size, "0" * 64, obj, offset)
@@ -274,7 +274,7 @@ def test_checksum_failure_leaves_nothing_behind(tmp_path: Path, local_store: str
 def test_broken_reference_fails_naming_the_file_and_leaves_nothing(tmp_path: Path, moto_store: str,
                                                                    moto: S3Server) -> None:
     from datastore.errors import ReferenceBroken
-    from flows.s3_reference import reference_s3
+    from datastore_flows.s3_reference import reference_s3
 
     bucket = source_bucket(moto, {"d/keep.txt": b"keep", "d/over.txt": b"original"})
     record = reference_s3(f"s3://{bucket}/d/", name="pinned")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from datastore.errors import InvalidName
-from datastore.naming import NAME_RULE, derive_name, validate_name
+from datastore.model.naming import NAME_RULE, derive_name, validate_name
 
 
 @pytest.mark.parametrize(

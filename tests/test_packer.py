@@ -3,8 +3,8 @@ from __future__ import annotations
 import hashlib
 import io
 
-from datastore.manifest import Entry, read_items
-from datastore.packer import BatchBuilder, pack_address
+from datastore.creation.packer import BatchBuilder, pack_address
+from datastore.model.manifest import Entry, read_items
 from datastore.settings import Settings
 from datastore.store import open_store
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from datastore.manifest import Entry, Skipped
-from datastore.plan import Candidate, batches, encode, plan_hash_of
+from datastore.creation.plan import Candidate, batches, encode, plan_hash_of
+from datastore.model.manifest import Entry, Skipped
 from datastore.settings import Settings
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from datastore import s3
+from datastore.backends import s3
 from datastore.errors import (
     AlreadyExists,
     ObjectNotFound,

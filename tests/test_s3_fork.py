@@ -16,7 +16,7 @@ import random
 import fsspec
 import pytest
 
-from flows.local_folder import create_from_local
+from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from datastore.creation.sources.local import LocalFile, walk
+from datastore.creation.sources.safe_extract import CHUNK, FORMATS, ExtractSummary, check_suffix, detect_format, extract
 from datastore.errors import ArchiveInvalid, UnsafeArchive
-from datastore.local_source import LocalFile, walk
-from datastore.manifest import Skipped
-from datastore.safe_extract import CHUNK, FORMATS, ExtractSummary, check_suffix, detect_format, extract
+from datastore.model.manifest import Skipped
 
 MiB = 1024 * 1024
 SRC = "https://example.test/data"

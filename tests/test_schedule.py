@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from datastore.errors import InvalidSchedule
-from deployments.schedule import build_schedule, describe, parse_every
+from datastore_deployments.schedule import build_schedule, describe, parse_every
 
 
 @pytest.mark.parametrize("text, seconds", [("30s", 30), ("15m", 900), ("1h30m", 5400), ("1d", 86400), (" 2H ", 7200)])

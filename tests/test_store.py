@@ -6,8 +6,14 @@ import os
 
 import pytest
 
-from datastore.errors import (AlreadyExists, ObjectNotFound, StoreAccessDenied, StoreFull, StoreNotFound,
-                              StoreNotWritable)
+from datastore.errors import (
+    AlreadyExists,
+    ObjectNotFound,
+    StoreAccessDenied,
+    StoreFull,
+    StoreNotFound,
+    StoreNotWritable,
+)
 from datastore.settings import Settings
 from datastore.store import LocalStore, S3Store, open_store
 from tests.conftest import use_s3_env

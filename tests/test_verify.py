@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from datastore import reader, versions
-from datastore.store import open_store
-from datastore.verify import verify
-from flows.local_folder import create_from_local
+from datastore.reading import reader
+from datastore.reading.verify import verify
+from datastore.store import open_store, versions
+from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

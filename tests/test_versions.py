@@ -6,10 +6,9 @@ import uuid
 
 import pytest
 
-from datastore import layout, versions
 from datastore.errors import DatastoreNotFound, QuotaExceeded
-from datastore.store import open_store
-from datastore.versions import VersionRecord
+from datastore.store import layout, open_store, versions
+from datastore.store.versions import VersionRecord
 
 
 def _record(name: str = "ds") -> VersionRecord:
