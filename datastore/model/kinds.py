@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import enum
 import re
 
 from datastore.errors import InvalidSource
 
-KIND_OF = {"local": "local", "http": "http-archive"}  # s3 depends on --no-copy
+
+class Kind(str, enum.Enum):
+    """A version's creation path, as its record stores it (``kind``)."""
+
+    LOCAL = "local"
+    S3_COPY = "s3-copy"
+    S3_REFERENCE = "s3-reference"
+    HTTP_ARCHIVE = "http-archive"
+
+    def __str__(self) -> str:  # in f-strings and records: the stored value, not "Kind.LOCAL"
+        return self.value
+
+
+KIND_OF = {"local": Kind.LOCAL, "http": Kind.HTTP_ARCHIVE}  # s3 depends on --no-copy
 
 
 def source_kind(source: str) -> str:
@@ -40,10 +54,10 @@ def check_options(source: str, no_copy: bool, credentials: str | None) -> str:
     return kind
 
 
-def record_kind(kind: str, no_copy: bool) -> str:
-    """The version record's ``kind`` (``local``, ``s3-copy``, ``s3-reference``, ``http-archive``)."""
+def record_kind(kind: str, no_copy: bool) -> Kind:
+    """The version record's :class:`Kind` for a SOURCE argument's kind (``local``, ``s3``, ``http``)."""
     if kind == "s3":
-        return "s3-reference" if no_copy else "s3-copy"
+        return Kind.S3_REFERENCE if no_copy else Kind.S3_COPY
     return KIND_OF[kind]
 
 
