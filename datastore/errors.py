@@ -62,6 +62,24 @@ class TransientError(DatastoreError):
 # --- user input -------------------------------------------------------------------------------
 
 
+class UsageError(DatastoreError, ValueError):
+    """A command or call was given options that do not go together, or a value it cannot use."""
+
+
+class ConfigError(DatastoreError, ValueError):
+    """A setting (a ``DATASTORE_*`` variable or a :class:`~datastore.settings.Settings` field) is invalid.
+
+    Attributes:
+        setting: The variable or field name.
+        value: The value given.
+    """
+
+    def __init__(self, setting: str, value: object, problem: str, hint: str) -> None:
+        self.setting = setting
+        self.value = value
+        super().__init__(f"{setting}={value!r} {problem}", hint)
+
+
 class InvalidName(DatastoreError, ValueError):
     """An explicit datastore name breaks the naming rule, or none can be derived.
 

@@ -1,12 +1,35 @@
-"""Settings read from the environment, with the defaults a fresh machine needs."""
+"""Settings read from the environment, with the defaults a fresh machine needs.
+
+Every setting is one field of :class:`Settings`; its environment variable is
+``DATASTORE_<FIELD>`` (see :func:`env_var`). A plain frozen dataclass rather than
+pydantic-settings: importing pydantic-settings costs ~0.4 s, more than a ``datastore list``
+takes today, and the checks needed (whole numbers with a lower bound, booleans) are these few lines.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from datastore.errors import ConfigError
+
 MiB = 1024 * 1024
+
+
+# Each setting is declared once, below: its default, its bound and how its variable is read.
+def _int(default: int, minimum: int) -> int:
+    return field(default=default, metadata={"kind": "int", "minimum": minimum})
+
+
+def _path(default: Callable[[], object]) -> str:
+    return field(default_factory=lambda: str(default()), metadata={"kind": "path"})
+
+
+def _flag() -> bool:
+    return field(default=False, metadata={"kind": "flag"})
 
 
 def default_store_path() -> Path:
@@ -19,21 +42,6 @@ def default_work_dir() -> Path:
     """Scratch space for downloads and extracted archives (XDG cache; safe to delete when idle)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "datastore" / "work"
-
-
-def _int(name: str, default: int, minimum: int = 1) -> int:
-    from datastore.errors import DatastoreError
-
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise DatastoreError(f"{name}={raw!r} is not a whole number", f"set {name} to an integer >= {minimum}") from None
-    if value < minimum:
-        raise DatastoreError(f"{name}={raw!r} is too small", f"set {name} to an integer >= {minimum}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -72,56 +80,86 @@ class Settings:
             create leaves its download there so the next run resumes it.
     """
 
-    store: str = field(default_factory=lambda: str(default_store_path()))
-    max_versions: int = 50
-    batch_files: int = 1000
-    batch_bytes: int = 128 * MiB
-    pack_bytes: int = 32 * MiB
-    large_file_bytes: int = 32 * MiB
-    part_bytes: int = 8 * MiB
-    workers: int = 4
-    part_workers: int = 8
-    reuse_lines: int = 100_000
-    fetch_workers: int = 16
-    copy_multipart_bytes: int = 5 * 1024 * MiB
-    copy_part_bytes: int = 512 * MiB
-    list_run: int = 200_000
-    max_extracted_bytes: int = 256 * 1024 * MiB
-    max_extract_ratio: int = 1000
-    max_archive_members: int = 10_000_000
-    http_allow_private: bool = False
-    work_dir: str = field(default_factory=lambda: str(default_work_dir()))
-    lease_ttl: int = 120
-    gc_grace: int = 3600
-    mount_dir: str = "/datastores"
-    status_interval: int = 2
-    failed_retention: int = 7 * 24 * 3600
+    store: str = _path(default_store_path)
+    max_versions: int = _int(50, minimum=0)
+    batch_files: int = _int(1000, minimum=1)
+    batch_bytes: int = _int(128 * MiB, minimum=1)
+    pack_bytes: int = _int(32 * MiB, minimum=1)
+    large_file_bytes: int = _int(32 * MiB, minimum=1)
+    part_bytes: int = _int(8 * MiB, minimum=5 * MiB)
+    workers: int = _int(4, minimum=1)
+    part_workers: int = _int(8, minimum=1)
+    reuse_lines: int = _int(100_000, minimum=1)
+    fetch_workers: int = _int(16, minimum=1)
+    copy_multipart_bytes: int = _int(5 * 1024 * MiB, minimum=5 * MiB)
+    copy_part_bytes: int = _int(512 * MiB, minimum=5 * MiB)
+    list_run: int = _int(200_000, minimum=1)
+    max_extracted_bytes: int = _int(256 * 1024 * MiB, minimum=1)
+    max_extract_ratio: int = _int(1000, minimum=1)
+    max_archive_members: int = _int(10_000_000, minimum=1)
+    http_allow_private: bool = _flag()
+    work_dir: str = _path(default_work_dir)
+    lease_ttl: int = _int(120, minimum=3)
+    gc_grace: int = _int(3600, minimum=0)
+    mount_dir: str = _path(lambda: "/datastores")
+    status_interval: int = _int(2, minimum=1)
+    failed_retention: int = _int(7 * 24 * 3600, minimum=0)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # the same bound whether a value comes from the environment or a caller
+            minimum = f.metadata.get("minimum")
+            value = getattr(self, f.name)
+            if minimum is not None and (not isinstance(value, int) or value < minimum):
+                raise ConfigError(f.name, value, f"must be an integer >= {minimum}", f"pass {f.name} >= {minimum}")
 
     @classmethod
-    def from_env(cls) -> Settings:
-        """Build settings from ``DATASTORE_*`` environment variables."""
-        return cls(
-            store=os.environ.get("DATASTORE_STORE") or str(default_store_path()),
-            max_versions=_int("DATASTORE_MAX_VERSIONS", 50, minimum=0),
-            batch_files=_int("DATASTORE_BATCH_FILES", 1000),
-            batch_bytes=_int("DATASTORE_BATCH_BYTES", 128 * MiB),
-            pack_bytes=_int("DATASTORE_PACK_BYTES", 32 * MiB),
-            large_file_bytes=_int("DATASTORE_LARGE_FILE_BYTES", 32 * MiB),
-            part_bytes=_int("DATASTORE_PART_BYTES", 8 * MiB, minimum=5 * MiB),
-            workers=_int("DATASTORE_WORKERS", 4),
-            part_workers=_int("DATASTORE_PART_WORKERS", 8),
-            fetch_workers=_int("DATASTORE_FETCH_WORKERS", 16),
-            copy_multipart_bytes=_int("DATASTORE_COPY_MULTIPART_BYTES", 5 * 1024 * MiB, minimum=5 * MiB),
-            copy_part_bytes=_int("DATASTORE_COPY_PART_BYTES", 512 * MiB, minimum=5 * MiB),
-            list_run=_int("DATASTORE_LIST_RUN", 200_000),
-            max_extracted_bytes=_int("DATASTORE_MAX_EXTRACTED_BYTES", 256 * 1024 * MiB),
-            max_extract_ratio=_int("DATASTORE_MAX_EXTRACT_RATIO", 1000),
-            max_archive_members=_int("DATASTORE_MAX_ARCHIVE_MEMBERS", 10_000_000),
-            http_allow_private=os.environ.get("DATASTORE_HTTP_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes"),
-            work_dir=os.environ.get("DATASTORE_WORK_DIR") or str(default_work_dir()),
-            lease_ttl=_int("DATASTORE_LEASE_TTL", 120, minimum=3),
-            gc_grace=_int("DATASTORE_GC_GRACE", 3600, minimum=0),
-            mount_dir=os.environ.get("DATASTORE_MOUNT_DIR") or "/datastores",
-            status_interval=_int("DATASTORE_STATUS_INTERVAL", 2),
-            failed_retention=_int("DATASTORE_FAILED_RETENTION", 7 * 24 * 3600, minimum=0),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``DATASTORE_<FIELD>`` environment variables (empty means the default).
+
+        Called when a command or a flow run starts, never at import, so a bad variable fails
+        the run that reads it with its name and bound, not every import of a flow module.
+
+        Raises:
+            ConfigError: a variable is not a whole number, is below its bound, or is not a boolean.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            var = env_var(f.name)
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            values[f.name] = _parse(f, var, raw)
+        return cls(**values)
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes`` applied (checked like any other value)."""
+        return dataclasses.replace(self, **changes)
+
+
+def env_var(field_name: str) -> str:
+    """The environment variable of a setting: ``DATASTORE_`` + its name in capitals."""
+    return f"DATASTORE_{field_name.upper()}"
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _parse(f: dataclasses.Field, var: str, raw: str) -> object:
+    kind = f.metadata["kind"]
+    if kind == "path":
+        return raw
+    if kind == "flag":
+        low = raw.strip().lower()
+        if low in _TRUE or low in _FALSE:
+            return low in _TRUE
+        raise ConfigError(var, raw, "is not a boolean", f"set {var} to 1 or 0")
+    minimum = f.metadata["minimum"]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(var, raw, "is not a whole number", f"set {var} to an integer >= {minimum}") from None
+    if value < minimum:
+        raise ConfigError(var, raw, "is too small", f"set {var} to an integer >= {minimum}")
+    return value
