@@ -80,6 +80,20 @@ class ConfigError(DatastoreError, ValueError):
         super().__init__(f"{setting}={value!r} {problem}", hint)
 
 
+class MismatchedAnswer(TransientError):
+    """An S3 answer that does not belong to the request (another range, object or length).
+
+    What a connection shared across a ``fork`` produces; never returned as data. Transient: the
+    same request on a connection of this process's own gets the right answer.
+    """
+
+    def __init__(self, what: str, detail: str) -> None:
+        self.what = what
+        self.detail = detail
+        super().__init__(f"S3 answered a request for {what!r} with {detail}",
+                         "the answer was discarded; the read is retried on a new connection")
+
+
 class InvalidName(DatastoreError, ValueError):
     """An explicit datastore name breaks the naming rule, or none can be derived.
 

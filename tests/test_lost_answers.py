@@ -131,7 +131,7 @@ def test_an_answer_that_keeps_breaking_fails_with_one_transient_line(proxy: Faul
 
 
 def test_an_answer_to_another_request_is_never_data(proxy: FaultyS3) -> None:
-    from datastore.backends.s3 import MismatchedAnswer
+    from datastore.errors import MismatchedAnswer
 
     store = open_store()
     data = bytes(range(256)) * 64

@@ -36,6 +36,7 @@ from botocore.exceptions import (
 from datastore.errors import (
     AlreadyExists,
     DatastoreError,
+    MismatchedAnswer,
     ObjectNotFound,
     SourceAccessDenied,
     SourceChanged,
@@ -411,20 +412,6 @@ class FastS3:
         expect = {"etag": f'"{if_match}"'} if if_match else {}
         check_answer(f"{bucket}/{key}", r.get("ContentLength"), len(data), {"etag": r.get("ETag")}, expect)
         return data
-
-
-class MismatchedAnswer(TransientError):
-    """An S3 answer that does not belong to the request (another range, object or length).
-
-    What a connection shared across a ``fork`` produces; never returned as data. Transient: the
-    same request on a connection of this process's own gets the right answer.
-    """
-
-    def __init__(self, what: str, detail: str) -> None:
-        self.what = what
-        self.detail = detail
-        super().__init__(f"S3 answered a request for {what!r} with {detail}",
-                         "the answer was discarded; the read is retried on a new connection")
 
 
 def check_answer(what: str, content_length: object, got: int, headers: dict[str, object],

@@ -17,6 +17,7 @@ from datastore.errors import (
     AlreadyExists,
     DatastoreError,
     InvalidSource,
+    MismatchedAnswer,
     ObjectNotFound,
 )
 from datastore.settings import Settings
@@ -218,7 +219,7 @@ class _S3Body(io.RawIOBase):
         if self.etag is None:
             self.etag, self.size = r.get("ETag"), r.get("ContentLength")
         elif self.pos and not str(r.get("ContentRange", "")).startswith(f"bytes {self.pos}-"):
-            raise s3.MismatchedAnswer(f"{self.key} from byte {self.pos}", f"Content-Range {r.get('ContentRange')}")
+            raise MismatchedAnswer(f"{self.key} from byte {self.pos}", f"Content-Range {r.get('ContentRange')}")
         self.body = r["Body"]
 
     def readable(self) -> bool:
@@ -241,7 +242,7 @@ class _S3Body(io.RawIOBase):
 
         chunk = s3.retried(attempt)
         if not chunk and self.size is not None and self.pos < self.size:
-            raise s3.MismatchedAnswer(self.key, f"an answer that ended at byte {self.pos} of {self.size}")
+            raise MismatchedAnswer(self.key, f"an answer that ended at byte {self.pos} of {self.size}")
         buf[: len(chunk)] = chunk
         self.pos += len(chunk)
         return len(chunk)
