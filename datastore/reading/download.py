@@ -21,7 +21,7 @@ What it does, in order:
    into a temporary name, hashed on the way, and renamed to its own name only after the check.
 5. **Referenced files** (``--no-copy``) and small files without a sha256 go through
    :meth:`datastore.reading.reader.Reader.read`, which pins the exact S3 object (VersionId or ETag) and
-   checks the size; large ones are streamed from the pinned object the same way.
+   checks the size; large ones are streamed from the pinned object in pinned ranged reads.
 6. **Publish atomically.** Everything is written into a hidden folder next to ``dest`` (same
    file system, so the final step is a rename); files are ``0o444`` and folders ``0o555`` once
    written, then the folder is renamed to ``dest``. A failed mount removes its hidden folder, so
