@@ -7,11 +7,10 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 
-from datastore.reading import download as mount_mod
+from datastore.model.manifest import Entry
 from datastore.reading import reader
 from datastore.reading.download import MountSummary, MountTargetNotEmpty, mount
 from datastore.reading.reader import ChecksumMismatch
@@ -147,7 +146,7 @@ def created(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 def test_round_trip_of_every_kind(created: tuple[dict, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     record, tree = created
-    monkeypatch.setattr(mount_mod, "STREAM_CHUNK", 256 * 1024)  # the large file takes several chunks
+    monkeypatch.setattr(reader, "STREAM_CHUNK", 256 * 1024)  # the large file takes several chunks
     store, rec = record_of(record)
     big = next(e for e in reader.entries(store, rec) if e.path == "big/model.bin")
     if record["kind"] == "s3-copy":
@@ -185,19 +184,17 @@ def test_many_small_files_take_few_gets(tmp_path: Path, local_store: str, monkey
 
 
 def test_coalescing_rule() -> None:
-    from datastore.model.manifest import Entry
-
     def e(offset: int, size: int, obj: str = "data/p-1") -> Entry:
         return Entry(f"f{offset}", size, "0" * 64, obj, offset)
 
-    run = mount_mod.Run("data/p-1", 0, 100, [e(0, 100)])
+    run = reader.Run("data/p-1", 0, 100, [e(0, 100)])
     assert run.accepts(e(100, 10))  # adjacent
-    assert run.accepts(e(100 + mount_mod.COALESCE_GAP, 10))  # a hole up to the gap is read through
-    assert not run.accepts(e(101 + mount_mod.COALESCE_GAP, 10))  # a bigger hole: a new GET
+    assert run.accepts(e(100 + reader.COALESCE_GAP, 10))  # a hole up to the gap is read through
+    assert not run.accepts(e(101 + reader.COALESCE_GAP, 10))  # a bigger hole: a new GET
     assert not run.accepts(e(100, 10, obj="data/p-2"))  # another object
     assert not run.accepts(e(50, 10))  # going backwards (a reused entry from an older pack)
-    assert not run.accepts(e(200, mount_mod.MAX_READ - 150))  # the read would pass MAX_READ
-    assert run.accepts(e(200, mount_mod.MAX_READ - 200))  # ... exactly MAX_READ is fine
+    assert not run.accepts(e(200, reader.MAX_READ - 150))  # the read would pass MAX_READ
+    assert run.accepts(e(200, reader.MAX_READ - 200))  # ... exactly MAX_READ is fine
 
 
 def test_read_cap_splits_runs(tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,7 +202,7 @@ def test_read_cap_splits_runs(tmp_path: Path, local_store: str, monkeypatch: pyt
     record = create_from_local(str(make_tree(tmp_path / "src", tree)), name="cap")
     store, rec = record_of(record)
     gets = count_gets(store, monkeypatch)
-    monkeypatch.setattr(mount_mod, "MAX_READ", 64 * 1024)  # a run may span at most 64 KiB
+    monkeypatch.setattr(reader, "MAX_READ", 64 * 1024)  # a run may span at most 64 KiB
     mount(store, rec, tmp_path / "m")
     assert tree_of(tmp_path / "m") == tree
     assert all(length <= 64 * 1024 for _, _, length in gets)
@@ -220,15 +217,15 @@ def test_large_file_is_streamed_with_bounded_chunks(tmp_path: Path, moto_store: 
     record = create_from_local(str(make_tree(tmp_path / "src", tree)), name="big")
     store, rec = record_of(record)
     reads: list[int] = []
-    real_read = mount_mod._read_exact
+    real_stream = reader.Reader.stream
 
-    def watching(body: BinaryIO, size: int) -> Iterator[bytes]:  # a pass-through spy
-        for chunk in real_read(body, size):
+    def watching(self: reader.Reader, e: Entry, chunk_bytes: int | None = None) -> Iterator[bytes]:  # a pass-through spy
+        for chunk in real_stream(self, e, chunk_bytes):
             reads.append(len(chunk))
             yield chunk
 
-    monkeypatch.setattr(mount_mod, "_read_exact", watching)
-    monkeypatch.setattr(mount_mod, "STREAM_CHUNK", MiB)
+    monkeypatch.setattr(reader.Reader, "stream", watching)
+    monkeypatch.setattr(reader, "STREAM_CHUNK", MiB)
     mount(store, rec, tmp_path / "m")
     assert tree_of(tmp_path / "m") == tree
     assert len(reads) >= 7 and max(reads) <= MiB  # streamed in pieces, never held whole

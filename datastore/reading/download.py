@@ -5,24 +5,23 @@ What it does, in order:
 1. **Check the target.** ``dest`` must not exist or be an empty directory; anything else is
    refused before a byte moves (:class:`MountTargetNotEmpty`).
 2. **Plan reads while streaming the manifest.** Small files of one version mostly sit next to
-   each other in the same pack object (a batch packs them in path order), so consecutive
-   manifest entries that share ``object`` and have increasing offsets are merged into one *run*
-   and fetched with ONE ranged GET. The coalescing rule: an entry joins the current run when it
-   is in the same object, starts at or after the run's end, the hole in between is at most
-   :data:`COALESCE_GAP` (1 MiB; the hole's bytes are fetched and thrown away, which is cheaper
-   than another request) and the run stays within :data:`MAX_READ` (8 MiB: enough runs to keep every worker busy). Anything else
-   closes the run. Entries reused from an older version can point into other packs: they simply
-   start new runs, so the rule never needs the whole manifest in memory.
+   each other in the same pack object (a batch packs them in path order), so
+   :meth:`~datastore.reading.reader.Reader.runs` merges consecutive manifest entries of one
+   object into *runs*, each fetched with ONE ranged GET (the coalescing rule is
+   :class:`~datastore.reading.reader.Run`'s: holes up to 1 MiB are read through, a run stays
+   within 8 MiB, enough runs to keep every worker busy). Entries reused from an older version
+   can point into other packs: they simply start new runs, so the plan never needs the whole
+   manifest in memory.
 3. **Fetch runs in parallel with bounded memory.** ``workers`` threads; at most ``2 × workers``
    tasks and :data:`MAX_INFLIGHT_BYTES` of planned reads are in flight, so memory does not grow
    with the version. Each run is split in memory and every file's sha256 is checked *before*
    it is written (:class:`~datastore.reading.reader.ChecksumMismatch` on a mismatch).
 4. **Stream large files.** A file of at least ``DATASTORE_LARGE_FILE_BYTES`` (or bigger than one
-   coalesced read) is streamed in :data:`STREAM_CHUNK` pieces into a temporary name, hashed on
-   the way, and renamed to its own name only after the check.
+   coalesced read) is streamed (:meth:`~datastore.reading.reader.Reader.stream`, 8 MiB pieces)
+   into a temporary name, hashed on the way, and renamed to its own name only after the check.
 5. **Referenced files** (``--no-copy``) and small files without a sha256 go through
    :meth:`datastore.reading.reader.Reader.read`, which pins the exact S3 object (VersionId or ETag) and
-   checks the size; large ones are streamed from the pinned object the same way.
+   checks the size; large ones are streamed from the pinned object in pinned ranged reads.
 6. **Publish atomically.** Everything is written into a hidden folder next to ``dest`` (same
    file system, so the final step is a rename); files are ``0o444`` and folders ``0o555`` once
    written, then the folder is renamed to ``dest``. A failed mount removes its hidden folder, so
@@ -35,34 +34,25 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from datastore.errors import DatastoreError, SourceChanged
+from datastore.errors import DatastoreError
+from datastore.model.hashing import Stopped, copy_hashed
 from datastore.model.manifest import Entry
-from datastore.reading.reader import ChecksumMismatch, Reader, entries
+from datastore.reading import reader as reading
+from datastore.reading.reader import Reader, Run
 from datastore.settings import Settings
 from datastore.store import Store
 from datastore.store.versions import VersionRecord
 
 MiB = 1024 * 1024
-
-COALESCE_GAP = 1 * MiB
-"""Largest hole between two entries of one object that is read through rather than split."""
-
-MAX_READ = 8 * MiB
-"""Largest coalesced ranged read (also the pack size, so one run is at most one pack)."""
-
-STREAM_CHUNK = 8 * MiB
-"""Piece size when streaming a large file."""
 
 MAX_INFLIGHT_BYTES = 256 * MiB
 """Planned bytes in flight across all workers (bounds memory, independent of the version size)."""
@@ -104,21 +94,6 @@ class MountSummary:
     bytes: int
 
 
-@dataclass
-class Run:
-    """Adjacent (or nearly adjacent) small entries of one store object, read with one GET."""
-
-    key: str
-    start: int
-    end: int
-    entries: list[Entry] = field(default_factory=list)
-
-    def accepts(self, e: Entry) -> bool:
-        """Whether ``e`` can join this run under the coalescing rule."""
-        return (e.object == self.key and e.offset >= self.end and e.offset - self.end <= COALESCE_GAP
-                and e.offset + e.size - self.start <= MAX_READ)
-
-
 def _safe_parts(path: str) -> list[str] | None:
     """The components of a manifest path, or None when it could escape or collide with the tree."""
     if not path or path.startswith("/") or "\x00" in path:
@@ -158,7 +133,7 @@ class _Mounter:
         self.workers = workers
         self.reader = Reader(store, record)
         # Large files stream; so does anything too big to be one coalesced read.
-        self.stream_from = min(settings.large_file_bytes, MAX_READ)
+        self.stream_from = min(settings.large_file_bytes, reading.MAX_READ)
         self.stop = threading.Event()  # tells streaming tasks to give up once another task failed
         self.umask_drops = _umask() & FILE_MODE != 0
         self._dirs: set[str] = {""}
@@ -169,32 +144,25 @@ class _Mounter:
 
     def tasks(self) -> Iterator[tuple[int, Callable[[], None]]]:
         """``(planned bytes in memory, task)`` for the whole version, streamed from the manifest."""
-        run: Run | None = None
-        for e in entries(self.store, self.record):
-            target = self._target(e)
-            self.files += 1
-            self.bytes += e.size
-            if e.object is not None and e.sha256 is not None and e.size < self.stream_from:
-                if run is not None and run.accepts(e):
-                    run.entries.append(e)
-                    run.end = e.offset + e.size
-                    continue
-                if run is not None:
-                    yield run.end - run.start, self._run_task(run)
-                run = Run(e.object, e.offset, e.offset + e.size, [e])
-                continue
-            if e.referenced:
-                _ = self.reader.source  # opened (once, cached) here rather than racing in the workers
-            if e.size >= self.stream_from:
-                yield min(e.size, STREAM_CHUNK), self._stream_task(e, target)
+        for read in self.reader.runs(self._planned(), stream_from=self.stream_from):
+            if isinstance(read, Run):
+                yield read.length, self._run_task(read)
+            elif read.size >= self.stream_from:
+                yield min(read.size, reading.STREAM_CHUNK), self._stream_task(read)
             else:
                 # a no-copy reference or a small server-side copy: the Reader pins and size-checks it
-                yield e.size, self._reader_task(e, target)
-        if run is not None:
-            yield run.end - run.start, self._run_task(run)
+                yield read.size, self._reader_task(read)
 
-    def _target(self, e: Entry) -> Path:
-        """Where ``e`` goes in the hidden folder; its parent folders are created here, once each."""
+    def _planned(self) -> Iterator[Entry]:
+        """The version's entries, each one's folders created and counted as it passes."""
+        for e in self.reader.entries():
+            self._target(e)
+            self.files += 1
+            self.bytes += e.size
+            yield e
+
+    def _target(self, e: Entry) -> None:
+        """Check where ``e`` goes in the hidden folder; its parent folders are created here, once each."""
         parts = _safe_parts(e.path)
         if parts is None:
             raise MountFailed(self.dest, e.path, "the path is absolute or has an empty, '.' or '..' segment",
@@ -206,49 +174,39 @@ class _Mounter:
             except OSError as exc:
                 raise self._write_error(e.path, exc) from exc
             self._dirs.add(parent)
-        return self.tmp.joinpath(*parts)
 
     # --- tasks (worker threads) -------------------------------------------------------------
 
+    def _path(self, e: Entry) -> Path:
+        """Where ``e`` goes in the hidden folder (its path was checked by :meth:`_target`)."""
+        return self.tmp.joinpath(*e.path.split("/"))
+
     def _run_task(self, run: Run) -> Callable[[], None]:
         def task() -> None:
-            data = self.store.get_range(run.key, run.start, run.end - run.start)
-            view = memoryview(data)
-            for e in run.entries:
-                part = view[e.offset - run.start: e.offset - run.start + e.size]
-                actual = hashlib.sha256(part).hexdigest()
-                if actual != e.sha256 or len(part) != e.size:
-                    raise ChecksumMismatch(e.path, e.sha256 or "", actual)
-                self._write_file(e, self.tmp.joinpath(*e.path.split("/")), part)
+            for e, piece in self.reader.read_run(run):  # every piece checked before it is written
+                self._write_file(e, self._path(e), piece)
 
         return task
 
-    def _reader_task(self, e: Entry, target: Path) -> Callable[[], None]:
+    def _reader_task(self, e: Entry) -> Callable[[], None]:
         def task() -> None:
-            self._write_file(e, target, self.reader.read(e))
+            self._write_file(e, self._path(e), self.reader.read(e))
 
         return task
 
-    def _stream_task(self, e: Entry, target: Path) -> Callable[[], None]:
+    def _stream_task(self, e: Entry) -> Callable[[], None]:
         def task() -> None:
+            target = self._path(e)
             part = target.with_name(f".{target.name}.part-{uuid.uuid4().hex[:12]}")
-            h = hashlib.sha256()
-            written = 0
             try:
                 fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
                 with open(fd, "wb", closefd=True) as out:
-                    for chunk in self._chunks(e):
-                        if self.stop.is_set():
-                            return
-                        h.update(chunk)
-                        written += len(chunk)
-                        out.write(chunk)
-                if e.sha256 is not None and (h.hexdigest() != e.sha256 or written != e.size):
-                    raise ChecksumMismatch(e.path, e.sha256, h.hexdigest())
-                if written != e.size:
-                    raise ChecksumMismatch(e.path, f"{e.size} bytes", f"{written} bytes")
+                    got = copy_hashed(self.reader.stream(e), out.write, stop=self.stop)
+                self.reader.check(e, got)
                 os.replace(part, target)  # only checked bytes get the real name
                 os.chmod(target, FILE_MODE)
+            except Stopped:
+                return  # another task failed: the mount is being abandoned
             except OSError as exc:
                 if isinstance(exc, DatastoreError):
                     raise
@@ -258,27 +216,6 @@ class _Mounter:
                     part.unlink()
 
         return task
-
-    def _chunks(self, e: Entry) -> Iterator[bytes]:
-        """The bytes of a large entry in pieces of at most :data:`STREAM_CHUNK` (bounded memory)."""
-        if e.referenced:
-            try:
-                body = self.reader.source.open(e.source or {})
-                yield from _read_exact(body, e.size)
-            except SourceChanged as exc:
-                raise self.reader.broken(e, exc.detail) from None
-        elif e.offset == 0:
-            # an object of its own: one streaming GET rather than one GET per chunk
-            yield from _read_exact(self.store.open_read(e.object or ""), e.size)
-        else:
-            done = 0
-            while done < e.size:
-                n = min(STREAM_CHUNK, e.size - done)
-                chunk = self.store.get_range(e.object or "", e.offset + done, n)
-                if not chunk:
-                    return  # truncated object: the size/sha256 check names the file
-                yield chunk
-                done += len(chunk)
 
     def _write_file(self, e: Entry, target: Path, data: bytes | memoryview) -> None:
         try:
@@ -349,20 +286,6 @@ def _umask() -> int:
     except (OSError, ValueError):
         pass
     return 0o777  # unknown: assume the worst, so every file gets its mode set explicitly
-
-
-def _read_exact(body: BinaryIO, size: int) -> Iterator[bytes]:
-    """Up to ``size`` bytes of ``body`` in :data:`STREAM_CHUNK` pieces; closes ``body``."""
-    try:
-        left = size
-        while left > 0:
-            chunk = body.read(min(STREAM_CHUNK, left))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
-    finally:
-        body.close()
 
 
 def _make_read_only(root: Path) -> None:

@@ -59,10 +59,10 @@ from typing import Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
-from datastore.errors import DatastoreError, DatastoreNotFound, SourceChanged
+from datastore.errors import DatastoreError, DatastoreNotFound
 from datastore.model.manifest import Entry
 from datastore.model.naming import NAME_RULE, validate_name
-from datastore.reading.reader import ChecksumMismatch, Reader, entries
+from datastore.reading.reader import ChecksumMismatch, Reader
 from datastore.settings import Settings
 from datastore.store import Store, open_store, versions
 from datastore.store.versions import VersionRecord
@@ -192,7 +192,7 @@ class Listing:
         self.reader = Reader(store, record)
         self.files: dict[str, Entry] = {}
         self.dirs: dict[str, dict[str, bool]] = {"": {}}
-        for e in entries(store, record):
+        for e in self.reader.entries():
             self.files[e.path] = e
             parts = e.path.split("/")
             parent = ""
@@ -495,21 +495,8 @@ class DatastoreFileSystem(AbstractFileSystem):
                 back shorter or longer than asked (a truncated object).
             ReferenceBroken: a ``--no-copy`` file's pinned object is gone or changed.
         """
-        start, end = max(0, start), min(end, e.size)
-        if end <= start:
-            return b""
-        if verify and start == 0 and end == e.size:
-            return lst.reader.read(e)
-        if e.referenced:
-            try:
-                data = lst.reader.source.get(e.source or {}, start, end - start)
-            except SourceChanged as exc:
-                raise lst.reader.broken(e, exc.detail) from None
-        else:
-            data = self.store.get_range(e.object or "", e.offset + start, end - start)
-        if len(data) != end - start:  # a truncated object would otherwise look like an early end of file
-            raise ChecksumMismatch(e.path, f"{end - start} bytes at offset {start}", f"{len(data)} bytes")
-        return data
+        start = max(0, start)
+        return lst.reader.read_range(e, start, max(0, end - start), check=verify)
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         """A file's bytes, or ``[start, end)`` of them (negative values count from the end).

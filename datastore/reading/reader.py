@@ -1,17 +1,51 @@
 """Reading a committed version back: its entries, and each file's bytes, checked.
 
-The lifecycle issue builds ``mount``, ``verify`` and the fsspec protocol on these functions.
+:class:`Reader` is the one read path of a version. ``mount``/``download``
+(:mod:`datastore.reading.download`), ``verify`` (:mod:`datastore.reading.verify`), the fsspec
+protocol (:mod:`datastore.reading.filesystem`) and the coming FUSE mount all read through it:
+
+* :meth:`Reader.read` — one whole file, checked (sha256 where known, size, and for a
+  ``--no-copy`` entry exactly the pinned VersionId/ETag);
+* :meth:`Reader.read_range` — ``length`` bytes at ``offset`` of one file, never past its end
+  (a FUSE ``read(offset, size)`` or an fsspec ranged read); a range that covers the whole file
+  is checked like :meth:`Reader.read`;
+* :meth:`Reader.stream` — a large file in bounded chunks (hash them with
+  :func:`datastore.model.hashing.copy_hashed`, then :meth:`Reader.check`);
+* :meth:`Reader.runs` / :meth:`Reader.read_run` — neighbouring packed files planned into
+  coalesced ranged reads (one GET for many small files), and their checked pieces.
+
+Where the bytes are is decided here once: a copied entry (``object`` set) is read from the
+store, a referenced one (``--no-copy``) from its source bucket, pinned; a pinned object that is
+gone or different is a :class:`~datastore.errors.ReferenceBroken`, never other bytes.
+
+Fork safety: a Reader holds no S3 client. The store and the source look their client up per
+request (:func:`datastore.backends.s3.client`), and those are replaced in a forked child, so a
+Reader made before a fork (a PyTorch ``DataLoader``'s dataset) reads correctly in the workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
-from datastore.errors import DatastoreError, ReferenceBroken
+from datastore.errors import DatastoreError, ReferenceBroken, SourceChanged
+from datastore.model.hashing import Hashed, chunks
 from datastore.model.manifest import Entry, Item, read_items
 from datastore.store import Store
 from datastore.store.versions import VersionRecord
+
+MiB = 1024 * 1024
+
+COALESCE_GAP = 1 * MiB
+"""Largest hole between two entries of one object that is read through rather than split."""
+
+MAX_READ = 8 * MiB
+"""Largest coalesced ranged read; files this big or bigger are streamed, not read whole."""
+
+STREAM_CHUNK = 8 * MiB
+"""Piece size when streaming a large file."""
 
 
 class ChecksumMismatch(DatastoreError, ValueError):
@@ -21,6 +55,15 @@ class ChecksumMismatch(DatastoreError, ValueError):
         self.path = path
         super().__init__(f"file {path!r} does not match its manifest (sha256 {actual[:12]}… != {expected[:12]}…)",
                          "the store was damaged or changed outside datastore; run 'datastore verify'")
+
+
+class InvalidRange(DatastoreError, ValueError):
+    """A negative offset or length asked of :meth:`Reader.read_range`."""
+
+    def __init__(self, path: str, offset: int, length: int) -> None:
+        self.path = path
+        super().__init__(f"cannot read {length} bytes at offset {offset} of file {path!r}",
+                         "offset and length must be 0 or more")
 
 
 def manifest_items(store: Store, key: str) -> Iterator[Item]:
@@ -36,11 +79,54 @@ def entries(store: Store, record: VersionRecord) -> Iterator[Entry]:
             yield item
 
 
+@dataclass
+class Run:
+    """Neighbouring packed entries of one store object, read with one ranged GET.
+
+    The coalescing rule (:meth:`accepts`): an entry joins when it is in the same object, starts
+    at or after the run's end, the hole in between is at most :data:`COALESCE_GAP` (its bytes
+    are fetched and thrown away, which is cheaper than another request) and the run stays within
+    :data:`MAX_READ`.
+
+    Attributes:
+        key: The store object.
+        start: First byte of the read.
+        end: End (exclusive) of the read.
+        entries: The entries, in increasing offset order.
+    """
+
+    key: str
+    start: int
+    end: int
+    entries: list[Entry] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, e: Entry) -> Run:
+        """A run holding only ``e``."""
+        return cls(e.object or "", e.offset, e.offset + e.size, [e])
+
+    @property
+    def length(self) -> int:
+        """Bytes the run's one GET reads (holes included)."""
+        return self.end - self.start
+
+    def accepts(self, e: Entry) -> bool:
+        """Whether ``e`` can join this run under the coalescing rule."""
+        return (e.object == self.key and e.offset >= self.end and e.offset - self.end <= COALESCE_GAP
+                and e.offset + e.size - self.start <= MAX_READ)
+
+    def add(self, e: Entry) -> None:
+        """Append ``e`` (which :meth:`accepts` allowed)."""
+        self.entries.append(e)
+        self.end = e.offset + e.size
+
+
 class Reader:
-    """Reads the files of one version: from the store, or, for ``--no-copy`` versions, from the
+    """Reads the files of one version: from the store, or, for ``--no-copy`` entries, from the
     pinned source objects (exactly the pinned VersionId or ETag, never whatever is there now).
 
-    ``mount``, ``verify`` and the fsspec protocol are built on this one read path.
+    Safe to share between threads. ``mount``, ``verify``, the fsspec protocol and the FUSE mount
+    are built on this one read path (see the module docstring).
     """
 
     def __init__(self, store: Store, record: VersionRecord) -> None:
@@ -50,12 +136,22 @@ class Reader:
 
     @property
     def source(self):  # noqa: ANN201 - S3Source, imported lazily (boto3/Prefect blocks only when needed)
-        """The S3 source of a no-copy version, opened with the recorded credentials block."""
+        """The S3 source of a no-copy version, opened with the recorded credentials block.
+
+        Kept: it holds no client of its own (it asks for this process's client per request), so
+        it stays valid across a fork. Two threads racing here build two equal sources; one wins.
+        """
         if self._source is None:
             from datastore.backends.s3_source import source_of
 
             self._source = source_of(self.record.source_detail)
         return self._source
+
+    def entries(self) -> Iterator[Entry]:
+        """Stream the file entries of the version, in manifest (path) order."""
+        return entries(self.store, self.record)
+
+    # --- whole files and ranges -------------------------------------------------------------
 
     def read(self, entry: Entry) -> bytes:
         """The bytes of one file, checked against the manifest.
@@ -63,27 +159,164 @@ class Reader:
         Raises:
             ChecksumMismatch: stored bytes differ from the manifest.
             ReferenceBroken: a pinned source object was deleted or changed.
+            ObjectNotFound: the store object holding the file is gone.
         """
         if entry.referenced:
-            data = self._read_reference(entry)
+            with self._pinned(entry) as source:
+                data = source.get(entry.source or {})
         else:
-            data = self.store.get_range(entry.object, entry.offset, entry.size)
-        if entry.sha256 is not None:
-            actual = hashlib.sha256(data).hexdigest()
-            if actual != entry.sha256 or len(data) != entry.size:
-                raise ChecksumMismatch(entry.path, entry.sha256, actual)
-        elif len(data) != entry.size:
-            raise ChecksumMismatch(entry.path, f"{entry.size} bytes", f"{len(data)} bytes")
+            data = self.store.get_range(entry.object or "", entry.offset, entry.size)
+        self.check_bytes(entry, data)
         return data
 
-    def _read_reference(self, entry: Entry) -> bytes:
-        from datastore.errors import SourceChanged
+    def read_range(self, entry: Entry, offset: int, length: int, check: bool = True) -> bytes:
+        """Up to ``length`` bytes at ``offset`` of one file, never past the file's end.
 
-        pin = entry.source or {}
+        One ranged read of exactly those bytes (a neighbour's bytes in the same pack are never
+        returned). A range that ends past the file's end is cut there; one that starts at or
+        after it, and ``length == 0``, are ``b""`` without a request (a FUSE read at EOF).
+
+        Args:
+            check: Check a range covering the whole file like :meth:`read` (a part of a file
+                cannot be checked against the file's sha256, only its length).
+
+        Raises:
+            InvalidRange: ``offset`` or ``length`` is negative.
+            ChecksumMismatch: a whole-file read does not match the manifest, or a range came
+                back shorter or longer than asked (a truncated object).
+            ReferenceBroken: a ``--no-copy`` file's pinned object is gone or changed.
+        """
+        if offset < 0 or length < 0:
+            raise InvalidRange(entry.path, offset, length)
+        end = min(offset + length, entry.size)
+        if end <= offset:
+            return b""
+        if check and offset == 0 and end == entry.size:
+            return self.read(entry)
+        data = self._get(entry, offset, end - offset)
+        if len(data) != end - offset:  # a truncated object would otherwise look like an early end of file
+            raise ChecksumMismatch(entry.path, f"{end - offset} bytes at offset {offset}", f"{len(data)} bytes")
+        return data
+
+    def _get(self, entry: Entry, offset: int, length: int) -> bytes:
+        """``length`` (> 0) bytes at ``offset`` of ``entry``, unchecked: the one ranged GET."""
+        if entry.referenced:
+            with self._pinned(entry) as source:
+                return source.get(entry.source or {}, offset, length)
+        return self.store.get_range(entry.object or "", entry.offset + offset, length)
+
+    # --- large files --------------------------------------------------------------------------
+
+    def stream(self, entry: Entry, chunk_bytes: int | None = None) -> Iterator[bytes]:
+        """The bytes of one file in pieces of at most ``chunk_bytes`` (:data:`STREAM_CHUNK`).
+
+        Unchecked: pass the pieces through :func:`~datastore.model.hashing.copy_hashed` and its
+        result to :meth:`check`. A truncated object ends the stream early (the check names the
+        file). An object of its own is one streaming GET (the store's reader resumes a broken
+        answer); a file inside a pack, or a referenced one, is read in ranged GETs of one piece
+        each, every one retried on its own and, for references, pinned.
+
+        Raises:
+            ReferenceBroken: a pinned source object is gone or changed.
+            ObjectNotFound: the store object is gone.
+        """
+        size = chunk_bytes or STREAM_CHUNK
+        if not entry.referenced and entry.offset == 0:
+            with self.store.open_read(entry.object or "") as body:
+                yield from chunks(body, size, limit=entry.size)
+            return
+        done = 0
+        while done < entry.size:
+            data = self._get(entry, done, min(size, entry.size - done))
+            if not data:
+                return  # truncated object
+            yield data
+            done += len(data)
+
+    def check(self, entry: Entry, got: Hashed) -> None:
+        """Compare what was read of ``entry`` (its size and sha256) with the manifest.
+
+        Raises:
+            ChecksumMismatch: another sha256 (where the manifest has one) or another size.
+        """
+        if entry.sha256 is not None and (got.sha256 != entry.sha256 or got.size != entry.size):
+            raise ChecksumMismatch(entry.path, entry.sha256, got.sha256)
+        if got.size != entry.size:
+            raise ChecksumMismatch(entry.path, f"{entry.size} bytes", f"{got.size} bytes")
+
+    def check_bytes(self, entry: Entry, data: bytes | memoryview) -> None:
+        """:meth:`check` for bytes in memory (hashed only when the manifest has a sha256)."""
+        digest = hashlib.sha256(data).hexdigest() if entry.sha256 is not None else ""
+        self.check(entry, Hashed(len(data), digest))
+
+    # --- coalesced reads of packed files ------------------------------------------------------
+
+    def runs(self, items: Iterable[Entry], stream_from: int | None = None) -> Iterator[Run | Entry]:
+        """Plan the reads of ``items`` (manifest order): runs of packed files, and the rest.
+
+        Entries stored with a sha256 and smaller than ``stream_from`` (default and at most
+        :data:`MAX_READ`) are merged into :class:`Run` s under the coalescing rule; every other
+        entry (a reference, a server-side copy without sha256, a large file) is yielded as
+        itself, to be read with :meth:`read` or :meth:`stream`. The open run is not closed by
+        such an entry, so a run is yielded when it closes, after the entries read alone that
+        came in between. Entries reused from an older version point into other packs and
+        simply start new runs, so the plan never needs the whole manifest in memory.
+
+        A FUSE read handler prefetches the neighbours of a packed file with the first run of
+        ``runs(files[i:i + k])`` over the path-ordered files from that file on.
+
+        The source of a no-copy version is opened here, on the planning thread, rather than
+        racing in the workers.
+        """
+        limit = MAX_READ if stream_from is None else min(stream_from, MAX_READ)
+        run: Run | None = None
+        for e in items:
+            if e.object is not None and e.sha256 is not None and e.size < limit:
+                if run is not None and run.accepts(e):
+                    run.add(e)
+                    continue
+                if run is not None:
+                    yield run
+                run = Run.of(e)
+                continue
+            if e.referenced:
+                _ = self.source
+            yield e
+        if run is not None:
+            yield run
+
+    def read_run(self, run: Run, check: bool = True) -> Iterator[tuple[Entry, memoryview]]:
+        """Each entry of ``run`` with its bytes, from one ranged GET.
+
+        Args:
+            check: Check each piece (sha256 and size) before it is yielded. Without, a piece
+                of a truncated object is shorter than its entry.
+
+        Raises:
+            ChecksumMismatch: a piece does not match its entry (``check`` only).
+            ObjectNotFound: the store object is gone.
+        """
+        view = memoryview(self.store.get_range(run.key, run.start, run.length))
+        for e in run.entries:
+            piece = view[e.offset - run.start: e.offset - run.start + e.size]
+            if check:
+                self.check_bytes(e, piece)
+            yield e, piece
+
+    # --- references -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _pinned(self, entry: Entry) -> Iterator:
+        """The source, for reading ``entry``'s pinned object: a change becomes :class:`ReferenceBroken`."""
         try:
-            return self.source.get(pin)
+            yield self.source
         except SourceChanged as exc:
             raise self.broken(entry, exc.detail) from None
+
+    def head_pinned(self, entry: Entry):  # noqa: ANN201 - S3Object | None
+        """A HEAD of the object a no-copy entry pins (that version, or the current object)."""
+        pin = entry.source or {}
+        return self.source.head(pin["key"], pin.get("version_id"))
 
     def pinned_location(self, entry: Entry) -> str:
         """``s3://bucket/key (version V)`` or ``(ETag E)``: the object a no-copy entry pins."""

@@ -1,0 +1,233 @@
+"""``Reader``: read planning (runs) and ranged reads, on a hand-built pack in a local store."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from datastore.errors import ReferenceBroken, SourceChanged
+from datastore.model.hashing import copy_hashed
+from datastore.model.manifest import Entry
+from datastore.reading import reader
+from datastore.reading.reader import ChecksumMismatch, InvalidRange, Reader, Run
+from datastore.store.local import LocalStore
+from datastore.store.versions import VersionRecord
+
+PACK = "data/p-test"
+FILES = {"a.txt": b"alpha-bytes", "b.txt": b"", "c.txt": b"charlie" * 3, "d.txt": b"delta!"}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def record(**detail: object) -> VersionRecord:
+    return VersionRecord("ds", 1, "committed", "local", "/src", len(FILES), 0, "", "2024-01-01T00:00:00Z", None,
+                         source_detail=dict(detail))
+
+
+@pytest.fixture
+def packed(tmp_path: Path) -> tuple[LocalStore, list[Entry]]:
+    """FILES packed one after the other in PACK (d.txt is the last bytes of the pack)."""
+    store = LocalStore(tmp_path / "store")
+    out, offset, pack = [], 0, b""
+    for path, data in FILES.items():
+        out.append(Entry(path, len(data), sha(data), PACK, offset))
+        pack += data
+        offset += len(data)
+    store.put_bytes(PACK, pack)
+    return store, out
+
+
+def counted(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
+    calls: list[tuple[str, int, int]] = []
+    real = store.get_range
+
+    def counting(key: str, offset: int, length: int) -> bytes:
+        calls.append((key, offset, length))
+        return real(key, offset, length)
+
+    monkeypatch.setattr(store, "get_range", counting)
+    return calls
+
+
+def e(offset: int, size: int, obj: str | None = "data/p-1", sha256: str | None = "0" * 64, **kw: object) -> Entry:
+    return Entry(f"f{offset}-{obj}", size, sha256, obj, offset, **kw)  # type: ignore[arg-type]
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+def test_runs_coalesce_neighbours_and_split_by_object_gap_and_cap() -> None:
+    rd = Reader(LocalStore("/nonexistent"), record())
+    plan = list(rd.runs([e(0, 10), e(10, 5), e(15 + reader.COALESCE_GAP, 1),  # adjacent, then a hole = gap
+                         e(0, 4, obj="data/p-2"),  # another object
+                         e(100, 3, obj="data/p-2"),  # a hole > gap is fine here: 96 bytes
+                         e(50, 3, obj="data/p-2"),  # backwards: a new run
+                         e(53, reader.MAX_READ - 2, obj="data/p-2")]))  # would pass MAX_READ
+    assert all(isinstance(r, Run) for r in plan)
+    assert [(r.key, r.start, r.end, len(r.entries)) for r in plan] == [
+        ("data/p-1", 0, 16 + reader.COALESCE_GAP, 3),
+        ("data/p-2", 0, 103, 2),
+        ("data/p-2", 50, 53, 1),
+        ("data/p-2", 53, 53 + reader.MAX_READ - 2, 1),
+    ]
+    assert plan[0].length == 16 + reader.COALESCE_GAP
+    hole = list(rd.runs([e(0, 10), e(11 + reader.COALESCE_GAP, 1)]))
+    assert len(hole) == 2  # one byte more than the gap: two GETs
+
+
+def test_runs_pass_other_entries_through_without_closing_the_run() -> None:
+    rd = Reader(LocalStore("/nonexistent"), record())
+    copy = e(20, 5, sha256=None, etag="x")  # a server-side copy: no sha256 to check a run piece with
+    large = e(30, 100)
+    plan = list(rd.runs([e(0, 10), copy, e(10, 10), large, e(130, 1)], stream_from=100))
+    assert plan[0] is copy and plan[1] is large  # yielded as they come ...
+    assert isinstance(plan[2], Run) and [x.offset for x in plan[2].entries] == [0, 10, 130]  # ... the run goes on
+    assert len(plan) == 3
+    # stream_from is capped at MAX_READ: a file of MAX_READ bytes is never one coalesced read
+    assert list(rd.runs([big := e(0, reader.MAX_READ)], stream_from=10 * reader.MAX_READ)) == [big]
+    assert list(rd.runs([])) == []
+
+
+def test_runs_open_the_source_of_references_on_the_planning_thread() -> None:
+    rd = Reader(LocalStore("/nonexistent"), record())
+    ref = Entry("r.bin", 3, None, None, source={"key": "k", "etag": "t"})
+    rd._source = opened = object()
+    assert list(rd.runs([ref])) == [ref]
+    assert rd._source is opened  # already open: not opened again
+
+
+def test_prefetch_of_neighbours_for_a_fuse_read(packed: tuple[LocalStore, list[Entry]],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    store, files = packed
+    rd = Reader(store, record())
+    gets = counted(store, monkeypatch)
+    first = next(rd.runs(files[1:]))  # the files from b.txt on, in path order
+    assert isinstance(first, Run) and first.entries[0] is files[1]
+    got = {x.path: bytes(piece) for x, piece in rd.read_run(first)}
+    assert got == {p: FILES[p] for p in ("b.txt", "c.txt", "d.txt")}
+    assert len(gets) == 1
+
+
+# --- read_run ----------------------------------------------------------------------------------
+
+
+def test_read_run_checks_each_piece(packed: tuple[LocalStore, list[Entry]], tmp_path: Path) -> None:
+    store, files = packed
+    rd = Reader(store, record())
+    (run,) = rd.runs(files)
+    assert [(x.path, bytes(p)) for x, p in rd.read_run(run)] == list(FILES.items())
+    pack = tmp_path / "store" / "data" / "p-test"
+    data = bytearray(pack.read_bytes())
+    data[files[2].offset] ^= 0xFF
+    pack.write_bytes(bytes(data[:-2]))  # c.txt changed, d.txt cut short
+    with pytest.raises(ChecksumMismatch, match="file 'c.txt' does not match its manifest"):
+        list(rd.read_run(run))
+    sizes = {x.path: len(p) for x, p in rd.read_run(run, check=False)}
+    assert sizes == {"a.txt": 11, "b.txt": 0, "c.txt": 21, "d.txt": 4}
+
+
+# --- read_range ----------------------------------------------------------------------------------
+
+
+def test_read_range_never_crosses_the_end_of_the_entry(packed: tuple[LocalStore, list[Entry]],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    store, files = packed
+    a, b, c, d = files
+    rd = Reader(store, record())
+    gets = counted(store, monkeypatch)
+    assert rd.read_range(a, 6, 1000) == b"bytes"  # cut at a.txt's end, not c.txt's bytes after it
+    assert gets == [(PACK, 6, 5)]  # and only those bytes are asked for
+    assert rd.read_range(c, 3, 4) == b"rlie"
+    assert rd.read_range(d, 0, 1 << 30) == b"delta!"  # the last entry of the pack: a whole, checked read
+    assert rd.read_range(d, 5, 10) == b"!"  # up to the pack's last byte
+    assert rd.read_range(a, 0, 11, check=False) == FILES["a.txt"]
+
+
+def test_read_range_of_nothing_sends_no_request(packed: tuple[LocalStore, list[Entry]],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    store, files = packed
+    a, b, _, d = files
+    rd = Reader(store, record())
+    gets = counted(store, monkeypatch)
+    assert rd.read_range(a, 3, 0) == b""  # zero length
+    assert rd.read_range(a, 11, 5) == b""  # at the end of the file (a FUSE read at EOF)
+    assert rd.read_range(d, 100, 5) == b""  # past the end of the file and of the pack
+    assert rd.read_range(b, 0, 10) == b""  # an empty file
+    assert gets == []
+    with pytest.raises(InvalidRange, match=r"cannot read 5 bytes at offset -1 of file 'a.txt'"):
+        rd.read_range(a, -1, 5)
+    with pytest.raises(ValueError, match="offset and length must be 0 or more"):
+        rd.read_range(a, 0, -1)
+
+
+def test_read_range_checks_whole_files_and_lengths(packed: tuple[LocalStore, list[Entry]], tmp_path: Path) -> None:
+    store, files = packed
+    a, _, c, d = files
+    rd = Reader(store, record())
+    pack = tmp_path / "store" / "data" / "p-test"
+    data = bytearray(pack.read_bytes())
+    data[a.offset + 1] ^= 0xFF
+    pack.write_bytes(bytes(data[:-2]))  # a.txt changed, the pack (so d.txt) cut short
+    with pytest.raises(ChecksumMismatch, match="file 'a.txt' does not match its manifest"):
+        rd.read_range(a, 0, a.size)  # the whole file: checked against its sha256
+    assert len(rd.read_range(a, 0, a.size, check=False)) == a.size  # a part is checked by length only
+    assert rd.read_range(c, 0, 7) == b"charlie"
+    with pytest.raises(ChecksumMismatch, match=r"file 'd.txt' does not match its manifest \(sha256 4 bytes…"):
+        rd.read_range(d, 0, 6, check=False)  # the truncated pack answers 4 bytes of 6
+
+
+# --- stream ---------------------------------------------------------------------------------------
+
+
+def test_stream_in_bounded_pieces_from_a_pack_and_an_own_object(packed: tuple[LocalStore, list[Entry]]) -> None:
+    store, files = packed
+    rd = Reader(store, record())
+    c = files[2]
+    assert [len(x) for x in rd.stream(c, chunk_bytes=8)] == [8, 8, 5]  # inside the pack: ranged reads
+    big = b"0123456789" * 100
+    store.put_bytes("data/own", big)
+    own = Entry("big.bin", len(big), sha(big), "data/own", 0)
+    pieces = list(rd.stream(own, chunk_bytes=64))
+    assert max(map(len, pieces)) == 64 and b"".join(pieces) == big
+    rd.check(own, copy_hashed(rd.stream(own)))
+    short = Entry("big.bin", len(big) + 1, sha(big + b"x"), "data/own", 0)
+    got = copy_hashed(rd.stream(short))
+    assert got.size == len(big)  # a truncated object ends the stream; the check names the file
+    with pytest.raises(ChecksumMismatch, match="file 'big.bin' does not match"):
+        rd.check(short, got)
+    unhashed = Entry("copy.bin", len(big) + 1, None, "data/own", 0, etag="e")
+    with pytest.raises(ChecksumMismatch, match=r"\(sha256 1000 bytes… != 1001 bytes…\)"):
+        rd.check(unhashed, copy_hashed(rd.stream(unhashed)))
+
+
+# --- references ------------------------------------------------------------------------------------
+
+
+class _ChangedSource:
+    """A source whose pinned object was overwritten: every read says so, as S3Source does."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def get(self, pin: dict, offset: int = 0, length: int | None = None) -> bytes:
+        self.calls.append((pin["key"], offset, length))
+        raise SourceChanged(pin["key"], "its ETag no longer matches the listing")
+
+
+def test_every_read_of_a_changed_reference_is_reference_broken() -> None:
+    rd = Reader(LocalStore("/nonexistent"), record(bucket="src", prefix="p/"))
+    rd._source = src = _ChangedSource()
+    ref = Entry("r.bin", 20, None, None, source={"key": "p/r.bin", "etag": "abc"})
+    want = (r"file 'r.bin' of ds version 1 cannot be read: its pinned object s3://src/p/r.bin \(ETag abc\) "
+            "was overwritten with different bytes")
+    with pytest.raises(ReferenceBroken, match=want):
+        rd.read(ref)
+    with pytest.raises(ReferenceBroken, match=want):
+        rd.read_range(ref, 5, 5)
+    with pytest.raises(ReferenceBroken, match=want):
+        list(rd.stream(ref, chunk_bytes=8))
+    assert src.calls == [("p/r.bin", 0, None), ("p/r.bin", 5, 5), ("p/r.bin", 0, 8)]
