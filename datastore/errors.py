@@ -11,6 +11,8 @@ boundary (:mod:`datastore.s3`); nothing above that boundary sees a ``ClientError
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class DatastoreError(Exception):
     """Root of every error the project raises on purpose.
@@ -448,6 +450,100 @@ class AlreadyExists(StoreError, FileExistsError):
         self.location = location
         self.key = key
         super().__init__(f"object {key!r} already exists in store {location!r}", "choose another key")
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+class MountTargetNotEmpty(DatastoreError, FileExistsError):
+    """The mount directory exists and holds something (or is not a directory)."""
+
+    def __init__(self, dest: Path, what: str = "is not empty") -> None:
+        self.dest = dest
+        super().__init__(f"mount directory {dest} {what}",
+                         "choose an empty or new directory with --dir, or remove its contents")
+
+
+class MountFailed(DatastoreError, OSError):
+    """Writing the mounted tree failed (disk full, a path that cannot be a file here …)."""
+
+    def __init__(self, dest: Path, path: str | None, reason: str, hint: str) -> None:
+        self.dest = dest
+        self.path = path
+        self.reason = reason
+        what = f"write {path!r} under mount directory {dest}" if path else f"create mount directory {dest}"
+        super().__init__(f"cannot {what} ({reason})", hint)
+
+
+class InvalidDatastoreUrl(DatastoreError, ValueError):
+    """A ``datastore://`` URL that cannot be parsed."""
+
+    def __init__(self, url: str, reason: str, hint: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"invalid datastore URL {url!r}: {reason}", hint)
+
+
+class DatastoreVersionNotFound(DatastoreNotFound, FileNotFoundError):
+    """The name or version of a URL does not exist (a ``FileNotFoundError`` for fsspec callers)."""
+
+
+class PathNotFound(DatastoreError, FileNotFoundError):
+    """The version exists but has no file or folder at that path."""
+
+    def __init__(self, url: str, name: str, version: int) -> None:
+        self.url = url
+        self.name = name
+        self.version = version
+        super().__init__(f"{url!r}: {name} version {version} has no file or folder at this path",
+                         f"list it with fs.ls('datastore://{name}@{version}/') or 'datastore show {name}'")
+
+
+class PathBelowFile(DatastoreError, NotADirectoryError):
+    """A path below a file (``f.txt/x``): a ``NotADirectoryError``, as ``os`` and LocalFileSystem raise."""
+
+    def __init__(self, url: str, file_url: str) -> None:
+        self.url = url
+        self.file_url = file_url
+        super().__init__(f"{url!r}: {file_url} is a file, not a folder",
+                         f"nothing is below a file; read {file_url} itself")
+
+
+class InvalidRead(DatastoreError, ValueError):
+    """Read arguments the file cannot satisfy (a ``size`` that is not the file's, ``start`` after ``end``)."""
+
+    def __init__(self, url: str, reason: str, hint: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot read {url!r}: {reason}", hint)
+
+
+class ReadOnlyFileSystem(DatastoreError, PermissionError):
+    """A write to a ``datastore://`` path: versions are immutable."""
+
+    def __init__(self, what: str, url: str) -> None:
+        self.what = what
+        self.url = url
+        super().__init__(f"cannot {what} {url!r}: datastore versions are immutable (read-only)",
+                         "write to a local folder or bucket and create a new version from it with 'datastore create'")
+
+
+class ChecksumMismatch(DatastoreError, ValueError):
+    """Stored bytes do not match the manifest."""
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        self.path = path
+        super().__init__(f"file {path!r} does not match its manifest (sha256 {actual[:12]}… != {expected[:12]}…)",
+                         "the store was damaged or changed outside datastore; run 'datastore verify'")
+
+
+class InvalidRange(DatastoreError, ValueError):
+    """A negative offset or length asked of :meth:`Reader.read_range`."""
+
+    def __init__(self, path: str, offset: int, length: int) -> None:
+        self.path = path
+        super().__init__(f"cannot read {length} bytes at offset {offset} of file {path!r}",
+                         "offset and length must be 0 or more")
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -8,8 +8,8 @@ takes today, and the checks needed (whole numbers with a lower bound, booleans) 
 
 from __future__ import annotations
 
-import os
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path

@@ -14,9 +14,7 @@ import duckdb
 import fsspec
 import pytest
 
-from datastore.errors import DatastoreError
-from datastore.reading.filesystem import InvalidRead, PathBelowFile
-from datastore.reading.reader import ChecksumMismatch
+from datastore.errors import ChecksumMismatch, DatastoreError, InvalidRead, PathBelowFile
 from datastore.store import Store, layout, open_store
 from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from datastore.errors import ChecksumMismatch, MountTargetNotEmpty
 from datastore.model.manifest import Entry
 from datastore.reading import reader
-from datastore.reading.download import MountSummary, MountTargetNotEmpty, mount
-from datastore.reading.reader import ChecksumMismatch
+from datastore.reading.download import MountSummary, mount
 from datastore.store import Store, open_store, versions
 from datastore.store.versions import VersionRecord
 from datastore_flows.local_folder import create_from_local

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from datastore.errors import ReferenceBroken, SourceChanged
+from datastore.errors import ChecksumMismatch, InvalidRange, ReferenceBroken, SourceChanged
 from datastore.model.hashing import copy_hashed
 from datastore.model.manifest import Entry
 from datastore.reading import reader
-from datastore.reading.reader import ChecksumMismatch, InvalidRange, Reader, Run
+from datastore.reading.reader import Reader, Run
 from datastore.store.local import LocalStore
 from datastore.store.versions import VersionRecord
 

@@ -43,7 +43,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from datastore.errors import DatastoreError
+from datastore.errors import DatastoreError, MountFailed, MountTargetNotEmpty
 from datastore.model.hashing import Stopped, copy_hashed
 from datastore.model.manifest import Entry
 from datastore.reading import reader as reading
@@ -59,26 +59,6 @@ MAX_INFLIGHT_BYTES = 256 * MiB
 
 FILE_MODE = 0o444
 DIR_MODE = 0o555
-
-
-class MountTargetNotEmpty(DatastoreError, FileExistsError):
-    """The mount directory exists and holds something (or is not a directory)."""
-
-    def __init__(self, dest: Path, what: str = "is not empty") -> None:
-        self.dest = dest
-        super().__init__(f"mount directory {dest} {what}",
-                         "choose an empty or new directory with --dir, or remove its contents")
-
-
-class MountFailed(DatastoreError, OSError):
-    """Writing the mounted tree failed (disk full, a path that cannot be a file here …)."""
-
-    def __init__(self, dest: Path, path: str | None, reason: str, hint: str) -> None:
-        self.dest = dest
-        self.path = path
-        self.reason = reason
-        what = f"write {path!r} under mount directory {dest}" if path else f"create mount directory {dest}"
-        super().__init__(f"cannot {what} ({reason})", hint)
 
 
 @dataclass(frozen=True)

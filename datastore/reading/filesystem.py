@@ -59,10 +59,19 @@ from typing import Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
-from datastore.errors import DatastoreError, DatastoreNotFound
+from datastore.errors import (
+    ChecksumMismatch,
+    DatastoreNotFound,
+    DatastoreVersionNotFound,
+    InvalidDatastoreUrl,
+    InvalidRead,
+    PathBelowFile,
+    PathNotFound,
+    ReadOnlyFileSystem,
+)
 from datastore.model.manifest import Entry
 from datastore.model.naming import NAME_RULE, validate_name
-from datastore.reading.reader import ChecksumMismatch, Reader
+from datastore.reading.reader import Reader
 from datastore.settings import Settings
 from datastore.store import Store, open_store, versions
 from datastore.store.versions import VersionRecord
@@ -72,59 +81,6 @@ _VERSION = re.compile(r"[0-9]+")  # ASCII digits only: int() would also take 'ï¼
 _MAGIC = re.compile(r"[*?[]")  # what fsspec's glob treats as a pattern (glob.has_magic)
 VERSION_RULE = ("version must be a whole number, e.g. datastore://imagenet@3/train/x.jpg "
                 "(leave out @VERSION for the newest)")
-
-
-class InvalidDatastoreUrl(DatastoreError, ValueError):
-    """A ``datastore://`` URL that cannot be parsed."""
-
-    def __init__(self, url: str, reason: str, hint: str) -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(f"invalid datastore URL {url!r}: {reason}", hint)
-
-
-class DatastoreVersionNotFound(DatastoreNotFound, FileNotFoundError):
-    """The name or version of a URL does not exist (a ``FileNotFoundError`` for fsspec callers)."""
-
-
-class PathNotFound(DatastoreError, FileNotFoundError):
-    """The version exists but has no file or folder at that path."""
-
-    def __init__(self, url: str, name: str, version: int) -> None:
-        self.url = url
-        self.name = name
-        self.version = version
-        super().__init__(f"{url!r}: {name} version {version} has no file or folder at this path",
-                         f"list it with fs.ls('datastore://{name}@{version}/') or 'datastore show {name}'")
-
-
-class PathBelowFile(DatastoreError, NotADirectoryError):
-    """A path below a file (``f.txt/x``): a ``NotADirectoryError``, as ``os`` and LocalFileSystem raise."""
-
-    def __init__(self, url: str, file_url: str) -> None:
-        self.url = url
-        self.file_url = file_url
-        super().__init__(f"{url!r}: {file_url} is a file, not a folder",
-                         f"nothing is below a file; read {file_url} itself")
-
-
-class InvalidRead(DatastoreError, ValueError):
-    """Read arguments the file cannot satisfy (a ``size`` that is not the file's, ``start`` after ``end``)."""
-
-    def __init__(self, url: str, reason: str, hint: str) -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(f"cannot read {url!r}: {reason}", hint)
-
-
-class ReadOnlyFileSystem(DatastoreError, PermissionError):
-    """A write to a ``datastore://`` path: versions are immutable."""
-
-    def __init__(self, what: str, url: str) -> None:
-        self.what = what
-        self.url = url
-        super().__init__(f"cannot {what} {url!r}: datastore versions are immutable (read-only)",
-                         "write to a local folder or bucket and create a new version from it with 'datastore create'")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from datastore.errors import DatastoreError, ReferenceBroken, SourceChanged
+from datastore.errors import ChecksumMismatch, InvalidRange, ReferenceBroken, SourceChanged
 from datastore.model.hashing import Hashed, chunks
 from datastore.model.manifest import Entry, Item, read_items
 from datastore.store import Store
@@ -46,24 +46,6 @@ MAX_READ = 8 * MiB
 
 STREAM_CHUNK = 8 * MiB
 """Piece size when streaming a large file."""
-
-
-class ChecksumMismatch(DatastoreError, ValueError):
-    """Stored bytes do not match the manifest."""
-
-    def __init__(self, path: str, expected: str, actual: str) -> None:
-        self.path = path
-        super().__init__(f"file {path!r} does not match its manifest (sha256 {actual[:12]}… != {expected[:12]}…)",
-                         "the store was damaged or changed outside datastore; run 'datastore verify'")
-
-
-class InvalidRange(DatastoreError, ValueError):
-    """A negative offset or length asked of :meth:`Reader.read_range`."""
-
-    def __init__(self, path: str, offset: int, length: int) -> None:
-        self.path = path
-        super().__init__(f"cannot read {length} bytes at offset {offset} of file {path!r}",
-                         "offset and length must be 0 or more")
 
 
 def manifest_items(store: Store, key: str) -> Iterator[Item]:
