@@ -48,7 +48,7 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
             mon.phase("downloading")
             info = download_archive(job, settings, source)
             job = http.with_archive(job, info)
-            same = http.previous_same_archive(job, info.archive_sha256)
+            same = http.previous_same_archive(job, info.archive_sha256, settings)
             if same is not None:
                 mon.phase("committing")
                 record = commit_version(job, [same], 0, settings, if_changed)

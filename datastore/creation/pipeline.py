@@ -188,8 +188,9 @@ def scan(source: Source, job: CreateJob, settings: Settings, progress: Reporter 
 # --- transfer -----------------------------------------------------------------------------------
 
 
-def _is_small(item: PlanItem, settings: Settings) -> bool:
-    return isinstance(item, New) and item.size < settings.large_file_bytes
+def _small(item: PlanItem, settings: Settings) -> Candidate | None:
+    """The candidate of a new file small enough to be packed (None for anything else)."""
+    return item.candidate if isinstance(item, New) and item.size < settings.large_file_bytes else None
 
 
 def _fetched(plan: list[PlanItem], source: Source, settings: Settings) -> Iterator[tuple[PlanItem, SmallRead | None]]:
@@ -201,25 +202,25 @@ def _fetched(plan: list[PlanItem], source: Source, settings: Settings) -> Iterat
     """
     if source.fetch_workers <= 0:
         for item in plan:
-            yield item, source.fetch_small(item.candidate) if _is_small(item, settings) else None  # type: ignore[union-attr]
+            c = _small(item, settings)
+            yield item, source.fetch_small(c) if c is not None else None
         return
-    window: deque[tuple[PlanItem, Future | None]] = deque()
+    window: deque[tuple[PlanItem, int, Future | None]] = deque()
     max_bytes = 2 * settings.pack_bytes
     held = 0
     pool = ThreadPoolExecutor(max_workers=source.fetch_workers, thread_name_prefix="fetch")
     try:
         for item in plan:
-            small = _is_small(item, settings)
-            if small:
-                held += item.size  # type: ignore[union-attr]
-            window.append((item, pool.submit(source.fetch_small, item.candidate) if small else None))  # type: ignore[union-attr]
+            c = _small(item, settings)
+            size = c.size if c is not None else 0
+            held += size
+            window.append((item, size, pool.submit(source.fetch_small, c) if c is not None else None))
             while window and (len(window) > 2 * source.fetch_workers or held > max_bytes):
-                it, fut = window.popleft()
-                if fut is not None:
-                    held -= it.size  # type: ignore[union-attr]
+                it, n, fut = window.popleft()
+                held -= n
                 yield it, fut.result() if fut else None
         while window:
-            it, fut = window.popleft()
+            it, _, fut = window.popleft()
             yield it, fut.result() if fut else None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -175,9 +175,9 @@ def fetch(job: CreateJob, settings: Settings, url: str | None = None) -> Archive
     return got
 
 
-def previous_same_archive(job: CreateJob, archive_sha256: str) -> str | None:
+def previous_same_archive(job: CreateJob, archive_sha256: str, settings: Settings | None = None) -> str | None:
     """Manifest key of the newest live version made from byte-identical archive at the same URL."""
-    store = open_store(job.store)
+    store = open_store(job.store, settings)
     prev = versions.latest_live(store, job.name)
     if prev and prev.kind == job.kind and prev.source == job.source and prev.manifest \
             and detail_from_json(prev.kind, prev.source_detail).archive_sha256 == archive_sha256:
