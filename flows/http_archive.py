@@ -12,25 +12,21 @@ from datastore.orchestration import runtime
 
 runtime.configure()
 
-from dataclasses import replace  # noqa: E402
-
-from prefect import flow, unmapped  # noqa: E402
+from prefect import flow  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from datastore.creation.sources import http_archive  # noqa: E402
-from datastore.creation.sources import http_prepare as http_job
+from datastore.creation.sources import http  # noqa: E402
 from datastore.errors import is_transient  # noqa: E402
-from datastore.settings import Settings  # noqa: E402
+from datastore.model.kinds import Kind  # noqa: E402
 from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
+from datastore_flows.pipeline import run_batched  # noqa: E402
 from datastore_tasks.commit import commit_version  # noqa: E402
 from datastore_tasks.http_archive import download_archive, extract_archive  # noqa: E402
 from datastore_tasks.local import scan_local, transfer_local_batch  # noqa: E402
 
-_RECORDED = ("format", "archive_sha256", "archive_bytes", "etag", "last_modified")
 
-
-@flow(name="datastore-create-http-archive", flow_run_name=run_name,
-      task_runner=ThreadPoolTaskRunner(max_workers=Settings.from_env().workers))
+# Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
+@flow(name="datastore-create-http-archive", flow_run_name=run_name, task_runner=ThreadPoolTaskRunner())
 def create_from_http(source: str, name: str | None = None, store: str | None = None,
                      if_changed: bool = False) -> dict:
     """Create the next version of a datastore from the contents of an archive at ``source``.
@@ -46,33 +42,27 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
         archive's sha256.
     """
     settings = settings_for(store)
-    with monitored("http-archive", source, name, settings) as mon:
-        job = mon.started(http_job.prepare(source, name, settings))
+    with monitored(Kind.HTTP_ARCHIVE, source, name, settings) as mon:
+        job = mon.started(http.prepare(source, name, settings))
         try:
             mon.phase("downloading")
             info = download_archive(job, settings, source)
-            job = replace(job, source_detail=job.source_detail | {k: info[k] for k in _RECORDED})
-            same = http_archive.previous_same_archive(job, info["archive_sha256"])
+            job = http.with_archive(job, info)
+            same = http.previous_same_archive(job, info.archive_sha256, settings)
             if same is not None:
                 mon.phase("committing")
                 record = commit_version(job, [same], 0, settings, if_changed)
             else:
                 mon.phase("extracting", reset=True)
                 root = extract_archive(job, info, settings)
-                mon.phase("scanning")
-                plan = scan_local(job, settings, root)
-                mon.phase("transferring")
-                results = transfer_local_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings),
-                                                   root=unmapped(root)).result()
-                mon.phase("committing")
-                record = commit_version(job, [k for k, _ in results], sum(u for _, u in results), settings,
-                                        if_changed)
+                record = run_batched(mon, job, settings, scan=scan_local, transfer=transfer_local_batch,
+                                     if_changed=if_changed, root=root)
         except Exception as exc:
             # A refused source (empty, unsafe, not an archive) leaves nothing behind; a transient
             # failure keeps the partial download so that running the create again resumes it.
             if not is_transient(exc):
-                http_archive.cleanup(job, settings)
-            http_archive.release(job)
+                http.cleanup(job, settings)
+            http.release(job)
             raise
-        http_archive.cleanup(job, settings)
+        http.cleanup(job, settings)
         return record

@@ -12,15 +12,15 @@ runtime.configure()
 
 import socket  # noqa: E402
 
-from prefect import flow, unmapped  # noqa: E402
+from prefect import flow  # noqa: E402
 from prefect.runtime import deployment, flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from datastore.creation.pipeline import prepare  # noqa: E402
 from datastore.creation.sources.local import resolve_source  # noqa: E402
-from datastore.settings import Settings  # noqa: E402
+from datastore.model.kinds import Kind  # noqa: E402
 from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
-from datastore_tasks.commit import commit_version  # noqa: E402
+from datastore_flows.pipeline import run_batched  # noqa: E402
 from datastore_tasks.local import scan_local, transfer_local_batch  # noqa: E402
 
 
@@ -37,8 +37,8 @@ def _worker_host() -> str | None:
     return socket.gethostname() if on_worker else None
 
 
-@flow(name="datastore-create-local", flow_run_name=run_name,
-      task_runner=ThreadPoolTaskRunner(max_workers=Settings.from_env().workers))
+# Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
+@flow(name="datastore-create-local", flow_run_name=run_name, task_runner=ThreadPoolTaskRunner())
 def create_from_local(source: str, name: str | None = None, store: str | None = None,
                       if_changed: bool = False) -> dict:
     """Create the next version of a datastore from a local folder or file.
@@ -54,12 +54,7 @@ def create_from_local(source: str, name: str | None = None, store: str | None = 
         ``"unchanged"`` (and the record the newest version's) when ``if_changed`` found no change.
     """
     settings = settings_for(store)
-    with monitored("local", source, name, settings) as mon:
+    with monitored(Kind.LOCAL, source, name, settings) as mon:
         root = resolve_source(source, worker=_worker_host)
-        job = mon.started(prepare(str(root), name, "local", settings))
-        mon.phase("scanning")
-        plan = scan_local(job, settings)
-        mon.phase("transferring")
-        results = transfer_local_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings)).result()
-        mon.phase("committing")
-        return commit_version(job, [k for k, _ in results], sum(u for _, u in results), settings, if_changed)
+        job = mon.started(prepare(str(root), name, Kind.LOCAL, settings))
+        return run_batched(mon, job, settings, scan=scan_local, transfer=transfer_local_batch, if_changed=if_changed)

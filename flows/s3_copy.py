@@ -11,18 +11,18 @@ from datastore.orchestration import runtime
 
 runtime.configure()
 
-from prefect import flow, unmapped  # noqa: E402
+from prefect import flow  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from datastore.creation.sources import s3_prepare as s3_job  # noqa: E402
-from datastore.settings import Settings  # noqa: E402
+from datastore.creation.sources import s3 as s3_job  # noqa: E402
+from datastore.model.kinds import Kind  # noqa: E402
 from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
-from datastore_tasks.commit import commit_version  # noqa: E402
+from datastore_flows.pipeline import run_batched  # noqa: E402
 from datastore_tasks.s3_copy import copy_s3_batch, scan_s3  # noqa: E402
 
 
-@flow(name="datastore-create-s3-copy", flow_run_name=run_name,
-      task_runner=ThreadPoolTaskRunner(max_workers=Settings.from_env().workers))
+# Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
+@flow(name="datastore-create-s3-copy", flow_run_name=run_name, task_runner=ThreadPoolTaskRunner())
 def create_from_s3(source: str, name: str | None = None, credentials: str | None = None,
                    store: str | None = None, if_changed: bool = False) -> dict:
     """Create the next version of a datastore by copying ``s3://bucket/prefix/``.
@@ -39,11 +39,7 @@ def create_from_s3(source: str, name: str | None = None, credentials: str | None
         The committed version record (``status: "unchanged"`` when ``if_changed`` found no change).
     """
     settings = settings_for(store)
-    with monitored("s3-copy", source, name, settings) as mon:
+    with monitored(Kind.S3_COPY, source, name, settings) as mon:
         job = mon.started(s3_job.prepare(source, name, False, credentials, settings))
-        mon.phase("listing")
-        plan = scan_s3(job, settings)
-        mon.phase("copying")
-        results = copy_s3_batch.map(plan.plan_keys, job=unmapped(job), settings=unmapped(settings)).result()
-        mon.phase("committing")
-        return commit_version(job, [k for k, _ in results], sum(u for _, u in results), settings, if_changed)
+        return run_batched(mon, job, settings, scan=scan_s3, transfer=copy_s3_batch, if_changed=if_changed,
+                           phases=("listing", "copying"))

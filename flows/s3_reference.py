@@ -12,9 +12,10 @@ runtime.configure()
 
 from prefect import flow  # noqa: E402
 
-from datastore.creation.sources import s3_prepare as s3_job  # noqa: E402
+from datastore.creation.sources import s3 as s3_job  # noqa: E402
+from datastore.model.kinds import Kind  # noqa: E402
 from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
-from datastore_tasks.commit import commit_version  # noqa: E402
+from datastore_flows.pipeline import run_batched  # noqa: E402
 from datastore_tasks.s3_reference import pin_s3_prefix  # noqa: E402
 
 
@@ -35,9 +36,6 @@ def reference_s3(source: str, name: str | None = None, credentials: str | None =
         ``if_changed`` found no change).
     """
     settings = settings_for(store)
-    with monitored("s3-reference", source, name, settings) as mon:
+    with monitored(Kind.S3_REFERENCE, source, name, settings) as mon:
         job = mon.started(s3_job.prepare(source, name, True, credentials, settings))
-        mon.phase("pinning")
-        batch_keys = pin_s3_prefix(job, settings)
-        mon.phase("committing")
-        return commit_version(job, batch_keys, 0, settings, if_changed)
+        return run_batched(mon, job, settings, scan=pin_s3_prefix, if_changed=if_changed, phases=("pinning",))

@@ -6,20 +6,20 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from datastore.creation.pipeline import CreateJob
-from datastore.creation.sources import http_archive
+from datastore.creation.sources import http
 from datastore.settings import Settings
 from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
 @task(name="download-archive", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=transient_only)
-def download_archive(job: CreateJob, settings: Settings, url: str | None = None) -> dict:
+def download_archive(job: CreateJob, settings: Settings, url: str | None = None) -> http.Archive:
     """Download (resuming) and identify the archive; returns its local path, format, sha256 and validators."""
-    return http_archive.fetch(job, settings, url)
+    return http.fetch(job, settings, url)
 
 
 @task(name="extract-archive", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=transient_only)
-def extract_archive(job: CreateJob, info: dict, settings: Settings) -> str:
+def extract_archive(job: CreateJob, info: http.Archive, settings: Settings) -> str:
     """Safely extract the archive; returns the extracted folder's path."""
-    return http_archive.extract(job, info, settings)
+    return http.extract(job, info, settings)

@@ -8,19 +8,21 @@ from prefect.cache_policies import NONE
 from datastore.creation.pipeline import CreateJob
 from datastore.creation.plan import PlanSummary
 from datastore.creation.sources import s3_copy
+from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
 from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
 @task(name="scan-s3", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=transient_only)
-def scan_s3(job: CreateJob, settings: Settings) -> PlanSummary:
+def scan_s3(job: CreateJob, settings: Settings, progress: Reporter = NO_PROGRESS) -> PlanSummary:
     """List the prefix and store batch plans; returns their keys and the totals."""
-    return s3_copy.scan(job, settings)
+    return s3_copy.scan(job, settings, progress)
 
 
 @task(name="copy-s3-batch", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=transient_only, task_run_name="copy-{plan_key}")
-def copy_s3_batch(plan_key: str, job: CreateJob, settings: Settings) -> tuple[str, int]:
+def copy_s3_batch(plan_key: str, job: CreateJob, settings: Settings,
+                  progress: Reporter = NO_PROGRESS) -> tuple[str, int]:
     """Copy the new objects of one batch; returns (batch manifest key, bytes written)."""
-    return s3_copy.transfer_batch(job, plan_key, settings)
+    return s3_copy.transfer_batch(job, plan_key, settings, progress)

@@ -134,8 +134,8 @@ def test_too_many_members_commits_nothing(local_store: str, monkeypatch: pytest.
 
 
 def test_a_rerun_after_a_later_failure_does_not_download_again(local_store: str) -> None:
-    from datastore.creation.sources import http_archive
-    from datastore.creation.sources import http_prepare as http_job
+    from datastore.creation.sources import http as http_archive
+    from datastore.creation.sources import http as http_job
     from datastore.settings import Settings
 
     with serve({"/again.tar.gz": build("tar.gz", TREE)}) as server:

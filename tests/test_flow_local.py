@@ -137,7 +137,7 @@ def test_transient_store_failure_is_retried_without_duplicating_data(
 def test_rerun_after_failure_resumes_finished_batches(
     tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from datastore.creation.sources import local_transfer
+    from datastore.creation.sources import local as local_transfer
     from datastore.errors import SourceUnreadable
 
     tree = small_tree(4000, 1000)
@@ -190,3 +190,52 @@ def test_a_source_of_only_skipped_entries_leaves_no_plans(tmp_path: Path, local_
     store = open_store()
     assert [o.key for o in store.list("staging/")] == []
     assert versions.live_numbers(store, "onlyskips") == []
+
+
+def test_a_bad_setting_fails_the_run_not_the_import(tmp_path: Path, local_store: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from datastore.errors import DatastoreError
+
+    env = os.environ | {"DATASTORE_WORKERS": "many"}
+    done = subprocess.run([sys.executable, "-c", "import datastore_flows.local_folder"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    src = make_tree(tmp_path / "src", {"a.txt": b"a"})
+    monkeypatch.setenv("DATASTORE_WORKERS", "many")
+    with pytest.raises(DatastoreError, match=r"DATASTORE_WORKERS='many' is not a whole number"):
+        create_from_local(str(src), name="badsetting")
+
+
+def test_transfer_batches_in_flight_are_bounded_by_workers(tmp_path: Path, local_store: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from datastore.creation.sources import local
+
+    monkeypatch.setenv("DATASTORE_WORKERS", "2")
+    monkeypatch.setenv("DATASTORE_BATCH_FILES", "1")
+    tree = {f"f{i}.txt": bytes([65 + i]) * 10 for i in range(6)}
+    src = make_tree(tmp_path / "src", tree)
+    real_read = local.read_small
+    lock = threading.Lock()
+    active = [0, 0]  # now, most
+
+    def slow(full: str, rel: str):
+        with lock:
+            active[0] += 1
+            active[1] = max(active)
+        time.sleep(0.3)
+        try:
+            return real_read(full, rel)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(local, "read_small", slow)
+    record = create_from_local(str(src), name="bounded")
+    assert active[1] == 2  # six one-file batches, two at a time
+    assert_round_trip(record, tree)

@@ -136,8 +136,8 @@ def test_large_objects_are_copied_server_side_in_parts(server: S3Server, monkeyp
 def test_object_changed_between_listing_and_copy_is_named(seaweed_store: str, seaweed: S3Server, changed: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A small object (GET If-Match) or a large one (CopySourceIfMatch) overwritten after the listing."""
+    from datastore.creation.sources import s3 as s3_job
     from datastore.creation.sources import s3_copy
-    from datastore.creation.sources import s3_prepare as s3_job
     from datastore.settings import Settings
 
     bucket = source_bucket(seaweed, many(50) | {"data/big.bin": b"B" * (2 * MiB)})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from datastore.creation.pipeline import commit, prepare
-from datastore.creation.sources import local_transfer
+from datastore.creation.sources import local as local_transfer
 from datastore.errors import DatastoreError
 from datastore.reading import reader
 from datastore.reading.verify import verify

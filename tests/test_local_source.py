@@ -104,3 +104,51 @@ def test_read_small_fails_naming_a_file_that_keeps_changing(tmp_path: Path) -> N
     finally:
         stop.set()
         t.join()
+
+
+def test_a_large_file_is_closed_when_the_store_refuses_to_start_its_upload(
+        tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drift fix: the local path opened the file before the blob writer and leaked it on failure."""
+    from datastore.creation.pipeline import prepare
+    from datastore.errors import StoreError
+    from datastore.settings import Settings
+    from datastore.store import LocalStore
+
+    src = make_tree(tmp_path / "src", {"big.bin": b"x" * 4096})
+    settings = Settings(store=local_store, large_file_bytes=1024)
+    job = prepare(str(src), "leak", "local", settings)
+    plan = local_source.scan(job, settings)
+
+    def refused(self, size_hint: int = 0):
+        raise StoreError("no space left", "free some")
+
+    monkeypatch.setattr(LocalStore, "blob_writer", refused)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(StoreError, match="no space left"):
+            local_source.transfer_batch(job, plan.plan_keys[0], settings)
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_large_file_that_keeps_changing_is_named(tmp_path: Path, local_store: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from datastore.creation.pipeline import prepare
+    from datastore.settings import Settings
+
+    src = make_tree(tmp_path / "src", {"big.bin": b"x" * 4096})
+    settings = Settings(store=local_store, large_file_bytes=1024)
+    job = prepare(str(src), "changing", "local", settings)
+    plan = local_source.scan(job, settings)
+    reads = []
+    monkeypatch.setattr(local_source, "unchanged_since", lambda fd, before, read: reads.append(read) and False)
+    with pytest.raises(SourceChanged, match=r"source file 'big.bin' changed while it was being read "
+                                            r"\(size or mtime differed across 3 reads\)"):
+        local_source.transfer_batch(job, plan.plan_keys[0], settings)
+    assert reads == [4096] * local_source.READ_ATTEMPTS
+    assert [o.key for o in open_store_data(local_store)] == []
+
+
+def open_store_data(path: str) -> list:
+    from datastore.store import open_store
+
+    return list(open_store(path).list("data/"))

@@ -9,8 +9,8 @@ from datastore.settings import Settings
 from datastore.store import open_store
 
 
-def _members(*blobs: bytes) -> list[dict]:
-    return [{"size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for b in blobs]
+def _members(*blobs: bytes) -> list[tuple[int, str]]:
+    return [(len(b), hashlib.sha256(b).hexdigest()) for b in blobs]
 
 
 def test_pack_address_is_fixed_by_member_contents_and_order() -> None:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from datastore.creation.plan import Candidate, batches, encode, plan_hash_of
+from datastore.creation.plan import batches, encode, plan_hash_of
 from datastore.model.manifest import Entry, Skipped
+from datastore.model.plan import Candidate, New, Reused
 from datastore.settings import Settings
 
 
@@ -17,9 +18,10 @@ def test_merge_join_reuses_only_unchanged_files() -> None:
     items = [Candidate("a", 10, 1), Candidate("b", 10, 2), Skipped("c", "fifo"), Candidate("d", 11, 1), Candidate("e", 10, 1)]
     prev = [_prev("a"), _prev("b"), _prev("bb"), _prev("d"), _prev("z")]
     (batch,) = batches(items, prev, _unchanged, Settings())
-    kinds = [next(iter(line)) for line in batch]
+    kinds = [next(iter(item.to_json())) for item in batch]
     assert kinds == ["reuse", "new", "skipped", "new", "new"]
-    assert batch[0]["reuse"]["object"] == "data/p"
+    assert batch[0].to_json()["reuse"]["object"] == "data/p"
+    assert isinstance(batch[0], Reused) and isinstance(batch[1], New) and batch[2] == Skipped("c", "fifo")
 
 
 def test_batches_are_bounded_by_new_files_and_bytes() -> None:
@@ -37,8 +39,42 @@ def test_unchanged_files_do_not_count_against_the_new_file_limit() -> None:
 
 
 def test_plan_hash_is_stable_and_content_sensitive() -> None:
-    a = [{"new": {"path": "x", "size": 1, "stamp": 5}}]
-    b = [{"new": {"path": "x", "size": 1, "stamp": 6}}]
+    a = [New(Candidate("x", 1, 5))]
+    b = [New(Candidate("x", 1, 6))]
     assert encode(a) == encode(a)
     assert encode(a)[1] != encode(b)[1]
     assert plan_hash_of(f"staging/n/s/plans/00000003-{encode(a)[1]}.jsonl.gz") == encode(a)[1]
+
+
+def test_typed_plan_lines_encode_exactly_as_the_dict_lines_did() -> None:
+    """Plan hashes name staged batches: a resumed create must find what an older run staged."""
+    import gzip
+    import hashlib
+    import json
+
+    from datastore.model.plan import decode
+
+    entry = Entry("a/b", 3, "h" * 64, "data/p-x", 7, 11, {"key": "k", "etag": "e"})
+    items = [Reused(entry), New(Candidate("a/c", 5, "etag", {"key": "p/a/c", "etag": "etag"})),
+             New(Candidate("a/d", 1, 9)), Skipped("a/e", "fifo")]
+    old = [{"reuse": entry.to_json()}, {"new": {"path": "a/c", "size": 5, "stamp": "etag",
+                                                "detail": {"key": "p/a/c", "etag": "etag"}}},
+           {"new": {"path": "a/d", "size": 1, "stamp": 9}}, {"skipped": "a/e", "reason": "fifo"}]
+    raw = b"".join(json.dumps(d, sort_keys=True, separators=(",", ":")).encode() + b"\n" for d in old)
+    data, h = encode(items)
+    assert gzip.decompress(data) == raw and h == hashlib.sha256(raw).hexdigest()[:32]
+    assert decode(data) == items
+
+
+def test_source_details_round_trip_the_stored_dicts() -> None:
+    from datastore.model.details import HttpDetail, LocalDetail, S3Detail, detail_from_json
+    from datastore.model.kinds import Kind
+
+    s3 = {"bucket": "b", "prefix": "p/", "credentials": None, "versioned": True, "no_copy": False}
+    assert detail_from_json("s3-copy", s3) == S3Detail("b", "p/", None, True, False)
+    assert detail_from_json(Kind.S3_REFERENCE, s3 | {"no_copy": True}).to_json() == s3 | {"no_copy": True}
+    assert detail_from_json("local", {}) == LocalDetail() and LocalDetail().to_json() == {}
+    assert HttpDetail("https://h/a.zip").to_json() == {"url": "https://h/a.zip"}
+    http = {"url": "https://h/a.zip", "format": "zip", "archive_sha256": "s" * 64, "archive_bytes": 9,
+            "etag": None, "last_modified": "Tue"}
+    assert detail_from_json("http-archive", http).to_json() == http

@@ -160,7 +160,7 @@ def _create_local(source: str, name: str | None, show: bool) -> dict:
 
 
 def _create_s3(source: str, name: str | None, no_copy: bool, credentials: str | None, show: bool) -> dict:
-    from datastore.creation.sources import s3_prepare as s3_job
+    from datastore.creation.sources import s3 as s3_job
 
     settings = Settings.from_env()
     # Fail fast (URL, name, credentials, bucket, prefix, store, quota) before Prefect starts;
@@ -177,7 +177,7 @@ def _create_s3(source: str, name: str | None, no_copy: bool, credentials: str | 
 
 
 def _create_http(source: str, name: str | None, show: bool) -> dict:
-    from datastore.creation.sources import http_prepare as http_job
+    from datastore.creation.sources import http as http_job
 
     # URL, name, store and quota before Prefect starts; addresses are checked at connect time.
     http_job.prepare(source, name, Settings.from_env())

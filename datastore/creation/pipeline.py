@@ -1,8 +1,13 @@
-"""The steps every creation path shares: prepare (validate, quota) and commit.
+"""The one creation pipeline: prepare → scan → transfer batches → commit, for every source.
 
-A creation path (local folder, S3 prefix, HTTP archive) supplies the scan and the batch transfer;
-this module supplies the beginning and the end, so all paths keep the same invariants: nothing is
-transferred over quota, and nothing is visible until the one put-if-absent of the record.
+A creation path (local folder, S3 prefix, HTTP archive) differs only by its :class:`Source`:
+how it lists candidates, when a file counts as unchanged, how a small file is fetched (in
+parallel for remote sources), how a large one is opened as a stream, and whether it can be
+copied server-side. Everything else is written here once, so all paths keep the same
+invariants: nothing is transferred over quota, every byte that passes through is hashed by the
+one stream-and-hash loop (:func:`datastore.model.hashing.copy_hashed`), a retried batch writes
+the same content-addressed objects, and nothing is visible until the one put-if-absent of the
+record.
 """
 
 from __future__ import annotations
@@ -10,14 +15,25 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from datastore import failpoints
-from datastore.errors import DatastoreError
-from datastore.model.manifest import Entry, ManifestWriter
+from datastore.creation.packer import BatchBuilder
+from datastore.creation.plan import PlanSummary, already_done, batches, read_plan, write_plans
+from datastore.errors import DatastoreError, EmptySource, SourceChanged
+from datastore.model.details import LocalDetail, SourceDetail
+from datastore.model.hashing import Hashed, chunks, copy_hashed
+from datastore.model.kinds import Kind
+from datastore.model.manifest import Entry, ManifestWriter, Skipped
 from datastore.model.naming import derive_name, validate_name
+from datastore.model.plan import Candidate, New, PlanItem, Reused
+from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.reading import reader
 from datastore.settings import Settings
 from datastore.store import Store, layout, open_store, versions
@@ -28,20 +44,28 @@ class CreateJob:
     """Everything the tasks of one creation need, small enough to pass as a task parameter."""
 
     name: str
-    kind: str
+    kind: Kind
     source: str  # credential-free, normalized
     store: str
     staging: str
     create_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.time)
-    source_detail: dict = field(default_factory=dict)
+    detail: SourceDetail = field(default_factory=LocalDetail)
+
+    @property
+    def source_detail(self) -> dict:
+        """The detail as the version record stores it."""
+        return self.detail.to_json()
 
     def to_json(self) -> dict:
         """Plain dict (for logs and artifacts)."""
-        return asdict(self)
+        return {"name": self.name, "kind": str(self.kind), "source": self.source, "store": self.store,
+                "staging": self.staging, "create_id": self.create_id, "started": self.started,
+                "source_detail": self.source_detail}
 
 
-def prepare(source: str, name: str | None, kind: str, settings: Settings, source_detail: dict | None = None) -> CreateJob:
+def prepare(source: str, name: str | None, kind: str, settings: Settings,
+            detail: SourceDetail | None = None) -> CreateJob:
     """Validate everything that can be validated before any data moves.
 
     Raises:
@@ -49,6 +73,7 @@ def prepare(source: str, name: str | None, kind: str, settings: Settings, source
         StoreError: the store cannot be used (missing bucket, bad credentials, not writable).
         QuotaExceeded: the quota is already full.
     """
+    kind = Kind(kind)
     name = validate_name(name) if name is not None else derive_name(source)
     store = open_store(settings.store, settings)
     store.check_writable()
@@ -59,8 +84,83 @@ def prepare(source: str, name: str | None, kind: str, settings: Settings, source
         source=source,
         store=store.url,
         staging=layout.staging_prefix(name, kind, source),
-        source_detail=source_detail or {},
+        detail=detail if detail is not None else LocalDetail(),
     )
+
+
+# --- what a source supplies -------------------------------------------------------------------
+
+
+class LargeRead(Protocol):
+    """One read of a large file, as a stream (``read(n)``), with what to check after it."""
+
+    size: int  # the bytes expected (sizes the store's upload parts)
+    mtime_ns: int | None  # the stamp to record for reuse (None: do not trust one)
+
+    def read(self, n: int = -1, /) -> bytes:
+        """The next bytes (``b""`` at the end)."""
+
+    def intact(self, read: int) -> bool:
+        """After ``read`` bytes: False if the file changed meanwhile and must be read again.
+
+        Raises:
+            SourceChanged: it changed in a way reading again cannot fix.
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class SmallRead:
+    """A small file's bytes and the stamp to record for reuse."""
+
+    data: bytes
+    mtime_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCopy:
+    """A large file the store copied from the source itself (its bytes never passed through here)."""
+
+    key: str
+    etag: str
+    written: int
+
+
+class Source(Protocol):
+    """What the pipeline asks of a creation path (see the module docstring).
+
+    Attributes:
+        empty_hint: The hint of the :class:`EmptySource` error for a scan that finds no file
+            (None: the error's default).
+        fetch_workers: Small files fetched ahead in parallel per batch (0: read one by one,
+            in plan order, when the builder wants them).
+        read_attempts: How many times a large file that changed while read is read again.
+    """
+
+    empty_hint: str | None
+    fetch_workers: int
+    read_attempts: int
+
+    def candidates(self) -> Iterable[Candidate | Skipped]:
+        """Every file of the source (and what is skipped, and why), in path order."""
+
+    def unchanged(self, candidate: Candidate, previous: Entry) -> bool:
+        """Whether the previous version's entry of the same path still holds this file's bytes."""
+
+    def fetch_small(self, candidate: Candidate) -> SmallRead:
+        """A small file's bytes.
+
+        Raises:
+            SourceChanged: it changed since the scan.
+        """
+
+    def open_large(self, candidate: Candidate) -> AbstractContextManager[LargeRead]:
+        """A large file opened as a stream (one attempt)."""
+
+    def server_copy(self, store: Store, candidate: Candidate) -> ServerCopy | None:
+        """Copy a large file into ``store`` without passing through here, if this source and store can."""
+
+
+# --- scan ---------------------------------------------------------------------------------------
 
 
 def previous_entries(store: Store, job: CreateJob) -> Iterator[Entry]:
@@ -69,6 +169,123 @@ def previous_entries(store: Store, job: CreateJob) -> Iterator[Entry]:
     if prev is None or prev.source != job.source or prev.kind != job.kind or not prev.manifest:
         return iter(())
     return reader.entries(store, prev)
+
+
+def scan(source: Source, job: CreateJob, settings: Settings, progress: Reporter = NO_PROGRESS) -> PlanSummary:
+    """List the source, merge with the previous version, and store the batch plans.
+
+    Raises:
+        EmptySource: nothing to store (no plan is left behind).
+        SourceUnreadable: a file or directory cannot be read.
+    """
+    store = open_store(job.store, settings)
+    prev = previous_entries(store, job)
+    hint = {"hint": source.empty_hint} if source.empty_hint else {}
+    return write_plans(store, job.staging, batches(source.candidates(), prev, source.unchanged, settings),
+                       on_batch=progress.add_total, empty=lambda skipped: EmptySource(job.source, skipped, **hint))
+
+
+# --- transfer -----------------------------------------------------------------------------------
+
+
+def _small(item: PlanItem, settings: Settings) -> Candidate | None:
+    """The candidate of a new file small enough to be packed (None for anything else)."""
+    return item.candidate if isinstance(item, New) and item.size < settings.large_file_bytes else None
+
+
+def _fetched(plan: list[PlanItem], source: Source, settings: Settings) -> Iterator[tuple[PlanItem, SmallRead | None]]:
+    """Plan items in order, each small new file with its bytes.
+
+    With ``fetch_workers`` the bytes are fetched ahead in parallel: at most ``2 * fetch_workers``
+    files and ``2 * pack_bytes`` bytes are in flight or waiting. Without, each is read when its
+    turn comes.
+    """
+    if source.fetch_workers <= 0:
+        for item in plan:
+            c = _small(item, settings)
+            yield item, source.fetch_small(c) if c is not None else None
+        return
+    window: deque[tuple[PlanItem, int, Future | None]] = deque()
+    max_bytes = 2 * settings.pack_bytes
+    held = 0
+    pool = ThreadPoolExecutor(max_workers=source.fetch_workers, thread_name_prefix="fetch")
+    try:
+        for item in plan:
+            c = _small(item, settings)
+            size = c.size if c is not None else 0
+            held += size
+            window.append((item, size, pool.submit(source.fetch_small, c) if c is not None else None))
+            while window and (len(window) > 2 * source.fetch_workers or held > max_bytes):
+                it, n, fut = window.popleft()
+                held -= n
+                yield it, fut.result() if fut else None
+        while window:
+            it, _, fut = window.popleft()
+            yield it, fut.result() if fut else None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stream_large(store: Store, source: Source, c: Candidate, settings: Settings) -> tuple[Hashed, str, int, int | None]:
+    """Stream one large file into its own object, hashing on the way; read it again if it changed.
+
+    Returns:
+        What was read (size, sha256), the object key, the bytes written, the mtime to record.
+    """
+    for _ in range(source.read_attempts):
+        with source.open_large(c) as stream:
+            writer = store.blob_writer(stream.size)
+            try:
+                got = copy_hashed(chunks(stream, settings.part_bytes), writer.write)
+                if not stream.intact(got.size):
+                    writer.abort()
+                    continue
+                return got, writer.commit(got.sha256), writer.written, stream.mtime_ns
+            except BaseException:
+                writer.abort()
+                raise
+    raise SourceChanged(c.path, f"size or mtime differed across {source.read_attempts} reads")
+
+
+def transfer_batch(source: Source, job: CreateJob, plan_key: str, settings: Settings,
+                   progress: Reporter = NO_PROGRESS) -> tuple[str, int]:
+    """Transfer the new files of one batch plan and write its batch manifest.
+
+    A batch whose manifest already exists (an earlier, interrupted run of the same create got
+    this far) is not transferred again.
+
+    Returns:
+        The batch manifest key and the data bytes written to the store by this call.
+
+    Raises:
+        SourceChanged: a file changed or vanished after the scan.
+        SourceUnreadable: a file cannot be read.
+    """
+    store = open_store(job.store, settings)
+    bkey = layout.batch_key(job.staging, layout.plan_hash_of(plan_key))
+    plan = read_plan(store, plan_key)
+    if already_done(store, bkey, plan, progress):
+        return bkey, 0
+    builder = BatchBuilder(store, settings, progress)
+    for item, small in _fetched(plan, source, settings):
+        match item:
+            case Reused(entry=entry):
+                builder.reuse(entry)
+            case Skipped(path=path, reason=reason):
+                builder.skip(path, reason)
+            case New(candidate=c) if small is not None:
+                builder.small(c.path, small.data, small.mtime_ns, c.detail)
+            case New(candidate=c):
+                copied = source.server_copy(store, c)
+                if copied is not None:
+                    builder.blob(c.path, c.size, None, copied.key, copied.written, source=c.detail, etag=copied.etag)
+                else:
+                    got, key, written, mtime = _stream_large(store, source, c, settings)
+                    builder.blob(c.path, got.size, got.sha256, key, written, mtime, c.detail)
+    return bkey, builder.finish(bkey)
+
+
+# --- commit -------------------------------------------------------------------------------------
 
 
 def _check_present(store: Store, keys: set[str]) -> None:
@@ -137,7 +354,7 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         name=job.name,
         version=0,
         status="succeeded",
-        kind=job.kind,
+        kind=job.kind.value,
         source=job.source,
         files=summary.files,
         bytes=summary.bytes,

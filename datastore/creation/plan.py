@@ -4,38 +4,25 @@ The walk of the source and the previous version's manifest are both in path orde
 join decides for each file whether it is unchanged (same path, size and stamp — mtime for local
 files, ETag for S3 objects) and can point at the bytes already stored, or is new and must be
 transferred. Batches are consecutive ranges of that order, so the final manifest is just the
-concatenation of the batch manifests. Plans go to the store as small gzip JSONL objects and
-tasks pass only their keys around.
+concatenation of the batch manifests. Plans go to the store as small gzip JSONL objects (the
+typed lines of :mod:`datastore.model.plan`) and tasks pass only their keys around.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from datastore.model.manifest import Entry, Skipped
+from datastore.model.plan import Candidate, New, PlanItem, Reused, decode, encode
+from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
 from datastore.store import Store, layout
 
+__all__ = ["Candidate", "PlanSummary", "already_done", "batches", "encode", "plan_hash_of", "read_plan",
+           "write_plans"]
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A source file the plan must account for."""
-
-    path: str
-    size: int
-    stamp: int | str | None  # mtime_ns (local) or ETag (S3): what "unchanged" is judged by
-    detail: dict | None = None  # source-specific fields a transfer task needs
-
-    def to_json(self) -> dict:
-        """Plan line payload."""
-        d: dict = {"path": self.path, "size": self.size, "stamp": self.stamp}
-        if self.detail:
-            d["detail"] = self.detail
-        return d
+plan_hash_of = layout.plan_hash_of
 
 
 @dataclass
@@ -54,19 +41,19 @@ def _merge(
     items: Iterable[Candidate | Skipped],
     previous: Iterable[Entry],
     unchanged: Callable[[Candidate, Entry], bool],
-) -> Iterator[dict]:
+) -> Iterator[PlanItem]:
     prev = iter(previous)
     cur = next(prev, None)
     for item in items:
         if isinstance(item, Skipped):
-            yield {"skipped": item.path, "reason": item.reason}
+            yield item
             continue
         while cur is not None and cur.path < item.path:
             cur = next(prev, None)
         if cur is not None and cur.path == item.path and unchanged(item, cur):
-            yield {"reuse": cur.to_json()}
+            yield Reused(cur)
         else:
-            yield {"new": item.to_json()}
+            yield New(item)
 
 
 def batches(
@@ -74,15 +61,15 @@ def batches(
     previous: Iterable[Entry],
     unchanged: Callable[[Candidate, Entry], bool],
     settings: Settings,
-) -> Iterator[list[dict]]:
-    """Group plan lines into batches bounded by new files, new bytes and total lines."""
-    batch: list[dict] = []
+) -> Iterator[list[PlanItem]]:
+    """Group plan items into batches bounded by new files, new bytes and total lines."""
+    batch: list[PlanItem] = []
     files = nbytes = 0
-    for line in _merge(items, previous, unchanged):
-        batch.append(line)
-        if "new" in line:
+    for item in _merge(items, previous, unchanged):
+        batch.append(item)
+        if isinstance(item, New):
             files += 1
-            nbytes += line["new"]["size"]
+            nbytes += item.size
         if files >= settings.batch_files or nbytes >= settings.batch_bytes or len(batch) >= settings.reuse_lines:
             yield batch
             batch, files, nbytes = [], 0, 0
@@ -90,13 +77,7 @@ def batches(
         yield batch
 
 
-def encode(batch: list[dict]) -> tuple[bytes, str]:
-    """Compressed plan bytes and the plan hash (over the uncompressed lines)."""
-    raw = b"".join(json.dumps(line, sort_keys=True, separators=(",", ":")).encode() + b"\n" for line in batch)
-    return gzip.compress(raw, compresslevel=1, mtime=0), hashlib.sha256(raw).hexdigest()[:32]
-
-
-def write_plans(store: Store, staging: str, plan_batches: Iterable[list[dict]],
+def write_plans(store: Store, staging: str, plan_batches: Iterable[list[PlanItem]],
                 on_batch: Callable[[int, int], None] | None = None,
                 empty: Callable[[int], BaseException] | None = None) -> PlanSummary:
     """Store each batch plan and return the summary with their keys, in order.
@@ -120,7 +101,7 @@ def write_plans(store: Store, staging: str, plan_batches: Iterable[list[dict]],
     return summary
 
 
-def _write_all(store: Store, staging: str, plan_batches: Iterable[list[dict]],
+def _write_all(store: Store, staging: str, plan_batches: Iterable[list[PlanItem]],
                on_batch: Callable[[int, int], None] | None, summary: PlanSummary) -> None:
     for seq, batch in enumerate(plan_batches):
         data, h = encode(batch)
@@ -128,43 +109,35 @@ def _write_all(store: Store, staging: str, plan_batches: Iterable[list[dict]],
         store.put_bytes(key, data)
         summary.plan_keys.append(key)
         bf = bb = 0
-        for line in batch:
-            if "skipped" in line:
-                summary.skipped += 1
-                continue
-            body = line.get("new") or line["reuse"]
-            bf += 1
-            bb += body["size"]
-            if "new" in line:
-                summary.new_files += 1
-                summary.new_bytes += body["size"]
+        for item in batch:
+            match item:
+                case Skipped():
+                    summary.skipped += 1
+                case New(candidate=c):
+                    bf, bb = bf + 1, bb + c.size
+                    summary.new_files += 1
+                    summary.new_bytes += c.size
+                case Reused(entry=e):
+                    bf, bb = bf + 1, bb + e.size
         summary.files += bf
         summary.bytes += bb
         if on_batch:
             on_batch(bf, bb)
 
 
-def read_plan(store: Store, key: str) -> list[dict]:
+def read_plan(store: Store, key: str) -> list[PlanItem]:
     """Load one batch plan (bounded by the batch limits)."""
-    return [json.loads(line) for line in gzip.decompress(store.get_bytes(key)).splitlines() if line]
+    return decode(store.get_bytes(key))
 
 
-def already_done(store: Store, batch_key: str, plan: list[dict]) -> bool:
+def already_done(store: Store, batch_key: str, plan: list[PlanItem], progress: Reporter = NO_PROGRESS) -> bool:
     """Whether an earlier, interrupted run finished this batch (its manifest exists).
 
     If so, the batch's files are reported as done so progress still adds up.
     """
     if not store.exists(batch_key):
         return False
-    from datastore.model import progress
-
-    for line in plan:
-        body = line.get("new") or line.get("reuse")
-        if body:
-            progress.advance(1, body["size"])
+    for item in plan:
+        if isinstance(item, (New, Reused)):
+            progress.advance(1, item.size)
     return True
-
-
-def plan_hash_of(key: str) -> str:
-    """The plan hash embedded in a plan key."""
-    return key.rsplit("/", 1)[-1].split("-", 1)[1].removesuffix(".jsonl.gz")

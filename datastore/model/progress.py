@@ -1,7 +1,9 @@
 """Progress of a running creation, shared between transfer tasks and whoever displays it.
 
-Tasks call :func:`add_total` / :func:`advance`; the CLI installs a :class:`Progress` with
-:func:`install` and renders it. Without an installed sink the calls cost nothing.
+Creation code reports to a :class:`Reporter` it is given (the flow passes its monitor's
+:class:`Progress`; :data:`NO_PROGRESS` when nobody watches). The CLI installs a :class:`Progress`
+with :func:`install` and renders it; the module-level :func:`add_total` / :func:`advance` report
+to that installed sink (the HTTP download, which has no reporter to be given, uses them).
 """
 
 from __future__ import annotations
@@ -10,6 +12,33 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Reporter(Protocol):
+    """Where creation code reports work found and work done (:class:`Progress` is one)."""
+
+    def add_total(self, files: int, nbytes: int) -> None:
+        """Grow the known totals."""
+
+    def advance(self, files: int, nbytes: int, uploaded: int = 0) -> None:
+        """Count finished work."""
+
+
+class _NoProgress:
+    """A :class:`Reporter` that drops everything (nobody is watching)."""
+
+    def add_total(self, files: int, nbytes: int) -> None:
+        """Nothing to grow."""
+
+    def advance(self, files: int, nbytes: int, uploaded: int = 0) -> None:
+        """Nothing to count."""
+
+    def __repr__(self) -> str:
+        return "NO_PROGRESS"
+
+
+NO_PROGRESS: Reporter = _NoProgress()
 
 
 @dataclass

@@ -24,8 +24,9 @@ from datastore.errors import (
     DatastoreError,
     ObjectNotFound,
 )
+from datastore.store import layout
 
-DATA_PREFIX = "data/"
+DATA_PREFIX = layout.DATA
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ class Store(ABC):
         Returns:
             The key, and whether bytes were written (False when identical bytes were there).
         """
-        key = f"{DATA_PREFIX}p-{address}"
+        key = layout.pack_key(address)
         try:
             self.put_bytes(key, data, if_absent=True)
         except AlreadyExists:

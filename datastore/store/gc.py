@@ -17,14 +17,13 @@ Records and tombstones are never removed: they keep version numbers from being r
 
 from __future__ import annotations
 
-import gzip
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from datastore.model import plan
 from datastore.model.manifest import Entry
 from datastore.reading import reader
 from datastore.store import ObjectInfo, Store, layout, versions
@@ -48,11 +47,10 @@ class Report:
 
 
 def _objects_of_plan(data: bytes) -> Iterator[str]:
-    for line in gzip.decompress(data).splitlines():
-        if line.strip():
-            body = json.loads(line).get("reuse")
-            if body and body.get("object"):
-                yield body["object"]
+    """Data objects a plan points at: those of its reused entries (new files have none yet)."""
+    for item in plan.decode(data):
+        if isinstance(item, plan.Reused) and item.entry.object:
+            yield item.entry.object
 
 
 def _live_references(store: Store) -> tuple[set[str], set[str]]:
@@ -71,8 +69,8 @@ def _live_references(store: Store) -> tuple[set[str], set[str]]:
 def _staging_folders(store: Store) -> dict[str, list[ObjectInfo]]:
     """Staging objects grouped by creation folder ``staging/<name>/<source-id>/`` (one listing)."""
     folders: dict[str, list[ObjectInfo]] = defaultdict(list)
-    for obj in store.list("staging/"):
-        folders["/".join(obj.key.split("/")[:3]) + "/"].append(obj)
+    for obj in store.list(layout.STAGING):
+        folders[layout.staging_folder(obj.key)].append(obj)
     return folders
 
 
@@ -133,7 +131,7 @@ def reclaim_version(store: Store, record: versions.VersionRecord) -> Report:
 
 def _references_of(store: Store, key: str) -> set[str]:
     try:
-        if "/plans/" in key:
+        if layout.is_plan_key(key):
             return set(_objects_of_plan(store.get_bytes(key)))
         return {e.object for e in reader.manifest_items(store, key) if isinstance(e, Entry) and e.object}
     except FileNotFoundError:
@@ -159,13 +157,13 @@ def collect(store: Store, grace_s: float, dry_run: bool = False, listing: int = 
         if not dry_run:
             store.delete(obj.key)
 
-    for obj in store.list("manifests/"):
+    for obj in store.list(layout.MANIFESTS):
         if obj.key in live_manifests or obj.modified >= now - grace_s:
             report.kept_objects += 1
             report.kept_bytes += obj.size
         else:
             reclaim(obj)
-    for obj in store.list("data/"):
+    for obj in store.list(layout.DATA):
         if obj.key in live_data or obj.key in staged_data or obj.modified >= now - grace_s:
             report.kept_objects += 1
             report.kept_bytes += obj.size

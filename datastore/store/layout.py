@@ -11,6 +11,8 @@
                                               members' sizes and sha256s, which fix its bytes)
     data/<sha256>                             one large file (local store)
     data/u-<uuid>                             one large file uploaded by multipart (S3)
+    data/c-<id>                               one large file copied server-side from an S3 source
+                                              (id: sha256 of bucket, key, ETag, VersionId)
     staging/<name>/<source-id>/plans/…        batch plans written by the scan task
     staging/<name>/<source-id>/batches/…      finished batch manifests (resume; gc'd later)
     runs/<run-id>.json                        a creation in flight or recently failed (status)
@@ -22,6 +24,9 @@ import hashlib
 
 NAMES = "names/"
 RUNS = "runs/"
+DATA = "data/"
+MANIFESTS = "manifests/"
+STAGING = "staging/"
 
 
 def record_key(name: str, version: int) -> str:
@@ -46,7 +51,7 @@ def run_key(run_id: str) -> str:
 
 def manifest_key(create_id: str) -> str:
     """Key of the manifest written by one creation."""
-    return f"manifests/{create_id}.jsonl.gz"
+    return f"{MANIFESTS}{create_id}.jsonl.gz"
 
 
 def source_id(kind: str, source: str) -> str:
@@ -56,7 +61,38 @@ def source_id(kind: str, source: str) -> str:
 
 def staging_prefix(name: str, kind: str, source: str) -> str:
     """Prefix of everything a creation of ``name`` from ``source`` stages before commit."""
-    return f"staging/{name}/{source_id(kind, source)}/"
+    return f"{STAGING}{name}/{source_id(kind, source)}/"
+
+
+def staging_folder(key: str) -> str:
+    """The creation folder ``staging/<name>/<source-id>/`` a staging object belongs to."""
+    return "/".join(key.split("/")[:3]) + "/"
+
+
+def is_plan_key(key: str) -> bool:
+    """Whether a staging object is a batch plan (the other staging objects are batch manifests)."""
+    return "/plans/" in key
+
+
+def pack_key(address: str) -> str:
+    """Key of a pack of small files (``address``: see :func:`datastore.creation.packer.pack_address`)."""
+    return f"{DATA}p-{address}"
+
+
+def blob_key(sha256: str) -> str:
+    """Key of a large file stored under its own sha256 (local store)."""
+    return f"{DATA}{sha256}"
+
+
+def upload_key(upload_id: str) -> str:
+    """Key of a large file uploaded by multipart (S3 store): unique, since the sha256 is known only at the end."""
+    return f"{DATA}u-{upload_id}"
+
+
+def copy_key(bucket: str, pin: dict) -> str:
+    """Key of a server-side copy of a pinned S3 object: derived from the pin, so a retry reuses it."""
+    ident = "\0".join([bucket, pin["key"], pin["etag"], pin.get("version_id") or ""])
+    return f"{DATA}c-{hashlib.sha256(ident.encode()).hexdigest()}"
 
 
 def plan_key(staging: str, seq: int, plan_hash: str) -> str:
@@ -64,9 +100,19 @@ def plan_key(staging: str, seq: int, plan_hash: str) -> str:
     return f"{staging}plans/{seq:08d}-{plan_hash}.jsonl.gz"
 
 
+def plan_hash_of(key: str) -> str:
+    """The plan hash embedded in a plan key (inverse of :func:`plan_key`)."""
+    return key.rsplit("/", 1)[-1].split("-", 1)[1].removesuffix(".jsonl.gz")
+
+
 def batch_key(staging: str, plan_hash: str) -> str:
     """Key of the finished manifest of the batch whose plan hashes to ``plan_hash``."""
     return f"{staging}batches/{plan_hash}.jsonl.gz"
+
+
+def pin_batch_key(staging: str, create_id: str, seq: int) -> str:
+    """Key of the ``seq``-th batch manifest a ``--no-copy`` pin pass writes."""
+    return batch_key(staging, f"pin-{create_id}-{seq:06d}")
 
 
 def parse_version_key(key: str) -> tuple[str, str, int] | None:

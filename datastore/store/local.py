@@ -16,7 +16,8 @@ from datastore.errors import (
     StoreError,
     StoreNotWritable,
 )
-from datastore.store.base import DATA_PREFIX, BlobWriter, ObjectInfo, Store
+from datastore.store import layout
+from datastore.store.base import BlobWriter, ObjectInfo, Store
 
 
 class LocalStore(Store):
@@ -225,7 +226,7 @@ class _LocalBlobWriter(BlobWriter):
         self.written += len(chunk)
 
     def commit(self, sha256: str) -> str:
-        key = f"{DATA_PREFIX}{sha256}"
+        key = layout.blob_key(sha256)
         try:
             self.fh.flush()
             os.fsync(self.fh.fileno())

@@ -21,7 +21,8 @@ from datastore.errors import (
     ObjectNotFound,
 )
 from datastore.settings import Settings
-from datastore.store.base import DATA_PREFIX, BlobWriter, ObjectInfo, Store
+from datastore.store import layout
+from datastore.store.base import BlobWriter, ObjectInfo, Store
 
 
 class S3Store(Store):
@@ -258,7 +259,7 @@ class _S3BlobWriter(BlobWriter):
 
     def __init__(self, store: S3Store, size_hint: int = 0) -> None:
         self.store = store
-        self.key = f"{DATA_PREFIX}u-{uuid.uuid4().hex}"
+        self.key = layout.upload_key(uuid.uuid4().hex)
         # S3 allows 10,000 parts: grow the part size for huge files (9,000 leaves room for growth).
         self.part_bytes = max(store.settings.part_bytes, -(-size_hint // 9_000))
         self.buf = bytearray()

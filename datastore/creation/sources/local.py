@@ -1,4 +1,8 @@
-"""Reading a local folder or file: a sorted, streaming walk and change-safe file reads.
+"""The local-folder creation path: a sorted, streaming walk and change-safe file reads.
+
+:class:`LocalSource` is what :mod:`datastore.creation.pipeline` needs of a folder (the HTTP
+path uses it too, on the extracted archive); :func:`scan` and :func:`transfer_batch` run the
+pipeline with it, so the logic can be tested (and benchmarked) without an orchestrator.
 
 Policy for what is not a regular file (documented in the README, recorded in the manifest):
 
@@ -18,11 +22,19 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from datastore.creation import pipeline
+from datastore.creation.pipeline import CreateJob, ServerCopy, SmallRead
+from datastore.creation.plan import PlanSummary
 from datastore.errors import SourceChanged, SourceNotFound, SourceUnreadable
-from datastore.model.manifest import Skipped
+from datastore.model.manifest import Entry, Skipped
+from datastore.model.plan import Candidate
+from datastore.model.progress import NO_PROGRESS, Reporter
+from datastore.settings import Settings
+from datastore.store import Store
 
 # A file whose mtime is this close to the moment we read it may still be written within the
 # same timestamp tick; we do not record its mtime, so the next create re-reads it rather than
@@ -197,3 +209,81 @@ def open_checked(full: str, rel: str) -> tuple[int, os.stat_result]:
 def unchanged_since(fd: int, before: os.stat_result, read: int) -> bool:
     """Whether a streamed file still matches the stat taken before reading ``read`` bytes."""
     return read == before.st_size and _same(before, os.fstat(fd))
+
+
+class _LargeFile:
+    """One read of a large local file (see :class:`datastore.creation.pipeline.LargeRead`)."""
+
+    def __init__(self, fd: int, before: os.stat_result) -> None:
+        self.fd = fd
+        self.before = before
+        self.size = before.st_size
+        self.mtime_ns = stable_mtime(before)
+
+    def read(self, n: int = -1, /) -> bytes:
+        return os.read(self.fd, n)
+
+    def intact(self, read: int) -> bool:
+        return unchanged_since(self.fd, self.before, read)
+
+
+class LocalSource:
+    """A local folder or file, for :mod:`datastore.creation.pipeline`.
+
+    Files are read one by one in plan order (the disk, not the latency, is the limit), and a
+    file that changes while it is read is read again, up to :data:`READ_ATTEMPTS` times.
+    """
+
+    empty_hint: str | None = None
+    fetch_workers = 0
+    read_attempts = READ_ATTEMPTS
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def candidates(self) -> Iterator[Candidate | Skipped]:
+        for item in walk(self.root):
+            yield Candidate(item.path, item.size, item.mtime_ns) if isinstance(item, LocalFile) else item
+
+    def unchanged(self, candidate: Candidate, previous: Entry) -> bool:
+        # No recorded mtime (too recent when stored: the racy-git rule) means "read it again".
+        return previous.mtime_ns is not None and candidate.size == previous.size \
+            and candidate.stamp == previous.mtime_ns
+
+    def fetch_small(self, candidate: Candidate) -> SmallRead:
+        data, st = read_small(file_path(self.root, candidate.path), candidate.path)
+        return SmallRead(data, stable_mtime(st))
+
+    @contextmanager
+    def open_large(self, candidate: Candidate) -> Iterator[_LargeFile]:
+        fd, before = open_checked(file_path(self.root, candidate.path), candidate.path)
+        try:
+            yield _LargeFile(fd, before)
+        finally:
+            os.close(fd)
+
+    def server_copy(self, store: Store, candidate: Candidate) -> ServerCopy | None:  # noqa: ARG002
+        return None
+
+
+def scan(job: CreateJob, settings: Settings, root: str | None = None,
+         progress: Reporter = NO_PROGRESS) -> PlanSummary:
+    """Walk the source, merge with the previous version, and store the batch plans.
+
+    ``root`` is the folder to walk when it is not ``job.source`` itself (an extracted archive).
+
+    Raises:
+        EmptySource: nothing to store.
+        SourceUnreadable: a file or directory cannot be read.
+    """
+    return pipeline.scan(LocalSource(root or job.source), job, settings, progress)
+
+
+def transfer_batch(job: CreateJob, plan_key: str, settings: Settings, root: str | None = None,
+                   progress: Reporter = NO_PROGRESS) -> tuple[str, int]:
+    """Transfer the new files of one batch plan and write its batch manifest (``root`` as in :func:`scan`).
+
+    Returns:
+        The batch manifest key and the data bytes uploaded by this call.
+    """
+    return pipeline.transfer_batch(LocalSource(root or job.source), job, plan_key, settings, progress)

@@ -1,4 +1,4 @@
-"""The S3-copy creation path: list the prefix into batch plans, then copy one batch.
+"""The S3-copy creation path: what :mod:`datastore.creation.pipeline` needs of an S3 prefix.
 
 Small objects (under ``large_file_bytes``) are fetched in parallel (``fetch_workers`` per batch,
 each GET pinned by VersionId or ``If-Match``) and packed like local files, so 10,000 objects
@@ -10,29 +10,22 @@ or a source read with a block's keys the store cannot use) they stream through t
 
 from __future__ import annotations
 
-import hashlib
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import cached_property
+from typing import BinaryIO
 
-from datastore.backends.s3_source import S3Source, source_of
-from datastore.creation.packer import BatchBuilder
-from datastore.creation.pipeline import CreateJob, previous_entries
-from datastore.creation.plan import Candidate, PlanSummary, already_done, batches, plan_hash_of, read_plan, write_plans
-from datastore.errors import EmptySource, SourceChanged
-from datastore.model import progress
+from datastore.backends.s3_source import S3Source
+from datastore.creation import pipeline
+from datastore.creation.pipeline import CreateJob, ServerCopy, SmallRead
+from datastore.creation.plan import PlanSummary
+from datastore.creation.sources import s3
+from datastore.errors import SourceChanged
 from datastore.model.manifest import Entry, Skipped
+from datastore.model.plan import Candidate
+from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
-from datastore.store import S3Store, Store, layout, open_store
-
-
-def _candidates(src: S3Source, versioned: bool, settings: Settings) -> Iterator[Candidate | Skipped]:
-    for item in src.files(versioned, settings.list_run):
-        if isinstance(item, Skipped):
-            yield item
-        else:
-            rel, obj = item
-            yield Candidate(rel, obj.size, obj.etag, obj.pin())
+from datastore.store import S3Store, Store, layout
 
 
 def unchanged(c: Candidate, e: Entry) -> bool:
@@ -40,83 +33,85 @@ def unchanged(c: Candidate, e: Entry) -> bool:
     return bool(e.source) and e.object is not None and c.size == e.size and e.source.get("etag") == c.stamp
 
 
-def scan(job: CreateJob, settings: Settings) -> PlanSummary:
+class _LargeObject:
+    """One GET of a large pinned object (see :class:`datastore.creation.pipeline.LargeRead`)."""
+
+    mtime_ns = None
+
+    def __init__(self, body: BinaryIO, c: Candidate) -> None:
+        self.body = body
+        self.candidate = c
+        self.size = c.size
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self.body.read(n)
+
+    def intact(self, read: int) -> bool:
+        # A pinned GET cannot come back different on a second try: the object changed, say so.
+        if read != self.size:
+            raise SourceChanged(self.candidate.detail["key"], f"listed with {self.size} bytes, read {read}")
+        return True
+
+
+class S3CopySource:
+    """An S3 prefix to copy, for :mod:`datastore.creation.pipeline`."""
+
+    empty_hint = s3.EMPTY_HINT
+    read_attempts = 1
+
+    def __init__(self, job: CreateJob, settings: Settings) -> None:
+        self.job = job
+        self.settings = settings
+        self.fetch_workers = settings.fetch_workers
+
+    @cached_property
+    def src(self) -> S3Source:
+        """The prefix, opened on first use (a batch an earlier run finished never opens it)."""
+        return s3.open_source(self.job)
+
+    def candidates(self) -> Iterator[Candidate | Skipped]:
+        for item in s3.listed(self.src, self.job, self.settings):
+            if isinstance(item, Skipped):
+                yield item
+            else:
+                rel, obj = item
+                yield Candidate(rel, obj.size, obj.etag, obj.pin())
+
+    def unchanged(self, candidate: Candidate, previous: Entry) -> bool:
+        return unchanged(candidate, previous)
+
+    def fetch_small(self, candidate: Candidate) -> SmallRead:
+        data = self.src.get(candidate.detail)
+        if len(data) != candidate.size:
+            raise SourceChanged(candidate.detail["key"], f"listed with {candidate.size} bytes, read {len(data)}")
+        return SmallRead(data)
+
+    @contextmanager
+    def open_large(self, candidate: Candidate) -> Iterator[_LargeObject]:
+        with self.src.open(candidate.detail) as body:
+            yield _LargeObject(body, candidate)
+
+    def server_copy(self, store: Store, candidate: Candidate) -> ServerCopy | None:
+        # The store's client must be allowed to read the source: only with the same credentials.
+        if not isinstance(store, S3Store) or self.src.block is not None:
+            return None
+        pin = candidate.detail
+        key = layout.copy_key(self.src.bucket, pin)
+        etag, copied = store.copy_in(self.src.copy_source(pin), pin["etag"], candidate.size, key)
+        return ServerCopy(key, etag, copied)
+
+
+def scan(job: CreateJob, settings: Settings, progress: Reporter = NO_PROGRESS) -> PlanSummary:
     """List the prefix (paginated, sorted with bounded memory), merge with the previous version, store plans.
 
     Raises:
         EmptySource: no object under the prefix can be a file.
     """
-    store = open_store(job.store, settings)
-    src = source_of(job.source_detail)
-    prev = previous_entries(store, job)
-    plans = batches(_candidates(src, job.source_detail.get("versioned", False), settings), prev, unchanged, settings)
-    hint = "check the prefix (S3 keys are case-sensitive) or upload files to it"
-    return write_plans(store, job.staging, plans, on_batch=progress.add_total,
-                       empty=lambda skipped: EmptySource(job.source, skipped, hint))
+    return pipeline.scan(S3CopySource(job, settings), job, settings, progress)
 
 
-def copy_key(bucket: str, pin: dict) -> str:
-    """Store key of a server-side copy: derived from the pinned source, so a retry reuses it."""
-    ident = "\0".join([bucket, pin["key"], pin["etag"], pin.get("version_id") or ""])
-    return f"data/c-{hashlib.sha256(ident.encode()).hexdigest()}"
-
-
-def _fetch(src: S3Source, new: dict) -> bytes:
-    data = src.get(new["detail"])
-    if len(data) != new["size"]:
-        raise SourceChanged(new["detail"]["key"], f"listed with {new['size']} bytes, read {len(data)}")
-    return data
-
-
-def _prefetched(plan: list[dict], src: S3Source, settings: Settings) -> Iterator[tuple[dict, bytes | None]]:
-    """Plan lines in order, each small new object's bytes fetched ahead in parallel.
-
-    At most ``2 * fetch_workers`` objects and ``2 * pack_bytes`` bytes are in flight or waiting.
-    """
-    window: deque[tuple[dict, Future | None]] = deque()
-    max_bytes = 2 * settings.pack_bytes
-    held = 0
-    pool = ThreadPoolExecutor(max_workers=settings.fetch_workers, thread_name_prefix="fetch")
-    try:
-        for line in plan:
-            new = line.get("new")
-            small = new is not None and new["size"] < settings.large_file_bytes
-            if small:
-                held += new["size"]
-            window.append((line, pool.submit(_fetch, src, new) if small else None))
-            while window and (len(window) > 2 * settings.fetch_workers or held > max_bytes):
-                ln, fut = window.popleft()
-                if fut is not None:
-                    held -= ln["new"]["size"]
-                yield ln, fut.result() if fut else None
-        while window:
-            ln, fut = window.popleft()
-            yield ln, fut.result() if fut else None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _stream_large(store: Store, src: S3Source, new: dict, settings: Settings) -> tuple[str, str, int]:
-    """GET the pinned object and stream it into a store object, hashing on the way."""
-    writer = store.blob_writer(new["size"])
-    h = hashlib.sha256()
-    read = 0
-    try:
-        with src.open(new["detail"]) as body:
-            while chunk := body.read(settings.part_bytes):
-                h.update(chunk)
-                writer.write(chunk)
-                read += len(chunk)
-        if read != new["size"]:
-            raise SourceChanged(new["detail"]["key"], f"listed with {new['size']} bytes, read {read}")
-        sha = h.hexdigest()
-        return sha, writer.commit(sha), writer.written
-    except BaseException:
-        writer.abort()
-        raise
-
-
-def transfer_batch(job: CreateJob, plan_key: str, settings: Settings) -> tuple[str, int]:
+def transfer_batch(job: CreateJob, plan_key: str, settings: Settings,
+                   progress: Reporter = NO_PROGRESS) -> tuple[str, int]:
     """Copy the new objects of one batch plan and write its batch manifest.
 
     Returns:
@@ -125,31 +120,4 @@ def transfer_batch(job: CreateJob, plan_key: str, settings: Settings) -> tuple[s
     Raises:
         SourceChanged: an object changed or vanished after the listing (named by its key).
     """
-    store = open_store(job.store, settings)
-    bkey = layout.batch_key(job.staging, plan_hash_of(plan_key))
-    plan = read_plan(store, plan_key)
-    if already_done(store, bkey, plan):
-        return bkey, 0
-    src = source_of(job.source_detail)
-    # Server-side copy needs the store's client to be allowed to read the source: same credentials.
-    server_side = isinstance(store, S3Store) and src.block is None
-    builder = BatchBuilder(store, settings)
-    for line, data in _prefetched(plan, src, settings):
-        if "reuse" in line:
-            builder.reuse(line["reuse"])
-        elif "skipped" in line:
-            builder.skip(line["skipped"], line["reason"])
-        elif data is not None:
-            builder.small(line["new"]["path"], data, source=line["new"]["detail"])
-        else:
-            new = line["new"]
-            pin = new["detail"]
-            if server_side:
-                assert isinstance(store, S3Store)
-                key = copy_key(src.bucket, pin)
-                etag, copied = store.copy_in(src.copy_source(pin), pin["etag"], new["size"], key)
-                builder.blob(new["path"], new["size"], None, key, copied, source=pin, etag=etag)
-            else:
-                sha, key, written = _stream_large(store, src, new, settings)
-                builder.blob(new["path"], new["size"], sha, key, written, source=pin)
-    return bkey, builder.finish(bkey)
+    return pipeline.transfer_batch(S3CopySource(job, settings), job, plan_key, settings, progress)

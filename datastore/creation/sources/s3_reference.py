@@ -2,30 +2,32 @@
 
 One listing (``ListObjectVersions`` in a versioned bucket, so each file is pinned by VersionId;
 ``ListObjectsV2`` otherwise, pinned by ETag) streams into batch manifests of referenced entries.
-The cost is the listing: about one request per 1,000 objects.
+The cost is the listing: about one request per 1,000 objects. There is nothing to transfer, so
+this path writes batch manifests directly instead of plans; it shares the job, the source and
+the listing with the copy path (:mod:`~datastore.creation.sources.s3`).
 """
 
 from __future__ import annotations
 
 import io
 
-from datastore.backends.s3_source import source_of
 from datastore.creation.pipeline import CreateJob
+from datastore.creation.sources import s3
 from datastore.errors import EmptySource
-from datastore.model import progress
 from datastore.model.manifest import Entry, ManifestWriter, Skipped
+from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
 from datastore.store import layout, open_store
 
 
-def pin(job: CreateJob, settings: Settings) -> list[str]:
+def pin(job: CreateJob, settings: Settings, progress: Reporter = NO_PROGRESS) -> list[str]:
     """List the prefix and store batch manifests that pin each object; return their keys.
 
     Raises:
-        EmptySource: no object under the prefix can be a file.
+        EmptySource: no object under the prefix can be a file (no manifest is left behind).
     """
     store = open_store(job.store, settings)
-    src = source_of(job.source_detail)
+    src = s3.open_source(job)
     keys: list[str] = []
     files = 0
     skipped = 0
@@ -38,13 +40,13 @@ def pin(job: CreateJob, settings: Settings) -> list[str]:
         if writer is None:
             return
         writer.close()
-        key = layout.batch_key(job.staging, f"pin-{job.create_id}-{len(keys):06d}")
+        key = layout.pin_batch_key(job.staging, job.create_id, len(keys))
         store.put_bytes(key, buf.getvalue())
         keys.append(key)
         writer, buf, lines = None, io.BytesIO(), 0
 
     try:
-        for item in src.files(job.source_detail.get("versioned", False), settings.list_run):
+        for item in s3.listed(src, job, settings):
             if writer is None:
                 writer = ManifestWriter(buf)
             if isinstance(item, Skipped):
@@ -61,7 +63,7 @@ def pin(job: CreateJob, settings: Settings) -> list[str]:
                 flush()
         flush()
         if files == 0:
-            raise EmptySource(job.source, skipped, "check the prefix (S3 keys are case-sensitive) or upload files to it")
+            raise EmptySource(job.source, skipped, s3.EMPTY_HINT)
     except BaseException:
         for key in keys:
             store.delete(key)
