@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from datastore.backends import s3
 from datastore.orchestration import runtime
+from datastore.testing.cli import popen_cli, run_cli
+from datastore.testing.servers import S3Server, moto_server, seaweedfs
 
+# Before Prefect is first imported (by the fixtures and the tests); none of the imports above
+# imports it, so they need not wait for this.
 runtime.configure(quiet=True)
-
-from datastore.backends import s3  # noqa: E402
-from tests.support.cli import popen_cli, run_cli  # noqa: E402
-from tests.support.servers import S3Server, moto_server, seaweedfs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from datastore.store import open_store, versions
+from datastore.testing.cli import DATASTORE, can_drop_privileges
 from tests.conftest import Cli, make_tree
-from tests.support.cli import DATASTORE, can_drop_privileges
 
 
 def assert_one_line_error(proc, *fragments: str) -> None:
@@ -235,7 +235,7 @@ def test_progress_bar_on_a_terminal_only(cli: Cli, tmp_path: Path, local_store: 
 
 
 def test_unreachable_prefect_api_is_one_line(cli: Cli, tmp_path: Path, local_store: str) -> None:
-    from tests.support.servers import free_port
+    from datastore.testing.servers import free_port
 
     src = make_tree(tmp_path / "src", {"a": b"a"})
     proc = cli.run("create", str(src), PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api")

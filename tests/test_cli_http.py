@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from datastore.testing.http_server import serve
 from tests.conftest import Cli
-from tests.support.http_server import serve
 from tests.test_cli import assert_nothing_stored, assert_one_line_error
 from tests.test_flow_http import TREE, build, scratch_left
 

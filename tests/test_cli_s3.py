@@ -14,8 +14,8 @@ import pytest
 
 from datastore.backends import s3
 from datastore.store import open_store
+from datastore.testing.servers import ACCESS_KEY, SECRET_KEY, S3Server, seaweedfs
 from tests.conftest import Cli, use_s3_env
-from tests.support.servers import ACCESS_KEY, SECRET_KEY, S3Server, seaweedfs
 from tests.test_cli import assert_nothing_stored, assert_one_line_error
 from tests.test_flow_s3 import source_bucket
 

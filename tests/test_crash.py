@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from datastore.store import open_store, versions
+from datastore.testing.cli import DATASTORE
+from datastore.testing.servers import S3Server
 from tests.conftest import Cli, make_tree
-from tests.support.cli import DATASTORE
-from tests.support.servers import S3Server
 from tests.test_flow_s3 import source_bucket
 
 FILES = {f"d{i // 50}/f{i:04d}.bin": os.urandom(10_000) for i in range(300)}

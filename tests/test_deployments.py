@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from datastore.testing.cli import run_cli
+from datastore.testing.http_server import Server, serve
+from datastore.testing.prefect_server import POOL, REPO, PrefectServer, prefect_server
 from tests.conftest import make_tree
-from tests.support.cli import run_cli
-from tests.support.http_server import Server, serve
-from tests.support.prefect_server import POOL, REPO, PrefectServer, prefect_server
 
 pytestmark = pytest.mark.slow
 

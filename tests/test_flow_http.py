@@ -16,8 +16,8 @@ from datastore.errors import UnsafeArchive
 from datastore.model.manifest import Entry
 from datastore.reading import reader
 from datastore.store import open_store, versions
+from datastore.testing.http_server import serve
 from datastore_flows.http_archive import create_from_http
-from tests.support.http_server import serve
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

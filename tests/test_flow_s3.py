@@ -13,10 +13,10 @@ from datastore.model.manifest import Skipped
 from datastore.reading import reader
 from datastore.reading.verify import verify
 from datastore.store import open_store, versions
+from datastore.testing.servers import S3Server
 from datastore_flows.s3_copy import create_from_s3
 from datastore_flows.s3_reference import reference_s3
 from tests.conftest import use_s3_env
-from tests.support.servers import S3Server
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -19,7 +19,7 @@ from datastore.backends import http as http_fetch
 from datastore.backends.http import check_address, check_url, download, redact, resolve_checked
 from datastore.errors import DownloadFailed, UrlRefused
 from datastore.model import progress
-from tests.support.http_server import Server, serve
+from datastore.testing.http_server import Server, serve
 
 SIZE = 3 * 1024 * 1024 + 12345  # several 1 MiB chunks plus a ragged end
 PAYLOAD = random.Random(7).randbytes(SIZE)

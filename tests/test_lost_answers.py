@@ -1,6 +1,6 @@
 """S3 that applies a request and loses its answer, or breaks an answer off half-way.
 
-Every test runs through :mod:`tests.support.faulty_s3`, a real proxy in front of SeaweedFS: the
+Every test runs through :mod:`datastore.testing.faulty_s3`, a real proxy in front of SeaweedFS: the
 request really takes effect, then the client gets ``500 InternalError`` (S3's "may or may not
 have been applied") and botocore retries it.
 """
@@ -17,10 +17,10 @@ import pytest
 from datastore.errors import AlreadyDeleted
 from datastore.reading.verify import verify
 from datastore.store import deletion, layout, open_store, versions
+from datastore.testing.faulty_s3 import Fault, FaultyS3, faulty_s3
+from datastore.testing.servers import S3Server
 from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree, use_s3_env
-from tests.support.faulty_s3 import Fault, FaultyS3, faulty_s3
-from tests.support.servers import S3Server
 
 RECORD_PUT = r"/names/[^/]+/versions/\d+\.json"
 

@@ -12,8 +12,8 @@ from datastore.errors import (
     StoreUnavailable,
     TransientError,
 )
+from datastore.testing.servers import S3Server
 from tests.conftest import use_s3_env
-from tests.support.servers import S3Server
 
 
 def _client_error(code: str, status: int) -> ClientError:

@@ -8,8 +8,8 @@ from datastore.backends import credentials
 from datastore.backends.s3_source import S3Location, S3Object, S3Source, parse_url, path_ordered, path_rule
 from datastore.errors import InvalidSource, SourceAccessDenied
 from datastore.model.manifest import Skipped
+from datastore.testing.servers import S3Server
 from tests.conftest import use_s3_env
-from tests.support.servers import S3Server
 from tests.test_flow_s3 import source_bucket
 
 

@@ -1,6 +1,7 @@
-"""Start and stop real servers (SeaweedFS S3, moto, Prefect) on loopback, on free ports.
+"""Start and stop real S3 servers (SeaweedFS, moto) on loopback, on free ports.
 
-Used by the pytest fixtures and by ``bench``; nothing here is mocked.
+Used by the pytest fixtures and by ``bench``; nothing here is mocked. The Prefect server is in
+:mod:`datastore.testing.prefect_server`.
 """
 
 from __future__ import annotations
@@ -191,38 +192,3 @@ def moto_server() -> Iterator[S3Server]:
         yield S3Server(endpoint, ACCESS_KEY, SECRET_KEY)
     finally:
         server.stop()
-
-
-@contextlib.contextmanager
-def prefect_server(home: Path, timeout: float = 120) -> Iterator[str]:
-    """Run a real ``prefect server start`` on loopback; yields its API URL."""
-    port = free_port()
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_API_URL="", PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port),
-               PREFECT_UI_ENABLED="false")
-    log = home / "server.log"
-    home.mkdir(parents=True, exist_ok=True)
-    prefect = str(Path(sys.executable).parent / "prefect")
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-    import urllib.request
-
-    deadline = time.time() + timeout
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited: {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("prefect server did not start")
-            time.sleep(0.5)
-        yield url
-    finally:
-        stop(proc)

@@ -1,4 +1,4 @@
-"""A real ``prefect server`` and a real process worker on loopback, for deployment and UI tests."""
+"""A real ``prefect server`` and a real process worker on loopback, for deployment and UI tests and the benchmark."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.servers import free_port
+from datastore.testing.servers import free_port
 
 BIN = Path(sys.executable).parent
+# The checkout (datastore/testing/ → repository root): `prefect deploy` reads its prefect.yaml.
 REPO = Path(__file__).resolve().parent.parent.parent
 POOL = "datastore-process"
 
@@ -79,10 +80,17 @@ def _stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def prefect_server(home: Path, base_env: dict[str, str], startup_timeout: float = 180) -> Iterator[PrefectServer]:
+def prefect_server(home: Path, base_env: dict[str, str], startup_timeout: float = 180, *, fast_loops: bool = True,
+                   ui: bool = True) -> Iterator[PrefectServer]:
     """Run ``prefect server start`` on a free loopback port with its own home and database.
 
-    The scheduler and worker loops are shortened so that schedules of seconds work in tests.
+    Args:
+        home: Its HOME; PREFECT_HOME is ``home/prefect`` (the database), logs go here too.
+        base_env: The environment to start from (its PREFECT_* variables are dropped).
+        startup_timeout: Seconds to wait for ``/api/health``.
+        fast_loops: Shorten the scheduler and worker loops so that schedules of seconds work in
+            tests; the benchmark keeps Prefect's defaults so the server loads the CPU as usual.
+        ui: Serve the UI (the benchmark does not need it).
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -90,11 +98,15 @@ def prefect_server(home: Path, base_env: dict[str, str], startup_timeout: float 
     env.update(
         PREFECT_HOME=str(home / "prefect"), HOME=str(home), PREFECT_API_URL=f"{url}/api",
         PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
-        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1", PREFECT_WORKER_QUERY_SECONDS="1",
-        PREFECT_WORKER_PREFETCH_SECONDS="2", PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS="2",
         PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port),
         PREFECT_UI_API_URL=f"{url}/api", PREFECT_UI_URL=url,
     )
+    if fast_loops:
+        env.update(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1", PREFECT_WORKER_QUERY_SECONDS="1",
+                   PREFECT_WORKER_PREFETCH_SECONDS="2", PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS="2")
+    if not ui:
+        env["PREFECT_UI_ENABLED"] = "false"
+    home.mkdir(parents=True, exist_ok=True)
     server = PrefectServer(url=url, home=home, env=env)
     log = home / "server.log"
     server.logs.append(log)

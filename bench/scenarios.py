@@ -1,0 +1,500 @@
+"""The scenarios: one function per scenario, each running datastore and its peers on the same data.
+
+:data:`SCENARIOS` lists them in run order with what each needs (data set, servers, AWS CLI) and
+what its rows are compared with; :func:`prepare` makes exactly what the selected ones need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import pstats
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.data import ARCHIVE_NAME, REF_SIZE, MiB, file_server, make_archive, make_large_file, make_small_tree
+from bench.harness import (
+    BIN,
+    OUT,
+    Context,
+    Measurement,
+    Row,
+    VerifyError,
+    datastore_cmd,
+    fresh_bucket,
+    log,
+    measured_row,
+    parse_record,
+    run_measured,
+    s5cmd_binary,
+    server_env,
+    start_servers,
+    tail,
+)
+from bench.verify import (
+    verify_listing,
+    verify_mount,
+    verify_nocopy,
+    verify_prints_one,
+    verify_record,
+    verify_s3,
+    verify_scratch_empty,
+    verify_tree,
+)
+
+# The S3-source scenarios: where their (untimed) source data lives on the bench's SeaweedFS.
+COPY_SRC = ("bench-src", "small/")
+REF_SRC = ("bench-src-ref", "ref/")
+NOCOPY_TARGET = 5_000  # objects/s a --no-copy create should reach
+ARCHIVE_REF = "curl | tar xz + s5cmd cp"  # the http-archive reference row
+ARCHIVE_TARGET = 1.0  # datastore's http-archive throughput ÷ the reference's, at least
+MOUNT_NAME = "benchmount"  # the datastore the mount scenario stores (untimed) and mounts
+MOUNT_PLAIN = "bench-mount-plain"  # the mount scenario's plain-object copy, read by s5cmd cp
+MOUNT_REF = "s5cmd cp"  # the mount reference row
+MOUNT_TARGET = 2.0  # datastore mount's files/s ÷ s5cmd cp's, at least
+BARE_FLOW = """\
+from prefect import flow, task
+
+
+@task
+def t():
+    return 1
+
+
+@flow
+def f():
+    return t()
+
+
+print(f())
+"""
+
+
+# --- rows shared by several scenarios ------------------------------------------------------------
+
+
+def datastore_row(ctx: Context, scenario: str, src: Path | str, name: str, files: int, nbytes: int,
+                  store: Callable[[], tuple[str, dict[str, str]]], tool: str = "datastore",
+                  flags: tuple[str, ...] = (), verify: Callable[[Measurement], str] | None = None,
+                  count_requests: bool = False) -> Row:
+    """``datastore create`` of ``src`` reporting to the Prefect server.
+
+    Args:
+        store: Makes the destination: returns the DATASTORE_STORE value and extra environment
+            (called only when the Prefect server is up).
+        tool: The row's label.
+        flags: Extra options of ``datastore create`` (e.g. ``--no-copy``).
+        verify: The verifier; by default the record's files and bytes must match.
+        count_requests: Count the S3 requests of the run (see :func:`measured_row`).
+    """
+    if ctx.api_url is None:
+        return Row(scenario, tool, files, nbytes, error=f"FAILED: {ctx.api_error}")
+    url, extra = store()
+    env = {**server_env(ctx, url), **extra}
+    return measured_row(ctx, scenario, tool, datastore_cmd(src, name, *flags), env, files, nbytes,
+                        verify or verify_record(files, nbytes), count_requests)
+
+
+def s3_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, name: str) -> list[Row]:
+    """s5cmd, the AWS CLI and datastore each copy ``src`` into a bucket of their own."""
+    if ctx.s3 is None:
+        return [Row(scenario, tool, files, nbytes, error=f"FAILED: {ctx.s3_error}")
+                for tool in ("s5cmd", "aws s3 cp", "datastore")]
+    s3 = ctx.s3
+    s3_env = {**ctx.env, **s3.env()}
+    rows = []
+
+    bucket = fresh_bucket(s3, scenario, "s5cmd")
+    cmd = [str(s5cmd_binary()), "--endpoint-url", s3.endpoint, "--log", "error", "cp", f"{src}/*", f"s3://{bucket}/s5/"]
+    rows.append(measured_row(ctx, scenario, "s5cmd", cmd, s3_env, files, nbytes,
+                             verify_s3(s3, bucket, "s5/", files, nbytes)))
+
+    if ctx.awscli is None:
+        rows.append(Row(scenario, "aws s3 cp", files, nbytes, error=f"n/a ({ctx.awscli_error})"))
+    else:
+        bucket = fresh_bucket(s3, scenario, "aws")
+        cmd = [str(ctx.awscli), "s3", "cp", "--recursive", str(src), f"s3://{bucket}/aws/",
+               "--endpoint-url", s3.endpoint, "--only-show-errors"]
+        rows.append(measured_row(ctx, scenario, "aws s3 cp", cmd, s3_env, files, nbytes,
+                                 verify_s3(s3, bucket, "aws/", files, nbytes)))
+
+    # A fresh bucket per scenario: nothing can be reused, so every byte is transferred.
+    rows.append(datastore_row(ctx, scenario, src, name, files, nbytes,
+                              lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store", s3.env())))
+    return rows
+
+
+def upload_source(ctx: Context, local: Path, bucket: str, prefix: str, files: int, nbytes: int) -> None:
+    """Upload ``local`` (untimed) to ``s3://bucket/prefix`` with s5cmd and check it arrived whole.
+
+    Raises:
+        RuntimeError: the upload failed or the bucket does not hold the data afterwards.
+    """
+    assert ctx.s3 is not None
+    s3 = ctx.s3
+    s3.client().create_bucket(Bucket=bucket)
+    cmd = [str(s5cmd_binary()), "--endpoint-url", s3.endpoint, "--log", "error", "cp", f"{local}/*",
+           f"s3://{bucket}/{prefix}"]
+    log(f"uploading {files:,} objects to s3://{bucket}/{prefix} (untimed) …")
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env={**ctx.env, **s3.env()}, cwd=ctx.root, capture_output=True, text=True,
+                          timeout=ctx.args.timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"uploading the source failed: exit {done.returncode}: {tail(done.stderr or done.stdout)}")
+    try:
+        listed = verify_s3(s3, bucket, prefix, files, nbytes)(None)  # type: ignore[arg-type]
+    except VerifyError as exc:
+        raise RuntimeError(f"source upload incomplete: {exc}") from None
+    log(f"uploaded in {time.perf_counter() - start:.1f}s: {listed}")
+
+
+def s3_copy_rows(ctx: Context) -> list[Row]:
+    """An S3 prefix → a fresh bucket: s5cmd (server-side copies), datastore (packs), datastore (copies)."""
+    files, nbytes = ctx.args.files, ctx.small_bytes
+    scenario = "s3-copy"
+    tools = ("s5cmd", "datastore", "datastore (server-side copy)")
+    if ctx.s3 is None:
+        return [Row(scenario, tool, files, nbytes, error=f"FAILED: {ctx.s3_error}") for tool in tools]
+    assert ctx.small_dir is not None, "prepare() generates the small files for s3-copy"
+    s3 = ctx.s3
+    bucket, prefix = COPY_SRC
+    upload_source(ctx, ctx.small_dir, bucket, prefix, files, nbytes)
+    source = f"s3://{bucket}/{prefix}"
+    rows = []
+
+    dst = fresh_bucket(s3, scenario, "s5cmd")
+    cmd = [str(s5cmd_binary()), "--endpoint-url", s3.endpoint, "--log", "error", "cp", f"{source}*", f"s3://{dst}/"]
+    rows.append(measured_row(ctx, scenario, "s5cmd", cmd, {**ctx.env, **s3.env()}, files, nbytes,
+                             verify_s3(s3, dst, "", files, nbytes), count_requests=True))
+
+    rows.append(datastore_row(ctx, scenario, source, "s3copy", files, nbytes,
+                              lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store", s3.env()),
+                              count_requests=True))
+    # Every object at least 1 byte is "large": copied server-side (CopyObject) instead of GET + pack.
+    rows.append(datastore_row(ctx, scenario, source, "s3copy", files, nbytes,
+                              lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore-ssc')}/store",
+                                       {**s3.env(), "DATASTORE_LARGE_FILE_BYTES": "1"}),
+                              tool=tools[2], count_requests=True))
+    return rows
+
+
+def s3_nocopy_rows(ctx: Context) -> list[Row]:
+    """M tiny objects referenced in place (``--no-copy``) vs ``s5cmd ls`` of the same prefix."""
+    files, nbytes = ctx.args.ref_files, ctx.ref_bytes
+    scenario = "s3-nocopy"
+    tools = ("s5cmd ls", "datastore --no-copy")
+    if ctx.s3 is None:
+        return [Row(scenario, tool, files, 0, error=f"FAILED: {ctx.s3_error}") for tool in tools]
+    assert ctx.ref_dir is not None, "prepare() generates the objects for s3-nocopy"
+    s3 = ctx.s3
+    bucket, prefix = REF_SRC
+    upload_source(ctx, ctx.ref_dir, bucket, prefix, files, nbytes)
+    source = f"s3://{bucket}/{prefix}"
+    rows = []
+
+    # Rows move no bytes (bytes=0): the rate that matters is objects/s. No "--log error" here:
+    # s5cmd prints its listing at log level info.
+    cmd = [str(s5cmd_binary()), "--endpoint-url", s3.endpoint, "ls", f"{source}*"]
+    rows.append(measured_row(ctx, scenario, "s5cmd ls", cmd, {**ctx.env, **s3.env()}, files, 0,
+                             verify_listing(files), count_requests=True))
+
+    row = datastore_row(ctx, scenario, source, "ref", files, 0,
+                        lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store", s3.env()),
+                        tool=tools[1], flags=("--no-copy",), verify=verify_nocopy(files, nbytes),
+                        count_requests=True)
+    if row.error is None and row.files_per_s is not None:
+        met = "met" if row.files_per_s >= NOCOPY_TARGET else "MISSED"
+        row.check += f"; target ≥ {NOCOPY_TARGET:,} objects/s {met}"
+    rows.append(row)
+    return rows
+
+
+def http_archive_rows(ctx: Context) -> list[Row]:
+    """A .tar.gz over HTTP → a store: curl | tar xz + s5cmd cp, datastore, curl | tar xz alone."""
+    files, nbytes = ctx.args.archive_files, ctx.archive_content_bytes
+    scenario = "http-archive"
+    floor = "curl | tar xz (no store)"
+    assert ctx.archive is not None, "prepare() builds the archive for http-archive"
+    rows: list[Row] = []
+    with file_server(ctx.archive.parent) as base:
+        url = f"{base}/{ctx.archive.name}"
+        log(f"{scenario}: serving {ctx.archive.stat().st_size / MiB:.1f} MiB at {url}")
+        dest = ctx.root / "dest"
+        if ctx.s3 is None:
+            rows.append(Row(scenario, ARCHIVE_REF, files, nbytes, error=f"FAILED: {ctx.s3_error}"))
+            rows.append(Row(scenario, "datastore", files, nbytes, error=f"FAILED: {ctx.s3_error}"))
+        else:
+            s3 = ctx.s3
+            bucket = fresh_bucket(s3, scenario, "s5cmd")
+            extracted = dest / f"{scenario}-s5cmd"
+            extracted.mkdir(parents=True, exist_ok=True)
+            q = shlex.quote
+            script = (f"set -o pipefail; curl -sSf {q(url)} | tar xz -C {q(str(extracted))} && "
+                      f"{q(str(s5cmd_binary()))} --endpoint-url {q(s3.endpoint)} --log error cp "
+                      f"{q(str(extracted) + '/*')} s3://{bucket}/")
+            rows.append(measured_row(ctx, scenario, ARCHIVE_REF, ["bash", "-c", script], {**ctx.env, **s3.env()},
+                                     files, nbytes, verify_s3(s3, bucket, "", files, nbytes)))
+
+            work = ctx.root / "work" / scenario
+            rows.append(datastore_row(ctx, scenario, url, "bencharchive", files, nbytes,
+                                      lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store",
+                                               {**s3.env(), "DATASTORE_HTTP_ALLOW_PRIVATE": "1",
+                                                "DATASTORE_WORK_DIR": str(work)}),
+                                      verify=verify_scratch_empty(work, verify_record(files, nbytes))))
+
+        extracted = dest / f"{scenario}-tar"
+        extracted.mkdir(parents=True, exist_ok=True)
+        script = f"set -o pipefail; curl -sSf {shlex.quote(url)} | tar xz -C {shlex.quote(str(extracted))}"
+        rows.append(measured_row(ctx, scenario, floor, ["bash", "-c", script], ctx.env, files, nbytes,
+                                 verify_tree(extracted, files, nbytes)))
+    return rows
+
+
+def mount_rows(ctx: Context) -> list[Row]:
+    """The small files read back into a fresh folder: s5cmd cp of plain objects vs datastore mount.
+
+    Set-up (untimed): the small tree is stored with ``datastore create`` into a fresh bucket and
+    uploaded with s5cmd as plain objects into another one.
+    """
+    files, nbytes = ctx.args.files, ctx.small_bytes
+    scenario = "mount"
+    tools = (MOUNT_REF, "datastore mount")
+    if ctx.s3 is None:
+        return [Row(scenario, tool, files, nbytes, error=f"FAILED: {ctx.s3_error}") for tool in tools]
+    assert ctx.small_dir is not None, "prepare() generates the small files for mount"
+    s3 = ctx.s3
+    src = ctx.small_dir
+    upload_source(ctx, src, MOUNT_PLAIN, "", files, nbytes)
+
+    # The datastore to mount, stored untimed into a fresh bucket like the other create rows.
+    store_env: dict[str, str] | None = None
+    record: dict | None = None
+    setup_error = ""
+    if ctx.api_url is None:
+        setup_error = f"FAILED: set-up: {ctx.api_error}"
+    else:
+        store_env = {**server_env(ctx, f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store"), **s3.env()}
+        log(f"{scenario}: storing {files:,} files as {MOUNT_NAME} with datastore create (untimed) …")
+        start = time.perf_counter()
+        done = subprocess.run(datastore_cmd(src, MOUNT_NAME), env=store_env, cwd=ctx.root, capture_output=True,
+                              text=True, timeout=ctx.args.timeout, check=False)
+        if done.returncode != 0:
+            setup_error = (f"FAILED: set-up: datastore create exit {done.returncode}: "
+                           f"{tail(done.stderr or done.stdout)}")
+        else:
+            try:
+                verify_record(files, nbytes)(Measurement(0, 0.0, 0, 0, done.stdout, done.stderr))
+                record = parse_record(done.stdout)
+            except VerifyError as exc:
+                setup_error = f"FAILED: set-up: datastore create: {exc}"
+            else:
+                log(f"{scenario}: stored in {time.perf_counter() - start:.1f}s (version {record.get('version')})")
+
+    dest = ctx.root / "dest"
+    dest.mkdir(parents=True, exist_ok=True)
+    rows = []
+    dst = dest / f"{scenario}-s5cmd"
+    cmd = [str(s5cmd_binary()), "--endpoint-url", s3.endpoint, "--log", "error", "cp", f"s3://{MOUNT_PLAIN}/*",
+           f"{dst}/"]
+    rows.append(measured_row(ctx, scenario, MOUNT_REF, cmd, {**ctx.env, **s3.env()}, files, nbytes,
+                             verify_tree(dst, files, nbytes), count_requests=True))
+
+    if store_env is None or setup_error:
+        rows.append(Row(scenario, tools[1], files, nbytes, error=setup_error))
+        return rows
+    # The same environment as the create (the mount runs no flow, so the Prefect server is idle).
+    dst = dest / f"{scenario}-datastore"
+    cmd = [str(BIN / "datastore"), "mount", MOUNT_NAME, "--dir", str(dst)]
+    row = measured_row(ctx, scenario, tools[1], cmd, store_env, files, nbytes,
+                       verify_mount(dst, src, files, nbytes), count_requests=True)
+    row.record = record  # the mounted version's record, from the set-up create
+    rows.append(row)
+    return rows
+
+
+def local_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, name: str) -> list[Row]:
+    """``cp -r`` and datastore (local store) each copy ``src`` into a fresh directory."""
+    rows = []
+    dst = ctx.root / "dest" / f"{scenario}-cp"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    rows.append(measured_row(ctx, scenario, "cp", ["cp", "-r", str(src), str(dst)], ctx.env, files, nbytes,
+                             verify_tree(dst, files, nbytes)))
+    rows.append(datastore_row(ctx, scenario, src, name, files, nbytes,
+                              lambda: (str(ctx.root / "stores" / scenario), {})))
+    return rows
+
+
+def warmed_row(ctx: Context, tool: str, cmd: list[str], warm_env: dict[str, str], env: dict[str, str],
+               files: int, nbytes: int, verify: Callable[[Measurement], str]) -> Row:
+    """Run ``cmd`` once untimed with ``warm_env`` (creates the Prefect database), then measure it."""
+    log(f"fixed: warming {tool} …")
+    warm = run_measured(cmd, warm_env, ctx.root, ctx.args.timeout)
+    if warm.returncode != 0:
+        return Row("fixed", tool, files, nbytes, command=cmd,
+                   error=f"FAILED: warm-up run exit {warm.returncode}: {tail(warm.stderr or warm.stdout)}")
+    row = measured_row(ctx, "fixed", tool, cmd, env, files, nbytes, verify)
+    if row.error is None:
+        row.check += f"; untimed warm-up took {warm.seconds:.1f}s"  # mostly the database migrations
+    return row
+
+
+def fixed_rows(ctx: Context) -> list[Row]:
+    """datastore create of one file vs a bare one-task flow, both in Prefect's ephemeral mode."""
+    size = ctx.args.file_kb * 1024
+    one = ctx.root / "data" / "one"
+    one.mkdir(parents=True, exist_ok=True)
+    (one / "one.bin").write_bytes(os.urandom(size))
+    homes = ctx.root / "homes"
+    for home in ("datastore", "bare-flow"):
+        # Prefect creates PREFECT_HOME without its parents; a missing parent leaves the ephemeral
+        # server unable to open its database until the startup timeout.
+        (homes / home).mkdir(parents=True, exist_ok=True)
+
+    # No PREFECT_API_URL (base_env drops it): each process starts Prefect's ephemeral server. On a
+    # fresh PREFECT_HOME that server first migrates its database (~6 s here), which can come close
+    # to Prefect's 20 s startup timeout on a busy 2-core machine; a longer timeout changes only
+    # when it gives up, not how fast it starts.
+    eph_env = {**ctx.env, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
+    ds_env = {**eph_env, "PREFECT_HOME": str(homes / "datastore")}
+    rows = [warmed_row(ctx, "datastore", datastore_cmd(one, "benchfixed"),
+                       {**ds_env, "DATASTORE_STORE": str(ctx.root / "stores" / "fixed-warm")},
+                       {**ds_env, "DATASTORE_STORE": str(ctx.root / "stores" / "fixed")},
+                       1, size, verify_record(1, size))]
+
+    script = ctx.root / "bare_flow.py"
+    script.write_text(BARE_FLOW)
+    flow_env = {**eph_env, "PREFECT_HOME": str(homes / "bare-flow")}
+    rows.append(warmed_row(ctx, "bare flow", [sys.executable, str(script)], flow_env, flow_env, 0, 0,
+                           verify_prints_one))
+    return rows
+
+
+
+# --- one function per scenario -------------------------------------------------------------------
+
+
+def small_s3(ctx: Context) -> list[Row]:
+    """The N small files → SeaweedFS: s5cmd, the AWS CLI, datastore."""
+    assert ctx.small_dir is not None, "prepare() generates the small files"
+    return s3_rows(ctx, "small-s3", ctx.small_dir, ctx.args.files, ctx.small_bytes, "benchsmall")
+
+
+def large_s3(ctx: Context) -> list[Row]:
+    """The large file → SeaweedFS: s5cmd, the AWS CLI, datastore."""
+    assert ctx.large_dir is not None, "prepare() generates the large file"
+    return s3_rows(ctx, "large-s3", ctx.large_dir, 1, ctx.large_bytes, "benchlarge")
+
+
+def small_local(ctx: Context) -> list[Row]:
+    """The N small files → a local directory: cp -r, datastore."""
+    assert ctx.small_dir is not None, "prepare() generates the small files"
+    return local_rows(ctx, "small-local", ctx.small_dir, ctx.args.files, ctx.small_bytes, "benchsmall")
+
+
+def large_local(ctx: Context) -> list[Row]:
+    """The large file → a local directory: cp -r, datastore."""
+    assert ctx.large_dir is not None, "prepare() generates the large file"
+    return local_rows(ctx, "large-local", ctx.large_dir, 1, ctx.large_bytes, "benchlarge")
+
+
+class Data(enum.Enum):
+    """The data sets a scenario can need (generated once per run, untimed)."""
+
+    SMALL = "small"  # --files files of --file-kb KiB
+    LARGE = "large"  # one file of --large-mb MiB
+    REF = "ref"  # --ref-files objects of REF_SIZE bytes
+    ARCHIVE = "archive"  # --archive-files files of --file-kb KiB in one .tar.gz
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scenario: its table label, how it runs, what it needs, what its rows are compared with."""
+
+    label: str
+    run: Callable[[Context], list[Row]]
+    reference: str  # the tool the others are compared with
+    metric: str  # the Row property compared: "files_per_s", "mib_per_s" or "seconds"
+    data: Data | None
+    s3: bool  # needs SeaweedFS
+    prefect: bool = True  # needs the Prefect server
+    awscli: bool = False  # runs the AWS CLI
+
+
+# In run order; ``--only`` takes these names.
+SCENARIOS: dict[str, Scenario] = {
+    "small-s3": Scenario("small files → SeaweedFS", small_s3, "s5cmd", "files_per_s", Data.SMALL, s3=True,
+                         awscli=True),
+    "large-s3": Scenario("one large file → SeaweedFS", large_s3, "s5cmd", "mib_per_s", Data.LARGE, s3=True,
+                         awscli=True),
+    "small-local": Scenario("small files → local store", small_local, "cp", "files_per_s", Data.SMALL, s3=False),
+    "large-local": Scenario("large file → local store", large_local, "cp", "mib_per_s", Data.LARGE, s3=False),
+    "fixed": Scenario("fixed cost (ephemeral)", fixed_rows, "bare flow", "seconds", None, s3=False, prefect=False),
+    "s3-copy": Scenario("S3 prefix → S3 (copy)", s3_copy_rows, "s5cmd", "files_per_s", Data.SMALL, s3=True),
+    "s3-nocopy": Scenario("S3 prefix, --no-copy", s3_nocopy_rows, "s5cmd ls", "files_per_s", Data.REF, s3=True),
+    "http-archive": Scenario("HTTP .tar.gz → store", http_archive_rows, ARCHIVE_REF, "mib_per_s", Data.ARCHIVE,
+                             s3=True),
+    "mount": Scenario("S3 → local folder (mount)", mount_rows, MOUNT_REF, "files_per_s", Data.SMALL, s3=True),
+}
+
+
+def prepare(ctx: Context, selected: list[str], stack: contextlib.ExitStack) -> int:
+    """Generate the data sets and start the servers the selected scenarios need.
+
+    Returns:
+        The size of the http-archive source in bytes (0 when it was not built).
+    """
+    chosen = [SCENARIOS[name] for name in selected]
+    needed = {s.data for s in chosen}
+    args, root = ctx.args, ctx.root
+    archive_bytes = 0
+    if Data.SMALL in needed:
+        log(f"generating {args.files} files of {args.file_kb} KiB …")
+        ctx.small_dir = make_small_tree(root / "data" / "small", args.files, args.file_kb * 1024)
+    if Data.LARGE in needed:
+        log(f"generating one file of {args.large_mb} MiB …")
+        ctx.large_dir = make_large_file(root / "data" / "large", ctx.large_bytes)
+    if Data.REF in needed:
+        log(f"generating {args.ref_files} files of {REF_SIZE} bytes …")
+        ctx.ref_dir = make_small_tree(root / "data" / "ref", args.ref_files, REF_SIZE)
+    if Data.ARCHIVE in needed:
+        log(f"building {ARCHIVE_NAME}: {args.archive_files} files of {args.file_kb} KiB …")
+        started = time.perf_counter()
+        ctx.archive = make_archive(root / "data" / "archive" / ARCHIVE_NAME, args.archive_files, args.file_kb * 1024)
+        archive_bytes = ctx.archive.stat().st_size
+        log(f"built {archive_bytes / MiB:.1f} MiB in {time.perf_counter() - started:.1f}s")
+    start_servers(ctx, stack, s3=any(s.s3 for s in chosen), prefect=any(s.prefect for s in chosen),
+                  awscli=any(s.awscli for s in chosen))
+    return archive_bytes
+
+
+def profile_small(ctx: Context) -> dict:
+    """datastore small files → SeaweedFS once more, under cProfile; print the top 25 (cumulative).
+
+    Returns:
+        What results.json records about the profile run.
+    """
+    if ctx.s3 is None or ctx.api_url is None or ctx.small_dir is None:
+        return {"error": ctx.s3_error or ctx.api_error or "no data"}
+    prof = OUT / "small.prof"
+    bucket = fresh_bucket(ctx.s3, "small-s3", "profile")
+    env = {**server_env(ctx, f"s3://{bucket}/store"), **ctx.s3.env()}
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "datastore.cli", "create", str(ctx.small_dir),
+           "--name", "benchsmall", "--json"]
+    row = measured_row(ctx, "small-s3", "datastore (cProfile)", cmd, env, ctx.args.files, ctx.small_bytes,
+                       verify_record(ctx.args.files, ctx.small_bytes))
+    print()
+    if row.error:
+        print(f"profile: {row.error}")
+        return {"error": row.error}
+    print(f"profile: datastore small files → SeaweedFS under cProfile: {row.seconds:.2f}s, written to {prof}")
+    # cProfile sees the main thread only: the transfer tasks run in Prefect's worker threads, so their
+    # time shows up here as waiting on futures rather than as their own functions.
+    print("(main thread only: work in Prefect's task-runner threads appears as waiting on futures)")
+    pstats.Stats(str(prof), stream=sys.stdout).sort_stats("cumulative").print_stats(25)
+    return {"file": str(prof), "seconds": row.seconds, "check": row.check}

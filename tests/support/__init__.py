@@ -1,1 +1,0 @@
-"""Helpers shared by the tests and the benchmarks: real servers on loopback, free ports."""
