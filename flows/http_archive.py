@@ -46,7 +46,7 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
         job = mon.started(http.prepare(source, name, settings))
         try:
             mon.phase("downloading")
-            info = download_archive(job, settings, source)
+            info = download_archive(job, settings, source, progress=mon.progress)
             job = http.with_archive(job, info)
             same = http.previous_same_archive(job, info.archive_sha256, settings)
             if same is not None:

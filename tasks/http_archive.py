@@ -7,15 +7,17 @@ from prefect.cache_policies import NONE
 
 from datastore.creation.pipeline import CreateJob
 from datastore.creation.sources import http
+from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
 from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
 @task(name="download-archive", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=transient_only)
-def download_archive(job: CreateJob, settings: Settings, url: str | None = None) -> http.Archive:
+def download_archive(job: CreateJob, settings: Settings, url: str | None = None,
+                     progress: Reporter = NO_PROGRESS) -> http.Archive:
     """Download (resuming) and identify the archive; returns its local path, format, sha256 and validators."""
-    return http.fetch(job, settings, url)
+    return http.fetch(job, settings, url, progress)
 
 
 @task(name="extract-archive", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,

@@ -56,8 +56,8 @@ def _sidecar(dest: Path) -> Path:
 
 
 def test_plain_download_reports_progress(server: Server, tmp_path: Path, sleeps: Sleeps) -> None:
-    with progress.installed(progress.Progress()) as p:
-        got = download(server.url("/data.bin"), tmp_path / "a.bin", True, sleep=sleeps)
+    p = progress.Progress()
+    got = download(server.url("/data.bin"), tmp_path / "a.bin", True, sleep=sleeps, reporter=p)
     assert (tmp_path / "a.bin").read_bytes() == PAYLOAD
     assert (got.size, got.sha256, got.attempts, got.resumed) == (SIZE, SHA, 1, False)
     assert got.url == server.url("/data.bin")
@@ -69,8 +69,8 @@ def test_plain_download_reports_progress(server: Server, tmp_path: Path, sleeps:
 
 def test_resume_after_drop_at_60_percent(server: Server, tmp_path: Path, sleeps: Sleeps) -> None:
     server.configure("/data.bin", drop_at=0.6)
-    with progress.installed(progress.Progress()) as p:
-        got = download(server.url("/data.bin"), tmp_path / "a.bin", True, sleep=sleeps)
+    p = progress.Progress()
+    got = download(server.url("/data.bin"), tmp_path / "a.bin", True, sleep=sleeps, reporter=p)
     n = int(SIZE * 0.6)
     first, second = _get(server)
     assert "Range" not in first

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -51,6 +51,7 @@ from urllib3.util import connection as urllib3_connection
 
 from datastore.errors import DownloadFailed, UrlRefused
 from datastore.model import progress
+from datastore.model.urls import redact
 
 CHUNK = 1024 * 1024
 # The sidecar's byte count is refreshed this often while streaming, so a killed process loses
@@ -87,28 +88,6 @@ _PRIVATE = "a private/loopback address"
 
 
 # --- URLs -------------------------------------------------------------------------------------
-
-
-def redact(url: str) -> str:
-    """The URL as it may be shown: without ``user:password@`` and without the fragment.
-
-    The query is kept because it may select the file; the fragment is never sent to a server.
-    Never raises, so it is safe to use while building an error message about a broken URL.
-
-    Args:
-        url: Any string the user passed as a URL.
-
-    Returns:
-        The URL with user-info and fragment removed.
-    """
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc.rpartition("@")[2]
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-    except ValueError:
-        # urlsplit rejects some malformed netlocs ("http://[::1/"); strip anything up to an '@'
-        # in the authority by hand so a password still never leaks.
-        return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@", r"\1", url).split("#", 1)[0]
 
 
 def check_url(url: str) -> None:
@@ -513,8 +492,10 @@ def _hash_prefix(dest: Path, nbytes: int) -> Any:
 class _Fetch:
     """State of one :func:`download` call (kept in an object so attempts can share it)."""
 
-    def __init__(self, url: str, dest: Path, allow_private: bool, timeout: Any, max_redirects: int) -> None:
+    def __init__(self, url: str, dest: Path, allow_private: bool, timeout: Any, max_redirects: int,
+                 reporter: progress.Reporter) -> None:
         self.url = url
+        self.reporter = reporter
         self.shown = redact(url)
         self.dest = dest
         self.allow_private = allow_private
@@ -533,12 +514,12 @@ class _Fetch:
     # progress: count each byte of the final file once, however often attempts restart
     def _report_total(self, total: int) -> None:
         if total != self.reported_total:
-            progress.add_total(0, total - self.reported_total)
+            self.reporter.add_total(0, total - self.reported_total)
             self.reported_total = total
 
     def _report_done(self, pos: int) -> None:
         if pos > self.reported_done:
-            progress.advance(0, pos - self.reported_done)
+            self.reporter.advance(0, pos - self.reported_done)
             self.reported_done = pos
 
     def load_partial(self) -> None:
@@ -736,6 +717,7 @@ def download(
     max_attempts: int = 6,
     max_redirects: int = 5,
     sleep: Callable[[float], None] = time.sleep,
+    reporter: progress.Reporter = progress.NO_PROGRESS,
 ) -> Download:
     """Download ``url`` into ``dest``, safely and resumably.
 
@@ -748,6 +730,7 @@ def download(
         max_attempts: Requests made at most (redirect hops are not counted).
         max_redirects: Redirect hops followed at most per request.
         sleep: Called with each backoff delay (tests pass a recorder).
+        reporter: Told the announced size and each byte of the final file, once.
 
     Returns:
         What was downloaded (final redacted URL, size, SHA-256, validators, attempts).
@@ -760,7 +743,7 @@ def download(
     check_url(url)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fetch = _Fetch(url, dest, allow_private, timeout, max_redirects)
+    fetch = _Fetch(url, dest, allow_private, timeout, max_redirects, reporter)
     fetch.load_partial()
     failures = 0
     attempts = 0

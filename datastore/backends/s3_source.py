@@ -30,6 +30,7 @@ from typing import BinaryIO, Union
 from datastore.backends import credentials, s3
 from datastore.backends.extsort import sorted_stream
 from datastore.errors import InvalidSource, ObjectNotFound, SourceAccessDenied, StoreAccessDenied
+from datastore.model.details import S3Detail
 from datastore.model.manifest import Skipped
 
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
@@ -349,6 +350,6 @@ def _load(v: list) -> Listed | _Folder:
     return v[0], S3Object(v[1], v[2], v[3], v[4])
 
 
-def source_of(detail: dict) -> S3Source:
-    """The :class:`S3Source` a version record's (or job's) ``source_detail`` describes."""
-    return S3Source(S3Location(detail["bucket"], detail["prefix"]), detail.get("credentials"))
+def source_of(detail: S3Detail) -> S3Source:
+    """The :class:`S3Source` an S3 version's (or job's) source detail describes."""
+    return S3Source(S3Location(detail.bucket, detail.prefix), detail.credentials)

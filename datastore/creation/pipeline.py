@@ -34,9 +34,8 @@ from datastore.model.manifest import Entry, ManifestWriter, Skipped
 from datastore.model.naming import derive_name, validate_name
 from datastore.model.plan import Candidate, New, PlanItem, Reused
 from datastore.model.progress import NO_PROGRESS, Reporter
-from datastore.reading import reader
 from datastore.settings import Settings
-from datastore.store import Store, layout, open_store, versions
+from datastore.store import Store, layout, manifests, open_store, versions
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,7 @@ def previous_entries(store: Store, job: CreateJob) -> Iterator[Entry]:
     prev = versions.latest_live(store, job.name)
     if prev is None or prev.source != job.source or prev.kind != job.kind or not prev.manifest:
         return iter(())
-    return reader.entries(store, prev)
+    return manifests.entries(store, prev)
 
 
 def scan(source: Source, job: CreateJob, settings: Settings, progress: Reporter = NO_PROGRESS) -> PlanSummary:
@@ -337,7 +336,7 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         objects: set[str] = set()  # distinct data objects (packs, large files): few per batch
         with ManifestWriter(out) as writer:
             for key in batch_keys:
-                for item in reader.manifest_items(store, key):
+                for item in manifests.manifest_items(store, key):
                     writer.add(item)
                     if isinstance(item, Entry) and item.object:
                         objects.add(item.object)

@@ -69,7 +69,7 @@ def safe_source(source: str) -> str:
     """
     try:
         if source.lower().startswith(("http://", "https://")):
-            from datastore.creation.sources.http import recorded_url
+            from datastore.model.urls import recorded_url
 
             return recorded_url(source)
         scheme, sep, rest = source.partition("://")

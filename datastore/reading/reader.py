@@ -31,9 +31,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from datastore.errors import ChecksumMismatch, InvalidRange, ReferenceBroken, SourceChanged
+from datastore.model.details import S3Detail
 from datastore.model.hashing import Hashed, chunks
-from datastore.model.manifest import Entry, Item, read_items
+from datastore.model.manifest import Entry
 from datastore.store import Store
+from datastore.store.manifests import entries, manifest_items  # noqa: F401 - part of the reading API
 from datastore.store.versions import VersionRecord
 
 MiB = 1024 * 1024
@@ -46,19 +48,6 @@ MAX_READ = 8 * MiB
 
 STREAM_CHUNK = 8 * MiB
 """Piece size when streaming a large file."""
-
-
-def manifest_items(store: Store, key: str) -> Iterator[Item]:
-    """Stream the items of a stored manifest (a version's or a batch's) straight from the store."""
-    with store.open_read(key) as fh:
-        yield from read_items(fh)
-
-
-def entries(store: Store, record: VersionRecord) -> Iterator[Entry]:
-    """Stream the file entries of a version."""
-    for item in manifest_items(store, record.manifest):
-        if isinstance(item, Entry):
-            yield item
 
 
 @dataclass
@@ -126,7 +115,7 @@ class Reader:
         if self._source is None:
             from datastore.backends.s3_source import source_of
 
-            self._source = source_of(self.record.source_detail)
+            self._source = source_of(S3Detail.from_json(self.record.source_detail))
         return self._source
 
     def entries(self) -> Iterator[Entry]:
@@ -303,7 +292,7 @@ class Reader:
     def pinned_location(self, entry: Entry) -> str:
         """``s3://bucket/key (version V)`` or ``(ETag E)``: the object a no-copy entry pins."""
         pin = entry.source or {}
-        where = f"s3://{self.record.source_detail.get('bucket')}/{pin.get('key')}"
+        where = f"s3://{S3Detail.from_json(self.record.source_detail).bucket}/{pin.get('key')}"
         if pin.get("version_id"):
             return f"{where} (version {pin['version_id']})"
         return f"{where} (ETag {pin.get('etag')})"

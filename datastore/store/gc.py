@@ -25,8 +25,8 @@ from datetime import datetime
 
 from datastore.model import plan
 from datastore.model.manifest import Entry
-from datastore.reading import reader
 from datastore.store import ObjectInfo, Store, layout, versions
+from datastore.store.manifests import entries, manifest_items
 
 
 @dataclass
@@ -60,7 +60,7 @@ def _live_references(store: Store) -> tuple[set[str], set[str]]:
     for rec in versions.list_records(store):
         if rec.manifest:
             manifests.add(rec.manifest)
-            for e in reader.entries(store, rec):
+            for e in entries(store, rec):
                 if e.object:
                     data.add(e.object)
     return manifests, data
@@ -98,7 +98,7 @@ def reclaim_version(store: Store, record: versions.VersionRecord) -> Report:
     report = Report()
     if not record.manifest:
         return report
-    mine = {e.object for e in reader.entries(store, record) if e.object}
+    mine = {e.object for e in entries(store, record) if e.object}
     _, live_data = _live_references(store)
     # The deleted version's own staging folder, untouched since its commit, is its leftover
     # (kept for resume) and does not protect anything; written to after the commit, it belongs
@@ -133,7 +133,7 @@ def _references_of(store: Store, key: str) -> set[str]:
     try:
         if layout.is_plan_key(key):
             return set(_objects_of_plan(store.get_bytes(key)))
-        return {e.object for e in reader.manifest_items(store, key) if isinstance(e, Entry) and e.object}
+        return {e.object for e in manifest_items(store, key) if isinstance(e, Entry) and e.object}
     except FileNotFoundError:
         return set()
 

@@ -27,29 +27,10 @@ from datastore.errors import ArchiveInvalid, UnsafeArchive
 from datastore.model.details import HttpDetail, detail_from_json
 from datastore.model.kinds import Kind
 from datastore.model.naming import derive_name, validate_name
+from datastore.model.progress import NO_PROGRESS, Reporter
+from datastore.model.urls import recorded_url
 from datastore.settings import Settings
 from datastore.store import layout, open_store, versions
-
-_SECRET_PARAMS = ("sig", "token", "key", "secret", "pass", "auth", "credential", "session", "x-amz-", "code")
-
-
-def recorded_url(url: str) -> str:
-    """The URL as records, logs and messages show it: no user-info, and the values of query
-    parameters that look like secrets (presigned signatures, SAS tokens, API keys) masked.
-
-    The real URL is still what gets downloaded.
-    """
-    from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
-
-    from datastore.backends.http import redact
-
-    parts = urlsplit(redact(url))
-    if not parts.query:
-        return parts.geturl()
-    pairs = [(k, "***" if any(m in k.lower() for m in _SECRET_PARAMS) else v)
-             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    query = "&".join(f"{quote(k, safe='')}={v if v == '***' else quote(v, safe='')}" for k, v in pairs)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 def prepare(url: str, name: str | None, settings: Settings) -> CreateJob:
@@ -142,7 +123,8 @@ def release(job: CreateJob) -> None:
         os.close(fd)  # closing the descriptor drops the flock
 
 
-def fetch(job: CreateJob, settings: Settings, url: str | None = None) -> Archive:
+def fetch(job: CreateJob, settings: Settings, url: str | None = None,
+          progress: Reporter = NO_PROGRESS) -> Archive:
     """Download the archive (resuming a partial one) and decide its format from its bytes.
 
     ``url`` is the real URL when ``job.source`` shows it with secret query values masked.
@@ -163,7 +145,7 @@ def fetch(job: CreateJob, settings: Settings, url: str | None = None) -> Archive
         info = json.loads(done.read_text())
         if info.get("url") == job.source and archive.stat().st_size == info["archive_bytes"]:
             return Archive.from_json(info)
-    dl = http_fetch.download(url or job.source, archive, settings.http_allow_private)
+    dl = http_fetch.download(url or job.source, archive, settings.http_allow_private, reporter=progress)
     try:
         fmt = safe_extract.detect_format(archive, job.source)
         safe_extract.check_suffix(urlsplit(job.source).path, fmt, job.source)
