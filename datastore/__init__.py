@@ -6,6 +6,7 @@ tasks that orchestrate it live in the top-level ``flows`` and ``tasks`` packages
 
 from __future__ import annotations
 
+import datastore.orchestration  # noqa: F401 - installs the Prefect adapters (blocks, flow runs); imports no Prefect
 from datastore.errors import DatastoreError
 from datastore.settings import Settings
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from datastore.errors import CreationFailed, DeploymentMissing, OrchestrationError, WaitTimedOut
 from datastore.model.kinds import mask_urls
+from datastore.orchestration.runs import TERMINAL_STATES
 from datastore.store import Store, inflight, versions
-from datastore.store.leases import TERMINAL_STATES
 from datastore_deployments.names import full_name, server_api, work_pool
 
 

@@ -1,53 +1,56 @@
-"""Credentials for S3 *sources*: Prefect ``AwsCredentials`` blocks (prefect-aws), by name.
+"""Credentials for S3 *sources*: ``AwsCredentials`` blocks by name, or the default AWS chain.
 
 Only the block *name* ever leaves this module (into version records, flow parameters, logs);
 the keys stay inside the boto3 client built here. Without a block the default AWS credential
 chain is used (environment, profile, instance role), the same one the store uses.
+
+Blocks are Prefect's (prefect-aws), and only :mod:`datastore.orchestration` talks to Prefect: it
+installs a :class:`BlockProvider` here (see :func:`install`) that loads a block's client
+arguments and lists the registered names. This module keeps what is not Prefect's: choosing
+credentials by probing and building clients from keys.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
-from datastore.backends import s3
 from datastore.errors import CredentialsNotFound, SourceAccessDenied
+
+
+class BlockProvider(Protocol):
+    """Where named credentials come from (installed by :mod:`datastore.orchestration.credentials`)."""
+
+    def client_arguments(self, block: str) -> dict[str, str]:
+        """boto3 client arguments (keys, region, endpoint) of ``block``.
+
+        Raises:
+            CredentialsNotFound: no such block, or it cannot be loaded or resolved.
+        """
+        ...
+
+    def names(self) -> list[str]:
+        """Names of the registered blocks, sorted (empty when the registry cannot be asked)."""
+        ...
+
+
+_provider: BlockProvider | None = None
+
+
+def install(provider: BlockProvider | None) -> None:
+    """Make ``provider`` the source of named credentials (``None`` uninstalls it)."""
+    global _provider
+    _provider = provider
+    _block_overrides.cache_clear()
 
 
 @functools.lru_cache(maxsize=32)
 def _block_overrides(block: str) -> tuple[tuple[str, str], ...]:
     """boto3 client arguments from the block ``block`` (cached per process; never logged)."""
-    try:
-        from prefect_aws import AwsCredentials
-    except ImportError as exc:  # pragma: no cover - prefect-aws is a pinned dependency
-        raise CredentialsNotFound(block, "prefect-aws is not installed") from exc
-    try:
-        creds = AwsCredentials.load(block, _sync=True)  # type: ignore[call-arg]
-    except ValueError as exc:
-        raise CredentialsNotFound(block) from exc
-    except Exception as exc:  # noqa: BLE001 - an unreachable API or a block of another type
-        # The message of a failed load never contains the secret (it is not loaded yet), but
-        # keep only the exception type to be safe.
-        raise CredentialsNotFound(block, f"loading it failed: {type(exc).__name__}") from exc
-    # get_boto3_session resolves profiles and assumed roles too; freeze what it found.
-    try:
-        session = creds.get_boto3_session()
-        frozen = session.get_credentials()
-    except Exception as exc:  # noqa: BLE001 - a missing profile, a failed assume-role …: name the block, not the secret
-        raise CredentialsNotFound(block, f"its credentials cannot be resolved: {type(exc).__name__}") from exc
-    out: dict[str, str] = {}
-    if frozen is not None:
-        f = frozen.get_frozen_credentials()
-        out["aws_access_key_id"] = f.access_key
-        out["aws_secret_access_key"] = f.secret_key
-        if f.token:
-            out["aws_session_token"] = f.token
-    if session.region_name:
-        out["region_name"] = session.region_name
-    endpoint = creds.aws_client_parameters.endpoint_url if creds.aws_client_parameters else None
-    if endpoint:
-        out["endpoint_url"] = str(endpoint)
-    return tuple(sorted(out.items()))
+    if _provider is None:
+        raise CredentialsNotFound(block, "no credentials provider is installed (import datastore.orchestration)")
+    return tuple(sorted(_provider.client_arguments(block).items()))
 
 
 def client_for(block: str | None):
@@ -56,21 +59,16 @@ def client_for(block: str | None):
     Raises:
         CredentialsNotFound: the block does not exist or cannot be loaded.
     """
+    from datastore.backends import s3  # boto3 is imported by the first client, not by 'import datastore'
+
     if block is None:
         return s3.client()
     return s3.client(**dict(_block_overrides(block)))
 
 
 def registered_blocks() -> Iterator[str]:
-    """Names of the ``AwsCredentials`` blocks registered with the Prefect API (none if unreachable)."""
-    try:
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            docs = client.read_block_documents_by_type("aws-credentials")
-    except Exception:  # noqa: BLE001 - no API or no such block type: simply no candidates
-        return iter(())
-    return iter(sorted(d.name for d in docs if d.name and not d.is_anonymous))
+    """Names of the registered ``AwsCredentials`` blocks, sorted (none without a provider or registry)."""
+    return iter(_provider.names() if _provider is not None else ())
 
 
 def choose(probe: Callable[[str | None], None], explicit: str | None) -> str | None:

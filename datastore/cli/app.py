@@ -14,7 +14,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
 
 import typer  # noqa: E402
@@ -24,12 +24,8 @@ from rich.table import Table  # noqa: E402
 
 from datastore.errors import DatastoreError, OrchestrationError, one_line  # noqa: E402
 from datastore.model import progress  # noqa: E402
-from datastore.model.kinds import check_options, safe_source  # noqa: E402
 from datastore.settings import Settings  # noqa: E402
-from datastore.store import (
-    open_store,  # noqa: E402
-    versions,  # noqa: E402
-)
+from datastore.store.versions import VersionRecord  # noqa: E402
 
 app = typer.Typer(
     name="datastore",
@@ -63,8 +59,10 @@ def guarded(fn: Callable[[], None]) -> None:
     except Exception as exc:  # noqa: BLE001 - the one boundary where unknown errors become a line
         if os.environ.get("DATASTORE_DEBUG"):
             raise
+        from datastore.orchestration.failures import is_orchestration_failure
+
         text = one_line(exc)
-        if "prefect" in type(exc).__module__ or "Prefect" in text or "API" in text:
+        if is_orchestration_failure(exc):
             fail(OrchestrationError(text))
         fail(DatastoreError(f"unexpected {type(exc).__name__}: {text}",
                             "run again with DATASTORE_DEBUG=1 for the traceback and report it"))
@@ -121,7 +119,9 @@ def create(
     """Create the next version of a datastore from SOURCE."""
 
     def run() -> None:
-        kind = check_options(source, no_copy, credentials)
+        from datastore.service import create as creation
+
+        creation.check(source, no_copy, credentials)
         show = not as_json and sys.stderr.isatty()
         if timeout is not None and not wait:
             raise DatastoreError("--timeout limits --wait", "add --submit --wait, or drop --timeout")
@@ -129,15 +129,12 @@ def create(
             raise DatastoreError("--wait follows a submitted run", "add --submit, or drop --wait (without --submit "
                                  "the create runs here and always waits)")
         if submit_:
-            record = _create_submitted(source, kind, name, no_copy, credentials, wait, as_json, show, timeout)
+            record = _create_submitted(source, name, no_copy, credentials, wait, as_json, show, timeout)
             if record is None:
                 return
-        elif kind == "s3":
-            record = _create_s3(source, name, no_copy, credentials, show)
-        elif kind == "http":
-            record = _create_http(source, name, show)
         else:
-            record = _create_local(source, name, show)
+            record = _run_with_progress(lambda: creation.create(source, name, no_copy=no_copy, credentials=credentials),
+                                        show)
         if as_json:
             print(json.dumps(record, indent=2))
         else:
@@ -146,84 +143,24 @@ def create(
     guarded(run)
 
 
-def _create_local(source: str, name: str | None, show: bool) -> dict:
-    from datastore.creation.pipeline import prepare
-    from datastore.creation.sources.local import resolve_source
-
-    root = resolve_source(source)
-    # Fail fast, before paying Prefect's start-up (seconds). The flow checks again (two small
-    # LISTs) on purpose: deployments run it without this CLI, and the quota may change meanwhile.
-    prepare(str(root), name, "local", Settings.from_env())
-    from datastore_flows.local_folder import create_from_local
-
-    return _run_with_progress(lambda: create_from_local(source=str(root), name=name), show)
-
-
-def _create_s3(source: str, name: str | None, no_copy: bool, credentials: str | None, show: bool) -> dict:
-    from datastore.creation.sources import s3 as s3_job
-
-    settings = Settings.from_env()
-    # Fail fast (URL, name, credentials, bucket, prefix, store, quota) before Prefect starts;
-    # the block chosen here is handed to the flow so it does not search again.
-    job = s3_job.prepare(source, name, no_copy, credentials, settings)
-    params = {"source": job.source, "name": name, "credentials": job.source_detail["credentials"]}
-    if no_copy:
-        from datastore_flows.s3_reference import reference_s3
-
-        return _run_with_progress(lambda: reference_s3(**params), show)
-    from datastore_flows.s3_copy import create_from_s3
-
-    return _run_with_progress(lambda: create_from_s3(**params), show)
-
-
-def _create_http(source: str, name: str | None, show: bool) -> dict:
-    from datastore.creation.sources import http as http_job
-
-    # URL, name, store and quota before Prefect starts; addresses are checked at connect time.
-    http_job.prepare(source, name, Settings.from_env())
-    from datastore_flows.http_archive import create_from_http
-
-    return _run_with_progress(lambda: create_from_http(source=source, name=name), show)
-
-
-def _create_submitted(source: str, kind: str, name: str | None, no_copy: bool, credentials: str | None,
+def _create_submitted(source: str, name: str | None, no_copy: bool, credentials: str | None,
                       wait: bool, as_json: bool, show: bool, timeout: float | None) -> dict | None:
     """Hand the creation to a worker; with ``wait`` follow it and return the committed record."""
-    from datastore.model.kinds import record_kind
-    from datastore.model.naming import derive_name, validate_name
-    from datastore_deployments.submit import submit
-    from datastore_deployments.submit import wait as follow
+    from datastore.service import create as creation
 
-    settings = Settings.from_env()
-    store = open_store(settings.store, settings)
-    # Only what can be checked without the worker's view: syntax and the name. Access to the
-    # source is the worker's (its credentials, its filesystem), so the worker checks it.
-    if kind == "s3":
-        from datastore.backends.s3_source import parse_url
-
-        parse_url(source)
-    elif kind == "http":
-        from datastore.backends.http import check_url
-
-        check_url(source)
-    else:
-        source = os.path.abspath(os.path.expanduser(source))
-    final = validate_name(name) if name is not None else derive_name(source)
-    params: dict = {"source": source, "name": final, "store": store.url}
-    if kind == "s3":
-        params["credentials"] = credentials
-    sub = submit(record_kind(kind, no_copy), final, params)
+    sub = creation.submit(source, name, no_copy=no_copy, credentials=credentials)
+    run = sub.run
     if not wait:
         if as_json:
-            print(json.dumps({"status": "submitted", "name": final, "flow_run_id": sub.flow_run_id,
-                              "flow_run_name": sub.flow_run_name, "deployment": sub.deployment, "ui_url": sub.ui_url},
+            print(json.dumps({"status": "submitted", "name": sub.name, "flow_run_id": run.flow_run_id,
+                              "flow_run_name": run.flow_run_name, "deployment": run.deployment, "ui_url": run.ui_url},
                              indent=2))
         else:
-            out.print(f"submitted {sub.flow_run_name} to {sub.deployment}: flow run {sub.flow_run_id}", highlight=False)
-            out.print(f"follow it at {sub.ui_url} or with 'datastore status'", highlight=False)
+            out.print(f"submitted {run.flow_run_name} to {run.deployment}: flow run {run.flow_run_id}", highlight=False)
+            out.print(f"follow it at {run.ui_url} or with 'datastore status'", highlight=False)
         return None
     if not as_json:
-        err.print(f"submitted {sub.flow_run_name} (flow run {sub.flow_run_id}); waiting. UI: {sub.ui_url}",
+        err.print(f"submitted {run.flow_run_name} (flow run {run.flow_run_id}); waiting. UI: {run.ui_url}",
                   highlight=False)
     last = [""]
 
@@ -233,8 +170,8 @@ def _create_submitted(source: str, kind: str, name: str | None, no_copy: bool, c
             err.print(f"  {text}", highlight=False)
             last[0] = text
 
-    return follow(store, sub, final, on_progress=report, stale_after=settings.lease_ttl, timeout=timeout,
-                  on_notice=lambda text: err.print(f"note: {text}", highlight=False))
+    return creation.wait(sub, on_progress=report, timeout=timeout,
+                         on_notice=lambda text: err.print(f"note: {text}", highlight=False))
 
 
 def _print_created(r: dict) -> None:
@@ -255,13 +192,11 @@ def list_(
     """List datastores and their versions."""
 
     def run() -> None:
-        from datastore.orchestration import status as creations
+        from datastore.service.status import listing
 
-        settings = Settings.from_env()
-        store = open_store(settings.store, settings)
-        records = versions.list_records(store, name)
-        # Creations in flight and recently failed, from the store only (no Prefect round trip).
-        pending = creations.from_store(store, settings, name)
+        # Creations in flight and recently failed come from the store only (no Prefect round trip).
+        found = listing(name)
+        records, pending = found.records, found.pending
         if as_json:
             print(json.dumps([r.to_json() for r in records] + [p.to_json() for p in pending], indent=2))
             return
@@ -294,8 +229,10 @@ def show(
     """Show the details of one version, including its original source."""
 
     def run() -> None:
-        store = open_store()
-        r = versions.resolve(store, name, version)
+        from datastore.service.status import show as lookup
+
+        shown = lookup(name, version)
+        r, store = shown.record, shown.store
         if as_json:
             print(json.dumps(r.to_json(), indent=2))
             return
@@ -314,13 +251,12 @@ def show(
         for k, v in rows:
             table.add_row(f"[bold]{k}[/]", v)
         out.print(table)
-        if r.skipped and r.manifest and not r.deleted_at:  # gc may have reclaimed a deleted version's manifest
-            _print_skipped(store, r.manifest)
+        _print_skipped(shown.skipped())
 
     guarded(run)
 
 
-def _source_rows(r: versions.VersionRecord) -> list[tuple[str, str]]:
+def _source_rows(r: VersionRecord) -> list[tuple[str, str]]:
     """Where an S3 or HTTP version came from (bucket, prefix, mode, credentials; archive, validators)."""
     d = r.source_detail or {}
     if "url" in d:
@@ -336,18 +272,12 @@ def _source_rows(r: versions.VersionRecord) -> list[tuple[str, str]]:
             ("credentials", f"AwsCredentials block {d['credentials']!r}" if d.get("credentials") else "default AWS chain")]
 
 
-def _print_skipped(store, manifest_key: str, limit: int = 20) -> None:  # noqa: ANN001
-    from datastore.model.manifest import Skipped
-    from datastore.reading.reader import manifest_items
-
-    shown = 0
-    for item in manifest_items(store, manifest_key):
-        if isinstance(item, Skipped):
-            if shown == limit:
-                out.print("  …")
-                break
-            out.print(f"  skipped {item.path}: {item.reason}", markup=False)
-            shown += 1
+def _print_skipped(skipped: Iterator[tuple[str, str]], limit: int = 20) -> None:
+    for shown, (path, reason) in enumerate(skipped):
+        if shown == limit:
+            out.print("  …")
+            break
+        out.print(f"  skipped {path}: {reason}", markup=False)
 
 
 @app.command()
@@ -360,49 +290,27 @@ def delete(
     """Delete one version (immediately; its number is never reused), or every version with --all."""
 
     def run() -> None:
-        from datastore.store import deletion
+        from datastore.service import delete as deletion
 
         if (version is None) == (not all_):
             raise DatastoreError("give either --version N (one version) or --all (every version)",
                                  f"for example: datastore delete --name {name} --version 1")
-        store = open_store()
-        from datastore.store.gc import reclaim_version
-
         if version is not None:
-            rec = deletion.delete_version(store, name, version)
-            _deleted_events(store, [rec])
-            freed = reclaim_version(store, rec)
+            gone = deletion.delete_version(name, version)
+            rec = gone.records[0]
             out.print(f"deleted {rec.name} version {rec.version} "
-                      f"(reclaimed {freed.objects} objects only it used, {human_bytes(freed.bytes)})")
+                      f"(reclaimed {gone.objects} objects only it used, {human_bytes(gone.bytes)})")
             return
-        live = versions.live_numbers(store, name)
-        if not live:
-            from datastore.errors import DatastoreNotFound
-
-            raise DatastoreNotFound(name)
+        live = deletion.live_versions(name)
         if not yes:
             if not sys.stdin.isatty():
                 raise DatastoreError(f"refusing to delete all {len(live)} versions of {name!r} without confirmation",
                                      "pass --yes to confirm in a script")
             typer.confirm(f"delete all {len(live)} versions of {name!r} ({', '.join(map(str, live))})?", abort=True)
-        gone = deletion.delete_all(store, name)
-        _deleted_events(store, gone)
-        freed = sum(reclaim_version(store, r).bytes for r in gone)
-        out.print(f"deleted {name} versions {', '.join(str(r.version) for r in gone)} (reclaimed {human_bytes(freed)})")
+        gone = deletion.delete_all(name)
+        out.print(f"deleted {name} versions {', '.join(map(str, gone.numbers))} (reclaimed {human_bytes(gone.bytes)})")
 
     guarded(run)
-
-
-def _deleted_events(store, gone: list[versions.VersionRecord]) -> None:  # noqa: ANN001
-    """``datastore.version.deleted`` per version, when a Prefect server is configured (see notify.api_configured)."""
-    from datastore.orchestration import events as notify
-
-    if not notify.api_configured():
-        return
-    for r in gone:
-        notify.emit(notify.DELETED, r.name, {"name": r.name, "version": r.version, "digest": r.digest,
-                                             "deleted_at": r.deleted_at, "store": store.url})
-    notify.flush()
 
 
 @app.command()
@@ -414,21 +322,11 @@ def mount(
     """Materialize a read-only copy of a version (checksums verified); deletes are refused while it exists."""
 
     def run() -> None:
-        from pathlib import Path
+        from datastore.service.download import download
 
-        from datastore.reading.download import mount as materialize
-        from datastore.store import leases
-
-        settings = Settings.from_env()
-        store = open_store(settings.store, settings)
-        r = versions.resolve(store, name, version)
-        dest = Path(dir_) if dir_ else Path(settings.mount_dir) / r.name
-        # A process lease while the files are written, then a mount lease that lasts as long as
-        # the folder exists (it stops blocking deletes once the folder is removed).
-        with leases.acquire(store, r.name, r.version, ttl=settings.lease_ttl):
-            summary = materialize(store, r, dest)
-            leases.acquire(store, r.name, r.version, ttl=None, mount_path=str(dest.absolute()))
-        out.print(f"mounted {r.name} version {r.version} at {dest}: {summary.files} files, {human_bytes(summary.bytes)}")
+        done = download(name, version, dir_)
+        out.print(f"mounted {done.name} version {done.version} at {done.path}: {done.files} files, "
+                  f"{human_bytes(done.bytes)}")
 
     guarded(run)
 
@@ -441,16 +339,13 @@ def gc(
     """Reclaim data no live version references (after DATASTORE_GC_GRACE seconds, default 1 hour)."""
 
     def run() -> None:
-        from datastore.store import inflight
-        from datastore.store.gc import collect
+        from datastore.service.gc import gc as collect
 
         settings = Settings.from_env()
-        store = open_store(settings.store, settings)
-        report = collect(store, settings.gc_grace, dry_run=dry_run)
-        # Status records of failed creations are kept for DATASTORE_FAILED_RETENTION, then dropped.
-        expired = inflight.expire(store, settings.lease_ttl, settings.failed_retention, dry_run=dry_run)
+        done = collect(dry_run=dry_run, settings=settings)
+        report, expired = done.report, done.expired_failed_runs
         if as_json:
-            print(json.dumps(report.to_json() | {"expired_failed_runs": len(expired)}, indent=2))
+            print(json.dumps(done.to_json(), indent=2))
             return
         verb = "would reclaim" if dry_run else "reclaimed"
         if dry_run:
@@ -477,11 +372,10 @@ def verify(
     """Check that every file of a version is still there as recorded (pinned S3 objects too)."""
 
     def run() -> None:
-        from datastore.reading.verify import verify as check
+        from datastore.service.verify import verify as check
 
-        store = open_store()
-        r = versions.resolve(store, name, version)
-        report = check(store, r)
+        checked = check(name, version)
+        r, report = checked.record, checked.report
         if as_json:
             print(json.dumps(report.to_json(), indent=2))
         else:
@@ -489,10 +383,7 @@ def verify(
                 out.print(f"{p.problem:9} {p.path}: {p.detail}", markup=False, highlight=False, soft_wrap=True)
             if report.ok:
                 out.print(f"[bold green]ok[/] {r.name} version {r.version}: all {report.files} files verified")
-        if not report.ok:
-            raise DatastoreError(
-                f"{len(report.problems)} of {report.files} files of {r.name} version {r.version} failed verification",
-                "restore the objects listed above, or create a new version from the current source")
+        checked.raise_for_problems()
 
     guarded(run)
 
@@ -505,10 +396,11 @@ def status(
     """Creations in progress (with progress) and recently failed (with the reason)."""
 
     def run() -> None:
-        from datastore.orchestration import status as creations
+        from datastore.service.status import status as collect
 
         settings = Settings.from_env()
-        rows, warning = creations.collect(open_store(settings.store, settings), settings, name)
+        found = collect(name, settings=settings)
+        rows, warning = found.rows, found.warning
         if warning:
             err.print(f"warning: {warning}", markup=False, highlight=False)
         if as_json:
@@ -544,10 +436,10 @@ def schedule(
     """Re-upload SOURCE into NAME periodically (a deployment with a schedule on the Prefect server)."""
 
     def run() -> None:
-        from datastore_deployments import schedule as periodic
+        from datastore.service import schedule as periodic
 
         if list_:
-            items = periodic.list_all()
+            items = periodic.schedules()
             if as_json:
                 print(json.dumps([i.to_json() for i in items], indent=2))
             elif not items:
@@ -563,27 +455,19 @@ def schedule(
             return
         if name is None:
             raise DatastoreError("--name is required", "for example: datastore schedule s3://bucket/data/ --name data --every 1d")
-        from datastore.model.naming import validate_name
-
-        validate_name(name)
+        periodic.check_name(name)
         if remove:
-            periodic.remove(name)
+            periodic.unschedule(name)
             out.print(f"removed the schedule of {name} (its versions stay)")
             return
         if source is None:
             raise DatastoreError("SOURCE is required to schedule", f"for example: datastore schedule ./data --name {name} --every 1d")
-        kind = check_options(source, no_copy, credentials)
-        sched = periodic.build_schedule(cron, every, timezone)
-        src = source if kind != "local" else os.path.abspath(os.path.expanduser(source))
-        settings = Settings.from_env()
-        dep_id = periodic.upsert(name, src, sched, no_copy=no_copy, credentials=credentials, always=always,
-                                 store=open_store(settings.store, settings).url)
-        shown = safe_source(src)
+        done = periodic.schedule(source, name, cron=cron, every=every, timezone=timezone, no_copy=no_copy,
+                                 credentials=credentials, always=always)
         if as_json:
-            print(json.dumps({"name": name, "source": shown, "schedule": periodic.describe(sched),
-                              "deployment_id": dep_id}, indent=2))
+            print(json.dumps(done.to_json(), indent=2))
         else:
-            out.print(f"scheduled {name}: {periodic.describe(sched)} from {shown} "
+            out.print(f"scheduled {name}: {done.schedule} from {done.source} "
                       f"({'every run commits' if always else 'a version only when the source changed'})", highlight=False)
 
     guarded(run)

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datastore.store.versions import VersionRecord
 
 COMMITTED = "datastore.version.committed"
 DELETED = "datastore.version.deleted"
@@ -67,3 +72,13 @@ def flush() -> None:
         EventsWorker.drain_all(timeout=10)
     except Exception as exc:  # noqa: BLE001
         log.warning("could not flush events: %s", exc)
+
+
+def versions_deleted(store_url: str, gone: Iterable[VersionRecord]) -> None:
+    """``datastore.version.deleted`` per version, when a Prefect server is configured (see :func:`api_configured`)."""
+    if not api_configured():
+        return
+    for r in gone:
+        emit(DELETED, r.name, {"name": r.name, "version": r.version, "digest": r.digest,
+                               "deleted_at": r.deleted_at, "store": store_url})
+    flush()

@@ -33,6 +33,7 @@ import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from datastore.errors import ObjectNotFound
@@ -258,3 +259,40 @@ def expire(store: Store, stale_after: float, retention: float, dry_run: bool = F
             _local_path(store, run_id).unlink(missing_ok=True)
     return [layout.run_key(run_id) for run_id in gone]
 
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One line of ``status`` (and a non-version row of ``list``): a creation in flight or failed.
+
+    Made from a status record here, or from a Prefect run the store has no record of (a run
+    still queued, or one that failed before it started; see :mod:`datastore.orchestration.status`).
+    """
+
+    name: str
+    status: str  # processing | failed
+    kind: str
+    source: str
+    since: str  # ISO time it started (or was queued)
+    detail: str  # progress, or the reason it failed
+    flow_run_id: str | None
+    files: int = 0
+    bytes: int = 0
+
+    def to_json(self) -> dict:
+        """Shaped like a version record (no ``version``/``digest`` yet), plus ``detail``."""
+        return {"name": self.name, "version": None, "status": self.status, "kind": self.kind, "source": self.source,
+                "files": self.files, "bytes": self.bytes, "digest": None, "created_at": self.since,
+                "flow_run_id": self.flow_run_id, "detail": self.detail}
+
+
+def iso(ts: float) -> str:
+    """A POSIX time as the ISO 8601 UTC text rows and records use."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def status_rows(found: list[RunRecord]) -> list[StatusRow]:
+    """The rows of status records (see :func:`recent`): progress while processing, else the reason."""
+    return [StatusRow(r.name, r.status, r.kind, r.source, iso(r.started_at),
+                      r.progress_text() if r.status == "processing" else (r.reason or "failed"),
+                      r.flow_run_id, r.files_done, r.bytes_done) for r in found]

@@ -4,8 +4,9 @@ A lease is a small object ``names/<name>/leases/<version>/<id>.json`` describing
 
 * a **flow run** (``use_datastore`` inside a Prefect flow): it names the run and renews
   ``expires_at`` from a heartbeat thread. It stops blocking when the run is in a terminal state
-  according to the Prefect API (finished, failed, crashed, cancelled) or when the heartbeat
-  expired (a killed process renews nothing); such stale leases are removed when found.
+  according to the orchestrator (finished, failed, crashed, cancelled; asked through
+  :mod:`datastore.backends.runs`) or when the heartbeat expired (a killed process renews
+  nothing); such stale leases are removed when found.
 * any other **process** (``use_datastore`` outside a flow): host and pid, heartbeat as above.
 * a **mount**: host and path, no expiry; it stops blocking once that path no longer exists
   (checked on the same host).
@@ -19,28 +20,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 
+from datastore.backends import runs
 from datastore.errors import DatastoreNotFound, ObjectNotFound, VersionInUse
 from datastore.store import Store, layout
-
-#: Prefect state types after which a flow run does nothing more (also used by ``--wait``).
-TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
-
-
-def _current_flow_run() -> tuple[str | None, str | None]:
-    if "prefect" not in sys.modules:  # not inside a flow run; importing Prefect would cost ~1 s
-        return None, None
-    try:
-        from prefect.runtime import flow_run
-
-        return flow_run.id, flow_run.name
-    except Exception:  # noqa: BLE001 - not inside a flow run (or Prefect absent): a plain process lease
-        return None, None
 
 
 @dataclass
@@ -89,13 +76,13 @@ def acquire(store: Store, name: str, version: int, *, ttl: int | None, mount_pat
     Raises:
         DatastoreNotFound: the version does not exist or was deleted (then the lease is withdrawn).
     """
-    run_id, run_name = _current_flow_run()
+    run = runs.current()
     body: dict = {"host": socket.gethostname(), "pid": os.getpid(), "acquired_at": time.time()}
     if mount_path is not None:
         body.update(kind="mount", path=mount_path)
         ttl = None
-    elif run_id:
-        body.update(kind="flow-run", flow_run_id=run_id, flow_run_name=run_name)
+    elif run is not None:
+        body.update(kind="flow-run", flow_run_id=run.id, flow_run_name=run.name)
     else:
         body.update(kind="process")
     lease = Lease(store, name, version, ttl, body, f"{layout.lease_prefix(name, version)}{uuid.uuid4().hex}.json")
@@ -120,22 +107,11 @@ def describe(body: dict) -> str:
     return f"process {body.get('pid')} on {body.get('host')}"
 
 
-def _flow_run_state(run_id: str) -> str | None:
-    try:
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(run_id)
-        return run.state.type.value if run.state else None
-    except Exception:  # noqa: BLE001 - unknown to this API (or API down): fall back to the heartbeat
-        return None
-
-
 def _stale(body: dict, now: float) -> bool:
     expires = body.get("expires_at")
     if expires is not None and expires < now:
         return True
-    if body.get("kind") == "flow-run" and _flow_run_state(str(body.get("flow_run_id"))) in TERMINAL_STATES:
+    if body.get("kind") == "flow-run" and runs.finished(str(body.get("flow_run_id"))):
         return True
     if body.get("kind") == "mount" and body.get("host") == socket.gethostname():
         return not os.path.exists(str(body.get("path")))

@@ -1,0 +1,89 @@
+"""Starting Prefect work: a creation flow in this process, a flow run of a deployment, schedules.
+
+The flows (``datastore_flows``) and deployment code (``datastore_deployments``) are imported
+here, lazily: a command pays Prefect's start-up only once it has validated its input and
+actually runs something.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from datastore.model.kinds import Kind
+from datastore.store import Store, inflight
+
+if TYPE_CHECKING:
+    from datastore_deployments.schedule import Scheduled
+    from datastore_deployments.submit import Submitted
+
+
+def run_creation(kind: Kind | str, **params: Any) -> dict:
+    """Run the creation flow of record kind ``kind`` here and return its committed version record.
+
+    Args:
+        kind: ``local``, ``s3-copy``, ``s3-reference`` or ``http-archive``.
+        **params: The flow's parameters (``source``, ``name``, ``credentials`` …).
+    """
+    kind = Kind(kind)
+    if kind is Kind.S3_REFERENCE:
+        from datastore_flows.s3_reference import reference_s3 as flow
+    elif kind is Kind.S3_COPY:
+        from datastore_flows.s3_copy import create_from_s3 as flow
+    elif kind is Kind.HTTP_ARCHIVE:
+        from datastore_flows.http_archive import create_from_http as flow
+    else:
+        from datastore_flows.local_folder import create_from_local as flow
+    return flow(**params)
+
+
+def submit(kind: Kind | str, name: str, parameters: dict) -> Submitted:
+    """Create a flow run of the creation deployment of ``kind`` (see :func:`datastore_deployments.submit.submit`)."""
+    from datastore_deployments.submit import submit as create_run
+
+    return create_run(str(kind), name, parameters)
+
+
+def wait(store: Store, sub: Submitted, name: str, *, stale_after: float, timeout: float | None = None,
+         on_progress: Callable[[inflight.RunRecord], None] | None = None,
+         on_notice: Callable[[str], None] | None = None) -> dict:
+    """Follow a submitted run to its end (see :func:`datastore_deployments.submit.wait`)."""
+    from datastore_deployments.submit import wait as follow
+
+    return follow(store, sub, name, on_progress=on_progress, stale_after=stale_after, timeout=timeout,
+                  on_notice=on_notice)
+
+
+def build_schedule(cron: str | None, every: str | None, timezone: str | None):  # noqa: ANN201 - a Prefect schedule
+    """The Prefect schedule for ``--cron`` or ``--every`` (see :func:`datastore_deployments.schedule.build_schedule`)."""
+    from datastore_deployments import schedule
+
+    return schedule.build_schedule(cron, every, timezone)
+
+
+def describe_schedule(sched) -> str:  # noqa: ANN001
+    """``every 1:00:00 (UTC)`` / ``cron '0 3 * * *' (Europe/Berlin)``."""
+    from datastore_deployments import schedule
+
+    return schedule.describe(sched)
+
+
+def upsert_schedule(name: str, source: str, sched, **options: Any) -> str:  # noqa: ANN001
+    """Create or replace the periodic deployment of ``name``; returns its id."""
+    from datastore_deployments import schedule
+
+    return schedule.upsert(name, source, sched, **options)
+
+
+def schedules() -> list[Scheduled]:
+    """Every periodic deployment on the server, by name."""
+    from datastore_deployments import schedule
+
+    return schedule.list_all()
+
+
+def remove_schedule(name: str) -> None:
+    """Delete the periodic deployment of ``name``."""
+    from datastore_deployments import schedule
+
+    schedule.remove(name)
