@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: install
 
 test: install
 	$(BIN)/lint-imports && $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Unit tests only (no server, no subprocess): the quick loop while editing.
+test-fast: install
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -m 'not integration' $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)

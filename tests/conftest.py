@@ -21,6 +21,25 @@ runtime.configure(quiet=True)
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Fixtures that start a real server or process (Prefect API, S3 servers, the CLI in a
+# subprocess). A test that uses none of them is a unit test: `make test-fast` runs only those.
+SERVER_FIXTURES = frozenset({"prefect_api", "seaweed", "moto", "seaweed_store", "moto_store", "cli", "cli_home",
+                             "private_s3"})
+SERVER_PARAMS = frozenset({"moto", "seaweed"})  # parametrized tests that pick a server by name
+# What these packages test is a whole command or flow run: every test in them is integration.
+INTEGRATION_PACKAGES = frozenset({"cli", "flows", "deployments", "service"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs a server ``integration`` (judged by its fixtures, so it cannot drift)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        package = item.path.parent.name
+        if names & SERVER_FIXTURES or SERVER_PARAMS & {v for v in params.values() if isinstance(v, str)} \
+                or package in INTEGRATION_PACKAGES or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:

@@ -19,7 +19,7 @@ from datastore.store.versions import VersionRecord
 from datastore.testing.servers import S3Server
 from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
-from tests.test_flow_s3 import AWKWARD, source_bucket
+from tests.flows.test_flow_s3 import AWKWARD, source_bucket
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -96,7 +96,7 @@ def _s3(tmp_path: Path, request: pytest.FixtureRequest, no_copy: bool) -> tuple[
 def _http(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict, dict[str, bytes]]:
     from datastore.testing.http_server import serve
     from datastore_flows.http_archive import create_from_http
-    from tests.test_flow_http import build
+    from tests.flows.test_flow_http import build
 
     request.getfixturevalue("local_store")
     monkeypatch = request.getfixturevalue("monkeypatch")

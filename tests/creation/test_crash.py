@@ -15,7 +15,7 @@ from datastore.store import open_store, versions
 from datastore.testing.cli import DATASTORE
 from datastore.testing.servers import S3Server
 from tests.conftest import Cli, make_tree
-from tests.test_flow_s3 import source_bucket
+from tests.flows.test_flow_s3 import source_bucket
 
 FILES = {f"d{i // 50}/f{i:04d}.bin": os.urandom(10_000) for i in range(300)}
 SETTINGS = {"DATASTORE_BATCH_FILES": "100", "DATASTORE_WORKERS": "1"}  # 3 batches, one after the other

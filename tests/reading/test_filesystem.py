@@ -18,7 +18,7 @@ from datastore.errors import ChecksumMismatch, DatastoreError, InvalidRead, Path
 from datastore.store import Store, layout, open_store
 from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
-from tests.test_mount import count_gets, created, record_of, small_tree  # noqa: F401 - `created` is a fixture
+from tests.reading.test_download import count_gets, created, record_of, small_tree  # noqa: F401 - `created` is a fixture
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from datastore.testing.http_server import serve
+from tests.cli.test_cli import assert_nothing_stored, assert_one_line_error
 from tests.conftest import Cli
-from tests.test_cli import assert_nothing_stored, assert_one_line_error
-from tests.test_flow_http import TREE, build, scratch_left
+from tests.flows.test_flow_http import TREE, build, scratch_left
 
 
 def _truncated() -> bytes:

@@ -15,9 +15,9 @@ import pytest
 from datastore.backends import s3
 from datastore.store import open_store
 from datastore.testing.servers import ACCESS_KEY, SECRET_KEY, S3Server, seaweedfs
+from tests.cli.test_cli import assert_nothing_stored, assert_one_line_error
 from tests.conftest import Cli, use_s3_env
-from tests.test_cli import assert_nothing_stored, assert_one_line_error
-from tests.test_flow_s3 import source_bucket
+from tests.flows.test_flow_s3 import source_bucket
 
 
 def test_create_copy_and_no_copy_then_show_and_verify(cli: Cli, seaweed_store: str, seaweed: S3Server) -> None:

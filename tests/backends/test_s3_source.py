@@ -10,7 +10,7 @@ from datastore.errors import InvalidSource, SourceAccessDenied
 from datastore.model.manifest import Skipped
 from datastore.testing.servers import S3Server
 from tests.conftest import use_s3_env
-from tests.test_flow_s3 import source_bucket
+from tests.flows.test_flow_s3 import source_bucket
 
 
 @pytest.mark.parametrize(("url", "bucket", "prefix"), [
