@@ -14,6 +14,7 @@ from datastore.reading import reader
 from datastore.reading.reader import Reader, Run
 from datastore.store.local import LocalStore
 from datastore.store.versions import VersionRecord
+from tests.reading.test_download import count_gets
 
 PACK = "data/p-test"
 FILES = {"a.txt": b"alpha-bytes", "b.txt": b"", "c.txt": b"charlie" * 3, "d.txt": b"delta!"}
@@ -39,18 +40,6 @@ def packed(tmp_path: Path) -> tuple[LocalStore, list[Entry]]:
         offset += len(data)
     store.put_bytes(PACK, pack)
     return store, out
-
-
-def counted(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
-    calls: list[tuple[str, int, int]] = []
-    real = store.get_range
-
-    def counting(key: str, offset: int, length: int) -> bytes:
-        calls.append((key, offset, length))
-        return real(key, offset, length)
-
-    monkeypatch.setattr(store, "get_range", counting)
-    return calls
 
 
 def e(offset: int, size: int, obj: str | None = "data/p-1", sha256: str | None = "0" * 64, **kw: object) -> Entry:
@@ -104,7 +93,7 @@ def test_prefetch_of_neighbours_for_a_fuse_read(packed: tuple[LocalStore, list[E
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     store, files = packed
     rd = Reader(store, record())
-    gets = counted(store, monkeypatch)
+    gets = count_gets(store, monkeypatch)
     first = next(rd.runs(files[1:]))  # the files from b.txt on, in path order
     assert isinstance(first, Run) and first.entries[0] is files[1]
     got = {x.path: bytes(piece) for x, piece in rd.read_run(first)}
@@ -138,7 +127,7 @@ def test_read_range_never_crosses_the_end_of_the_entry(packed: tuple[LocalStore,
     store, files = packed
     a, b, c, d = files
     rd = Reader(store, record())
-    gets = counted(store, monkeypatch)
+    gets = count_gets(store, monkeypatch)
     assert rd.read_range(a, 6, 1000) == b"bytes"  # cut at a.txt's end, not c.txt's bytes after it
     assert gets == [(PACK, 6, 5)]  # and only those bytes are asked for
     assert rd.read_range(c, 3, 4) == b"rlie"
@@ -152,7 +141,7 @@ def test_read_range_of_nothing_sends_no_request(packed: tuple[LocalStore, list[E
     store, files = packed
     a, b, _, d = files
     rd = Reader(store, record())
-    gets = counted(store, monkeypatch)
+    gets = count_gets(store, monkeypatch)
     assert rd.read_range(a, 3, 0) == b""  # zero length
     assert rd.read_range(a, 11, 5) == b""  # at the end of the file (a FUSE read at EOF)
     assert rd.read_range(d, 100, 5) == b""  # past the end of the file and of the pack
