@@ -452,6 +452,20 @@ class AlreadyExists(StoreError, FileExistsError):
         super().__init__(f"object {key!r} already exists in store {location!r}", "choose another key")
 
 
+class DataMissing(StoreError, FileNotFoundError):
+    """Data objects a version about to be committed points at are gone from the store.
+
+    Attributes:
+        missing: The missing keys, sorted.
+    """
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__(f"data object {missing[0]!r} this version needs is gone from the store "
+                         f"({len(missing)} missing; reclaimed by gc while the creation ran?)",
+                         "run the same create again: it transfers what is missing")
+
+
 # --- reading ----------------------------------------------------------------------------------
 
 
@@ -544,6 +558,15 @@ class InvalidRange(DatastoreError, ValueError):
         self.path = path
         super().__init__(f"cannot read {length} bytes at offset {offset} of file {path!r}",
                          "offset and length must be 0 or more")
+
+
+class VerificationFailed(DatastoreError, ValueError):
+    """``verify`` found files of a version missing, truncated or changed (the report lists them)."""
+
+    def __init__(self, name: str, version: int, failed: int, files: int) -> None:
+        self.name, self.version, self.failed, self.files = name, version, failed, files
+        super().__init__(f"{failed} of {files} files of {name} version {version} failed verification",
+                         "restore the objects listed above, or create a new version from the current source")
 
 
 def is_transient(exc: BaseException) -> bool:

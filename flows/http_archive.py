@@ -8,21 +8,17 @@ byte-identical to the one the previous version came from reuses that version's m
 
 from __future__ import annotations
 
-from datastore.orchestration import runtime
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
-runtime.configure()
-
-from prefect import flow  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-
-from datastore.creation.sources import http  # noqa: E402
-from datastore.errors import is_transient  # noqa: E402
-from datastore.model.kinds import Kind  # noqa: E402
-from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
-from datastore_flows.pipeline import run_batched  # noqa: E402
-from datastore_tasks.commit import commit_version  # noqa: E402
-from datastore_tasks.http_archive import download_archive, extract_archive  # noqa: E402
-from datastore_tasks.local import scan_local, transfer_local_batch  # noqa: E402
+from datastore.creation.sources import http
+from datastore.errors import is_transient
+from datastore.model.kinds import Kind
+from datastore_flows.common import monitored, run_name, settings_for
+from datastore_flows.pipeline import run_batched
+from datastore_tasks.commit import commit_version
+from datastore_tasks.http_archive import download_archive, extract_archive
+from datastore_tasks.local import scan_local, transfer_local_batch
 
 
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.

@@ -6,22 +6,18 @@ commit (1 task). Everything before commit is invisible; a re-run resumes finishe
 
 from __future__ import annotations
 
-from datastore.orchestration import runtime
+import socket
 
-runtime.configure()
+from prefect import flow
+from prefect.runtime import deployment, flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
-import socket  # noqa: E402
-
-from prefect import flow  # noqa: E402
-from prefect.runtime import deployment, flow_run  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-
-from datastore.creation.pipeline import prepare  # noqa: E402
-from datastore.creation.sources.local import resolve_source  # noqa: E402
-from datastore.model.kinds import Kind  # noqa: E402
-from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
-from datastore_flows.pipeline import run_batched  # noqa: E402
-from datastore_tasks.local import scan_local, transfer_local_batch  # noqa: E402
+from datastore.creation.pipeline import prepare
+from datastore.creation.sources.local import resolve_source
+from datastore.model.kinds import Kind
+from datastore_flows.common import monitored, run_name, settings_for
+from datastore_flows.pipeline import run_batched
+from datastore_tasks.local import scan_local, transfer_local_batch
 
 
 def _worker_host() -> str | None:

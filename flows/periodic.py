@@ -9,15 +9,11 @@ name never overlap: the deployment has a concurrency limit of 1 that cancels the
 
 from __future__ import annotations
 
-from datastore.orchestration import runtime
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
-runtime.configure()
-
-from prefect import flow, get_run_logger  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
-
-from datastore.model.kinds import check_options  # noqa: E402
-from datastore_flows.common import display_name  # noqa: E402
+from datastore.model.kinds import check_options
+from datastore_flows.common import display_name
 
 
 def _run_name() -> str:

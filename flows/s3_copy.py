@@ -7,18 +7,14 @@ Unchanged objects (same key, size and ETag) are reused, not copied again.
 
 from __future__ import annotations
 
-from datastore.orchestration import runtime
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
-runtime.configure()
-
-from prefect import flow  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-
-from datastore.creation.sources import s3 as s3_job  # noqa: E402
-from datastore.model.kinds import Kind  # noqa: E402
-from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
-from datastore_flows.pipeline import run_batched  # noqa: E402
-from datastore_tasks.s3_copy import copy_s3_batch, scan_s3  # noqa: E402
+from datastore.creation.sources import s3 as s3_job
+from datastore.model.kinds import Kind
+from datastore_flows.common import monitored, run_name, settings_for
+from datastore_flows.pipeline import run_batched
+from datastore_tasks.s3_copy import copy_s3_batch, scan_s3
 
 
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.

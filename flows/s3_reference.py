@@ -6,17 +6,13 @@ pin (1 task: one paginated listing into manifests that pin each object by Versio
 
 from __future__ import annotations
 
-from datastore.orchestration import runtime
+from prefect import flow
 
-runtime.configure()
-
-from prefect import flow  # noqa: E402
-
-from datastore.creation.sources import s3 as s3_job  # noqa: E402
-from datastore.model.kinds import Kind  # noqa: E402
-from datastore_flows.common import monitored, run_name, settings_for  # noqa: E402
-from datastore_flows.pipeline import run_batched  # noqa: E402
-from datastore_tasks.s3_reference import pin_s3_prefix  # noqa: E402
+from datastore.creation.sources import s3 as s3_job
+from datastore.model.kinds import Kind
+from datastore_flows.common import monitored, run_name, settings_for
+from datastore_flows.pipeline import run_batched
+from datastore_tasks.s3_reference import pin_s3_prefix
 
 
 @flow(name="datastore-create-s3-reference", flow_run_name=run_name)

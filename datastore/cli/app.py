@@ -6,26 +6,27 @@ errors exit 2 (Typer's convention). ``--json`` keeps stdout machine-readable.
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from datastore.errors import DatastoreError, OrchestrationError, UsageError, one_line
+from datastore.model import progress
 from datastore.orchestration import runtime
+from datastore.settings import Settings
+from datastore.store.versions import VersionRecord
 
+# Prefect reads its settings when first imported; nothing above imports it (the commands import
+# it lazily, through the service), so the CLI's defaults still come first.
 runtime.configure(quiet=True)
-
-import json  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from typing import Annotated, Optional  # noqa: E402
-
-import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.markup import escape  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from datastore.errors import DatastoreError, OrchestrationError, one_line  # noqa: E402
-from datastore.model import progress  # noqa: E402
-from datastore.settings import Settings  # noqa: E402
-from datastore.store.versions import VersionRecord  # noqa: E402
 
 app = typer.Typer(
     name="datastore",
@@ -124,9 +125,9 @@ def create(
         creation.check(source, no_copy, credentials)
         show = not as_json and sys.stderr.isatty()
         if timeout is not None and not wait:
-            raise DatastoreError("--timeout limits --wait", "add --submit --wait, or drop --timeout")
+            raise UsageError("--timeout limits --wait", "add --submit --wait, or drop --timeout")
         if wait and not submit_:
-            raise DatastoreError("--wait follows a submitted run", "add --submit, or drop --wait (without --submit "
+            raise UsageError("--wait follows a submitted run", "add --submit, or drop --wait (without --submit "
                                  "the create runs here and always waits)")
         if submit_:
             record = _create_submitted(source, name, no_copy, credentials, wait, as_json, show, timeout)
@@ -293,7 +294,7 @@ def delete(
         from datastore.service import delete as deletion
 
         if (version is None) == (not all_):
-            raise DatastoreError("give either --version N (one version) or --all (every version)",
+            raise UsageError("give either --version N (one version) or --all (every version)",
                                  f"for example: datastore delete --name {name} --version 1")
         if version is not None:
             gone = deletion.delete_version(name, version)
@@ -304,7 +305,7 @@ def delete(
         live = deletion.live_versions(name)
         if not yes:
             if not sys.stdin.isatty():
-                raise DatastoreError(f"refusing to delete all {len(live)} versions of {name!r} without confirmation",
+                raise UsageError(f"refusing to delete all {len(live)} versions of {name!r} without confirmation",
                                      "pass --yes to confirm in a script")
             typer.confirm(f"delete all {len(live)} versions of {name!r} ({', '.join(map(str, live))})?", abort=True)
         gone = deletion.delete_all(name)
@@ -454,14 +455,14 @@ def schedule(
                 out.print(table)
             return
         if name is None:
-            raise DatastoreError("--name is required", "for example: datastore schedule s3://bucket/data/ --name data --every 1d")
+            raise UsageError("--name is required", "for example: datastore schedule s3://bucket/data/ --name data --every 1d")
         periodic.check_name(name)
         if remove:
             periodic.unschedule(name)
             out.print(f"removed the schedule of {name} (its versions stay)")
             return
         if source is None:
-            raise DatastoreError("SOURCE is required to schedule", f"for example: datastore schedule ./data --name {name} --every 1d")
+            raise UsageError("SOURCE is required to schedule", f"for example: datastore schedule ./data --name {name} --every 1d")
         done = periodic.schedule(source, name, cron=cron, every=every, timezone=timezone, no_copy=no_copy,
                                  credentials=credentials, always=always)
         if as_json:

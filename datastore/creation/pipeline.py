@@ -26,7 +26,7 @@ from typing import Protocol
 from datastore import failpoints
 from datastore.creation.packer import BatchBuilder
 from datastore.creation.plan import PlanSummary, already_done, batches, read_plan, write_plans
-from datastore.errors import DatastoreError, EmptySource, SourceChanged
+from datastore.errors import DataMissing, EmptySource, SourceChanged
 from datastore.model.details import LocalDetail, SourceDetail
 from datastore.model.hashing import Hashed, chunks, copy_hashed
 from datastore.model.kinds import Kind
@@ -300,9 +300,7 @@ def _check_present(store: Store, keys: set[str]) -> None:
         present = dict(zip(keys, pool.map(store.exists, keys)))
     missing = sorted(k for k, ok in present.items() if not ok)
     if missing:
-        raise DatastoreError(f"data object {missing[0]!r} this version needs is gone from the store "
-                             f"({len(missing)} missing; reclaimed by gc while the creation ran?)",
-                             "run the same create again: it transfers what is missing")
+        raise DataMissing(missing)
 
 
 @dataclass(frozen=True)

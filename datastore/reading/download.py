@@ -43,7 +43,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from datastore.errors import DatastoreError, MountFailed, MountTargetNotEmpty
+from datastore.errors import DatastoreError, MountFailed, MountTargetNotEmpty, UsageError
 from datastore.model.hashing import Stopped, copy_hashed
 from datastore.model.manifest import Entry
 from datastore.reading import reader as reading
@@ -323,7 +323,7 @@ def mount(store: Store, record: VersionRecord, dest: Path, workers: int = 16) ->
     dest = Path(dest).absolute()
     check_target(dest)
     if workers < 1:
-        raise DatastoreError(f"workers={workers} is too small", "use at least 1 worker")
+        raise UsageError(f"workers={workers} is too small", "use at least 1 worker")
     # Same parent as dest: the final rename never crosses a file system.
     tmp = dest.parent / f".{dest.name}.mount-{uuid.uuid4().hex[:12]}"
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datastore.errors import DatastoreError
+from datastore.errors import VerificationFailed
 from datastore.reading.verify import Report
 from datastore.store import Store, open_store, versions
 from datastore.store.versions import VersionRecord
@@ -21,13 +21,11 @@ class Verified:
         """Raise the one-line error of a failed verification (nothing when every file is intact).
 
         Raises:
-            DatastoreError: some files are missing, truncated or changed (listed in ``report``).
+            VerificationFailed: some files are missing, truncated or changed (listed in ``report``).
         """
         r, report = self.record, self.report
         if not report.ok:
-            raise DatastoreError(
-                f"{len(report.problems)} of {report.files} files of {r.name} version {r.version} failed verification",
-                "restore the objects listed above, or create a new version from the current source")
+            raise VerificationFailed(r.name, r.version, len(report.problems), report.files)
 
 
 def verify(name: str, version: int | None = None, *, store: Store | None = None) -> Verified:
