@@ -1,1 +1,2 @@
-"""cli"""
+"""The ``datastore`` command: parses arguments, calls :mod:`datastore.service`, prints. No logic of its own.
+"""
