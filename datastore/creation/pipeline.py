@@ -56,12 +56,6 @@ class CreateJob:
         """The detail as the version record stores it."""
         return self.detail.to_json()
 
-    def to_json(self) -> dict:
-        """Plain dict (for logs and artifacts)."""
-        return {"name": self.name, "kind": str(self.kind), "source": self.source, "store": self.store,
-                "staging": self.staging, "create_id": self.create_id, "started": self.started,
-                "source_detail": self.source_detail}
-
 
 def prepare(source: str, name: str | None, kind: str, settings: Settings,
             detail: SourceDetail | None = None) -> CreateJob:
@@ -294,8 +288,6 @@ def _check_present(store: Store, keys: set[str]) -> None:
     data while this creation ran past its grace period, committing would publish a broken
     version. One HEAD per distinct object (packs keep that to a handful per 1,000 files).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=16) as pool:
         present = dict(zip(keys, pool.map(store.exists, keys)))
     missing = sorted(k for k, ok in present.items() if not ok)

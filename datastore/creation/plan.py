@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from datastore.model.manifest import Entry, Skipped
-from datastore.model.plan import Candidate, New, PlanItem, Reused, decode, encode
+from datastore.model.plan import Candidate, New, PlanItem, Reused, counted, decode, encode
 from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
 from datastore.store import Store, layout
@@ -138,6 +138,6 @@ def already_done(store: Store, batch_key: str, plan: list[PlanItem], progress: R
     if not store.exists(batch_key):
         return False
     for item in plan:
-        if isinstance(item, (New, Reused)):
+        if counted(item):
             progress.advance(1, item.size)
     return True

@@ -96,21 +96,3 @@ def installed(p: Progress) -> Iterator[Progress]:
 def current() -> Progress | None:
     """The installed sink, if any."""
     return _current
-
-
-def set_phase(phase: str, reset: bool = False) -> None:
-    """Name the running step on the installed sink, if any (see :meth:`Progress.set_phase`)."""
-    if _current is not None:
-        _current.set_phase(phase, reset)
-
-
-def add_total(files: int, nbytes: int) -> None:
-    """Report newly discovered work to the installed sink, if any."""
-    if _current is not None:
-        _current.add_total(files, nbytes)
-
-
-def advance(files: int, nbytes: int, uploaded: int = 0) -> None:
-    """Report finished work to the installed sink, if any."""
-    if _current is not None:
-        _current.advance(files, nbytes, uploaded)

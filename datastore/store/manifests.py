@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from datastore.model.manifest import Entry, Item, read_items
+from datastore.model.manifest import Entry, Item, read_entries, read_items
 from datastore.store.base import Store
 from datastore.store.versions import VersionRecord
 
@@ -20,6 +20,5 @@ def manifest_items(store: Store, key: str) -> Iterator[Item]:
 
 def entries(store: Store, record: VersionRecord) -> Iterator[Entry]:
     """Stream the file entries of a version."""
-    for item in manifest_items(store, record.manifest):
-        if isinstance(item, Entry):
-            yield item
+    with store.open_read(record.manifest) as fh:
+        yield from read_entries(fh)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from datastore.testing.http_server import running
 from datastore.testing.servers import S3Server
 
 _HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
@@ -174,12 +175,5 @@ def faulty_s3(upstream: S3Server, seed: int = 0) -> Iterator[FaultyS3]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     proxy = FaultyS3(f"http://127.0.0.1:{httpd.server_address[1]}", upstream, seed=seed, _rnd=random.Random(seed))
     httpd.RequestHandlerClass = _handler(proxy)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, name="faulty-s3", daemon=True)
-    thread.start()
-    try:
+    with running(httpd, "faulty-s3"):
         yield proxy
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)

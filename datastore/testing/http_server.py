@@ -284,15 +284,22 @@ def serve(files: dict[str, bytes], ssl_context: ssl.SSLContext | None = None) ->
     server = Server(files, scheme="https" if ssl_context else "http")
     handler = type("Handler", (_Handler,), {"owner": server})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True  # a client holding a keep-alive connection must not block stop
     if ssl_context is not None:
         httpd.socket = ssl_context.wrap_socket(httpd.socket, server_side=True)
     server.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    with running(httpd, "http-server"):
+        yield server
+
+
+@contextlib.contextmanager
+def running(httpd: ThreadingHTTPServer, name: str) -> Iterator[None]:
+    """Serve ``httpd`` from a thread for the duration of the block, then stop it and close its socket."""
+    httpd.daemon_threads = True  # a client holding a keep-alive connection must not block stop
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True)
     thread.start()
     try:
-        yield server
+        yield
     finally:
         httpd.shutdown()
         httpd.server_close()
-        thread.join(timeout=5)
+        thread.join(timeout=10)

@@ -42,8 +42,6 @@ def prepare(url: str, name: str | None, settings: Settings) -> CreateJob:
     Raises:
         UrlRefused, InvalidName, StoreError, QuotaExceeded.
     """
-    from urllib.parse import urlsplit
-
     from datastore.backends.http import check_url, resolve_checked
 
     check_url(url)

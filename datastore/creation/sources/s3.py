@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from datastore.backends import credentials
-from datastore.backends.s3_source import Listed, S3Location, S3Source, parse_url
+from datastore.backends.s3_source import Listed, S3Source, parse_url, source_of
 from datastore.creation import pipeline as creation
 from datastore.creation.pipeline import CreateJob
 from datastore.errors import EmptySource
@@ -58,8 +58,7 @@ def detail_of(job: CreateJob) -> S3Detail:
 
 def open_source(job: CreateJob) -> S3Source:
     """The prefix the job reads, with the credentials :func:`prepare` chose."""
-    d = detail_of(job)
-    return S3Source(S3Location(d.bucket, d.prefix), d.credentials)
+    return source_of(detail_of(job))
 
 
 def listed(src: S3Source, job: CreateJob, settings: Settings) -> Iterator[Listed]:
