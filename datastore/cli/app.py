@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -22,7 +22,9 @@ from datastore.errors import DatastoreError, OrchestrationError, UsageError, one
 from datastore.model import progress
 from datastore.orchestration import runtime
 from datastore.settings import Settings
-from datastore.store.versions import VersionRecord
+
+if TYPE_CHECKING:  # a type only: importing the store here would load boto3 for every command
+    from datastore.store.versions import VersionRecord
 
 # Prefect reads its settings when first imported; nothing above imports it (the commands import
 # it lazily, through the service), so the CLI's defaults still come first.

@@ -18,7 +18,6 @@ import contextvars
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 from prefect import get_run_logger
 from prefect.runtime import flow_run
@@ -52,7 +51,7 @@ def run_name() -> str:
 def settings_for(store: str | None) -> Settings:
     """Settings from the environment, with the flow's ``store`` parameter taking precedence."""
     settings = Settings.from_env()
-    return replace(settings, store=store) if store else settings
+    return settings.replace(store=store) if store else settings
 
 
 def _parent_run_id() -> str | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from datastore.errors import VerificationFailed
 from datastore.reading.verify import Report
+from datastore.reading.verify import verify as check
 from datastore.store import Store, open_store, versions
 from datastore.store.versions import VersionRecord
 
@@ -30,8 +31,6 @@ class Verified:
 
 def verify(name: str, version: int | None = None, *, store: Store | None = None) -> Verified:
     """Check every file of ``name`` version ``version`` (default: newest live), pinned S3 objects too."""
-    from datastore.reading.verify import verify as check
-
     store = store or open_store()
     r = versions.resolve(store, name, version)
     return Verified(r, check(store, r))

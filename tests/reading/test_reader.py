@@ -81,12 +81,15 @@ def test_runs_pass_other_entries_through_without_closing_the_run() -> None:
     assert list(rd.runs([])) == []
 
 
-def test_runs_open_the_source_of_references_on_the_planning_thread() -> None:
-    rd = Reader(LocalStore("/nonexistent"), record())
+def test_runs_open_the_source_of_references_on_the_planning_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datastore.backends import s3_source
+
+    opened: list[object] = []
+    monkeypatch.setattr(s3_source, "source_of", lambda detail: opened.append(detail) or object())
+    rd = Reader(LocalStore("/nonexistent"), record(bucket="b", prefix="p/"))
     ref = Entry("r.bin", 3, None, None, source={"key": "k", "etag": "t"})
-    rd._source = opened = object()
-    assert list(rd.runs([ref])) == [ref]
-    assert rd._source is opened  # already open: not opened again
+    assert list(rd.runs([ref, ref])) == [ref, ref]
+    assert [(d.bucket, d.prefix) for d in opened] == [("b", "p/")]  # opened here, once, before any worker reads
 
 
 def test_prefetch_of_neighbours_for_a_fuse_read(packed: tuple[LocalStore, list[Entry]],
