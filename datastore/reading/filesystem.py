@@ -60,7 +60,6 @@ from typing import Any
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from datastore.errors import (
-    ChecksumMismatch,
     DatastoreNotFound,
     DatastoreVersionNotFound,
     InvalidDatastoreUrl,
@@ -69,6 +68,7 @@ from datastore.errors import (
     PathNotFound,
     ReadOnlyFileSystem,
 )
+from datastore.model.hashing import Hashed
 from datastore.model.manifest import Entry
 from datastore.model.naming import NAME_RULE, validate_name
 from datastore.reading.reader import Reader
@@ -574,7 +574,6 @@ class DatastoreFile(AbstractBufferedFile):
             self._hash.update(memoryview(data)[self._hashed - start:])
             self._hashed = start + len(data)
         if self._hashed >= self.entry.size:
-            actual = self._hash.hexdigest()
+            got = Hashed(self._hashed, self._hash.hexdigest())
             self._hash = None
-            if actual != self.entry.sha256 or self._hashed != self.entry.size:
-                raise ChecksumMismatch(self.entry.path, self.entry.sha256 or "", actual)
+            self.listing.reader.check(self.entry, got)

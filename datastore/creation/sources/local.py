@@ -151,9 +151,15 @@ def walk(root: Path) -> Iterator[LocalFile | Skipped]:
     yield from listing(str(root), "")
 
 
-def file_path(root: Path, rel: str) -> str:
-    """Absolute path of a relative manifest path under a source root."""
-    return str(root) if root.is_file() else os.path.join(root, *rel.split("/"))
+def file_path(root: Path, rel: str, single: bool | None = None) -> str:
+    """Absolute path of a relative manifest path under a source root.
+
+    Args:
+        single: Whether ``root`` is one file (the source is that file); looked up when not given.
+    """
+    if single is None:
+        single = root.is_file()
+    return str(root) if single else os.path.join(root, *rel.split("/"))
 
 
 def _same(a: os.stat_result, b: os.stat_result) -> bool:
@@ -240,6 +246,7 @@ class LocalSource:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._single = self.root.is_file()  # once per batch, not one stat per file read
 
     def candidates(self) -> Iterator[Candidate | Skipped]:
         for item in walk(self.root):
@@ -251,12 +258,12 @@ class LocalSource:
             and candidate.stamp == previous.mtime_ns
 
     def fetch_small(self, candidate: Candidate) -> SmallRead:
-        data, st = read_small(file_path(self.root, candidate.path), candidate.path)
+        data, st = read_small(file_path(self.root, candidate.path, self._single), candidate.path)
         return SmallRead(data, stable_mtime(st))
 
     @contextmanager
     def open_large(self, candidate: Candidate) -> Iterator[_LargeFile]:
-        fd, before = open_checked(file_path(self.root, candidate.path), candidate.path)
+        fd, before = open_checked(file_path(self.root, candidate.path, self._single), candidate.path)
         try:
             yield _LargeFile(fd, before)
         finally:

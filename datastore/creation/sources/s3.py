@@ -40,9 +40,14 @@ def prepare(url: str, name: str | None, no_copy: bool, block: str | None, settin
     """
     loc = parse_url(url)
     name = validate_name(name) if name is not None else derive_name(loc.url)
-    chosen = credentials.choose(lambda b: S3Source(loc, b).probe() and None, block)
+    found: dict[str | None, bool] = {}  # whether the prefix has objects, per credentials tried
+
+    def probe(b: str | None) -> None:
+        found[b] = S3Source(loc, b).probe()
+
+    chosen = credentials.choose(probe, block)  # the LIST that chose them also answers "empty?"
     src = S3Source(loc, chosen)
-    if not src.probe() and not (loc.prefix and src.head(loc.prefix[:-1]) is not None):
+    if not found[chosen] and not (loc.prefix and src.head(loc.prefix[:-1]) is not None):
         raise EmptySource(loc.url, hint=EMPTY_HINT)
     detail = S3Detail(bucket=loc.bucket, prefix=loc.prefix, credentials=chosen, versioned=src.versioned(),
                       no_copy=no_copy)
