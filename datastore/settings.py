@@ -38,6 +38,12 @@ def default_store_path() -> Path:
     return Path(base) / "datastore" / "store"
 
 
+def default_cache_dir() -> Path:
+    """The block cache shared by every mount and reader on this machine (XDG cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "datastore" / "cache"
+
+
 def default_work_dir() -> Path:
     """Scratch space for downloads and extracted archives (XDG cache; safe to delete when idle)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -70,6 +76,10 @@ class Settings:
         http_allow_private: Allow HTTP sources on loopback and private addresses (tests, LANs);
             link-local and cloud metadata addresses are refused regardless.
         mount_dir: Base folder of ``datastore mount`` (``<mount_dir>/<name>``).
+        cache_dir: The on-disk cache of verified blocks and manifest indexes, shared by every
+            mount and ``datastore://`` reader of this machine.
+        cache_bytes: Upper bound of the block cache; least recently used blocks are evicted.
+        read_timeout: Seconds a mount waits for the store before answering ``EIO`` (never a hang).
         gc_grace: Seconds an unreferenced object must be old before ``gc`` reclaims it.
         lease_ttl: Seconds a reader's lease lives without a heartbeat (renewed every third of it).
         status_interval: Seconds between a running creation's status/progress updates (store
@@ -102,6 +112,9 @@ class Settings:
     lease_ttl: int = _int(120, minimum=3)
     gc_grace: int = _int(3600, minimum=0)
     mount_dir: str = _path(lambda: "/datastores")
+    cache_dir: str = _path(default_cache_dir)
+    cache_bytes: int = _int(10 * 1024 * MiB, minimum=64 * MiB)
+    read_timeout: int = _int(30, minimum=1)
     status_interval: int = _int(2, minimum=1)
     failed_retention: int = _int(7 * 24 * 3600, minimum=0)
 
