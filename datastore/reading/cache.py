@@ -1,0 +1,693 @@
+"""The on-disk block cache shared by every reader and mount on one machine.
+
+A FUSE mount reads a file as 8 MiB blocks fetched on demand; ten jobs on one machine reading the
+same version should fetch each byte once. :class:`BlockCache` is that shared cache: a directory of
+entry files bounded by ``max_bytes``, used at once by any number of threads and processes, and
+safe when any of them is killed (``kill -9``) at any point.
+
+Design, and why:
+
+* **One file per entry, published atomically.** ``put`` writes ``<shard>/.<name>.<pid>.<rand>.tmp``
+  next to the final name and moves it into place with ``os.replace``, so a reader opens either the whole
+  old file, the whole new one, or nothing. No ``fsync``: the cache may lose entries in a power
+  cut, and the checksum below catches the garbage a crash can leave instead.
+* **What ``get`` returns is exactly what ``put`` was given.** Each file starts with a 32-byte
+  header: magic, crc32 of the payload, payload length and the key's digest. ``get`` checks all
+  four (length against the file size, the digest against the key, the crc over the payload). A
+  mismatch (a flipped byte, a truncated file, a zero-filled one after a crash, another version's
+  format) is a miss, and the file is deleted. crc32 is the cheapest whole-payload check in the
+  standard library (zlib's, ~2.4 GB/s here; sha256 is half that, blake2b a quarter): callers
+  verify fetched bytes against the manifest's sha256 once, before ``put``; the crc then only has
+  to catch what happened to the file since.
+* **Keys are opaque.** A key's name is ``blake2b(key, 16 bytes)`` in hex, sharded
+  ``data/<2 hex>/<1 hex>/<32 hex>``: at most 4,096 leaf directories (a full scan lists at most
+  4,352 directories; a million entries are ~250 per directory), created only when used.
+* **Size accounting without scanning on every put.** A 32-byte counter file (``usage``: bytes,
+  entries, time of the last scan) is updated under ``flock`` by each ``put`` and each deletion.
+  Because a process can die between renaming an entry and counting it (or between deleting and
+  uncounting), the counter can drift; a full scan corrects it whenever the counter passes
+  ``max_bytes`` (eviction needs the scan's list anyway), when it is missing or unreadable, and at
+  least every :data:`RESCAN_SECONDS`. The scan also removes temporary files left by killed
+  writers.
+* **Eviction, least recently used first.** Recency is the entry file's mtime: ``put`` sets it and a
+  hit refreshes it when it is older than :data:`TOUCH_SECONDS` (throttled, so hits on a hot entry
+  cost no writes; LRU is exact to within that interval). When the counter passes ``max_bytes`` the
+  putting process takes an exclusive ``flock`` on ``evict.lock`` (two processes never evict at
+  once; the second re-reads the counter and usually finds nothing left to do), scans, and deletes
+  the oldest entries until usage is at most :data:`EVICT_TO` of ``max_bytes``, so that eviction
+  (a scan) happens once per ~10% of the cache written, not on every put. The entry just put is
+  never its own victim. Deleting a file another process is reading is harmless: its open file
+  stays readable.
+* **Single flight across threads and processes** (:meth:`BlockCache.get_or_fetch`). A miss takes
+  a per-key slot lock in the process (a ``threading.Lock``) and then a POSIX record lock
+  (``fcntl.lockf``) on one byte of ``fetch.lock`` at an offset derived from the key's digest
+  (48 bits: different keys practically never share a byte, and locks past the end of a file cost
+  nothing). Record locks belong to a process, not a thread, which is why the thread lock comes
+  first, and why the process keeps one descriptor of ``fetch.lock`` open for its lifetime (closing
+  *any* descriptor of a file drops all of the process's record locks on it). The kernel drops the
+  locks of a process that dies, so a killed fetcher never blocks anyone. Waiting processes poll
+  (non-blocking lock attempts with backoff, up to 20 ms) and return as soon as the entry appears;
+  a waiter that gets the lock re-checks the cache first, so a fetch that raised is simply retried
+  by the next waiter. Waiting is bounded by :data:`WAIT_SECONDS`: after that a waiter fetches by
+  itself (a stuck fetcher costs one duplicate fetch, never a hang).
+* **Fork safety.** The per-process state (slot locks, the ``fetch.lock`` descriptor) lives in a
+  module registry keyed by the cache directory's identity and is dropped in a forked child
+  (``os.register_at_fork``): locks held by the parent's threads at the fork would otherwise stay
+  locked forever in the child. Each ``flock`` is taken on a freshly opened descriptor, so threads
+  never share one; a child closes the descriptors it inherited mid-``flock`` (a ``flock`` belongs
+  to the open file, so the copy would otherwise keep the parent's lock). Record locks are not
+  inherited at all. A :class:`BlockCache` also pickles (as its root and limit), for
+  ``spawn``-started workers.
+
+An entry larger than ``max_bytes`` is not cached: ``put`` drops it, ``get_or_fetch`` returns it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from datastore.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+EVICT_TO = 0.9
+"""Eviction brings usage down to this fraction of ``max_bytes`` (amortizes the scan)."""
+
+TOUCH_SECONDS = 10.0
+"""A hit refreshes an entry's mtime (its LRU age) only when it is older than this."""
+
+RESCAN_SECONDS = 600.0
+"""The counter is corrected by a full scan at least this often (drift from killed processes)."""
+
+WAIT_SECONDS = 60.0
+"""Longest wait for another thread's or process's fetch of the same key before fetching anyway."""
+
+STALE_TMP_SECONDS = 3600.0
+"""A temporary file this old belongs to a killed writer; the scan removes it."""
+
+POLL_MAX = 0.02
+"""Longest sleep between attempts to take another process's fetch lock."""
+
+_MAGIC = b"DSC1"
+_HEADER = struct.Struct("<4sIQ16s")  # magic, crc32(payload), len(payload), blake2b-128(key)
+HEADER_BYTES = _HEADER.size
+"""Bytes an entry file holds besides its payload (counted in :attr:`CacheUsage.bytes`)."""
+
+_COUNTER_MAGIC = b"DSU1"
+_COUNTER = struct.Struct("<4sxxxxqqq")  # magic, bytes, entries, time of the last scan (ns)
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    """How full a :class:`BlockCache` is, from its shared counter.
+
+    Attributes:
+        bytes: Bytes of the entry files (payload plus :data:`HEADER_BYTES` each).
+        entries: Number of entries.
+        limit: The cache's ``max_bytes``.
+    """
+
+    bytes: int
+    entries: int
+    limit: int
+
+
+@dataclass
+class _Counter:
+    bytes: int
+    entries: int
+    scanned_ns: int
+
+
+class _Slot:
+    """One in-process slot lock and the number of threads holding or waiting for it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+
+
+class _Local:
+    """Per-process state of one cache directory (shared by every BlockCache on it in the process).
+
+    Shared because record locks are per process: two BlockCache objects on one directory in one
+    process must not both believe they hold a fetch slot, and must not close each other's locks.
+    """
+
+    def __init__(self, fetch_lock: Path) -> None:
+        self.mutex = threading.Lock()
+        self.slots: dict[int, _Slot] = {}
+        self._path = fetch_lock
+        self._fd: int | None = None
+
+    def fd(self) -> int:
+        """The process's one descriptor of ``fetch.lock`` (never closed while the process uses it)."""
+        if self._fd is None:
+            with self.mutex:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        return self._fd
+
+    def acquire(self, slot: int, timeout: float) -> bool:
+        """Take the in-process lock of ``slot``; False after ``timeout`` seconds."""
+        with self.mutex:
+            entry = self.slots.get(slot)
+            if entry is None:
+                entry = self.slots[slot] = _Slot()
+            entry.users += 1
+        if entry.lock.acquire(timeout=timeout):
+            return True
+        self._leave(slot, entry)
+        return False
+
+    def release(self, slot: int) -> None:
+        """Release the in-process lock of ``slot`` taken by :meth:`acquire`."""
+        entry = self.slots[slot]
+        entry.lock.release()
+        self._leave(slot, entry)
+
+    def _leave(self, slot: int, entry: _Slot) -> None:
+        # Drop the slot when nobody uses it, so memory does not grow with the keys ever fetched.
+        with self.mutex:
+            entry.users -= 1
+            if entry.users == 0:
+                del self.slots[slot]
+
+    def forget_inherited(self) -> None:
+        """In a forked child: close the parent's descriptor (the child holds no record lock on it)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+_registry: dict[tuple[int, int], _Local] = {}
+_registry_lock = threading.Lock()
+_generation = 0  # bumped in every forked child; a BlockCache re-fetches its _Local when it changes
+
+# Descriptors that hold (or are about to take) a flock. A forked child inherits them, and a flock
+# belongs to the open file, not the process: left open in a long-lived child (a DataLoader
+# worker), a descriptor copied while a parent thread held the counter's lock would keep every
+# process out of the counter until that child exits. The child closes them (_after_fork_in_child);
+# _flock_fds_lock is held across the fork so that the set is exact at that moment.
+_flock_fds: set[int] = set()
+_flock_fds_lock = threading.Lock()
+
+
+def _before_fork() -> None:
+    _flock_fds_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _flock_fds_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's threads do not exist in the child, so any lock they held at the fork would
+    # stay held forever: start the child with fresh per-process state.
+    global _registry, _registry_lock, _generation, _flock_fds_lock
+    old = _registry
+    _registry, _registry_lock = {}, threading.Lock()
+    _generation += 1
+    for local in old.values():
+        local.forget_inherited()
+    for fd in _flock_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _flock_fds.clear()
+    _flock_fds_lock = threading.Lock()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
+
+
+def _local_for(identity: tuple[int, int], fetch_lock: Path) -> _Local:
+    with _registry_lock:
+        local = _registry.get(identity)
+        if local is None:
+            local = _registry[identity] = _Local(fetch_lock)
+        return local
+
+
+@contextlib.contextmanager
+def _flocked(path: Path, mode: int) -> Iterator[int]:
+    """``flock`` ``path`` on a fresh descriptor (so threads and forked children never share it)."""
+    with _flock_fds_lock:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        _flock_fds.add(fd)
+    try:
+        fcntl.flock(fd, mode)
+        yield fd
+    finally:
+        with _flock_fds_lock:
+            _flock_fds.discard(fd)
+            os.close(fd)  # releases the flock
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    """``n`` bytes from ``fd`` (one read when the file system allows; fewer only at end of file)."""
+    data = os.read(fd, n)
+    if len(data) == n or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = os.read(fd, n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, header: bytes, data: bytes) -> None:
+    """Write ``header`` then ``data`` without concatenating them (no copy of a large payload)."""
+    done = os.writev(fd, [header, data])
+    if done == len(header) + len(data):
+        return
+    for part in (header, data):  # a short write (rare on local disks): finish piece by piece
+        view = memoryview(part)
+        if done >= len(view):
+            done -= len(view)
+            continue
+        view, done = view[done:], 0
+        while view:
+            view = view[os.write(fd, view):]
+
+
+class BlockCache:
+    """A bounded on-disk cache of byte strings, shared by the threads and processes of one machine.
+
+    See the module docstring for the design. Every method is thread-safe and process-safe; the
+    object survives ``os.fork`` and pickling.
+
+    Args:
+        root: The cache's own directory (created if missing). Give it a directory of its own: the
+            cache treats everything under ``root/data`` as its entries.
+        max_bytes: Upper bound of the entry files' total size; least recently used entries are
+            evicted to stay under it.
+
+    Raises:
+        UsageError: ``max_bytes`` is not positive.
+    """
+
+    def __init__(self, root: str | Path, max_bytes: int) -> None:
+        if max_bytes <= 0:
+            raise UsageError(f"block cache size {max_bytes} is not positive",
+                             "give the cache a size of at least a few blocks (DATASTORE_CACHE_BYTES)")
+        self.root = Path(root)
+        self.max_bytes = int(max_bytes)
+        self._data = self.root / "data"
+        self._data_str = os.fspath(self._data)
+        self._counter_path = self.root / "usage"
+        self._evict_lock = self.root / "evict.lock"
+        self._fetch_lock = self.root / "fetch.lock"
+        self._data.mkdir(parents=True, exist_ok=True)
+        st = os.stat(self.root)
+        self._identity = (st.st_dev, st.st_ino)
+        self._generation = -1
+        self._local_state: _Local | None = None
+        if self._read_counter() is None:  # a new cache, or its counter was lost: count once now
+            self._rescan(keep=None, why="init")
+
+    # --- pickling (spawn-started workers) ----------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        return {"root": str(self.root), "max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["root"], state["max_bytes"])
+
+    def __repr__(self) -> str:
+        return f"BlockCache({str(self.root)!r}, max_bytes={self.max_bytes})"
+
+    # --- the public operations ---------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes last put under ``key``, or None (absent, evicted, or found damaged).
+
+        A hit marks the entry recently used (at most once per :data:`TOUCH_SECONDS`).
+
+        Args:
+            key: Any string.
+
+        Returns:
+            Exactly the bytes given to :meth:`put`, or None. A damaged entry file is deleted.
+        """
+        digest = _digest(key)
+        path = self._path(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            payload = self._read_entry(fd, st.st_size, digest)
+            if payload is None:
+                self._discard(path, st)
+                return None
+            # Refresh the LRU age, throttled: a hot entry would otherwise cost a write per hit.
+            if time.time_ns() - st.st_mtime_ns > TOUCH_SECONDS * 1e9:
+                with contextlib.suppress(OSError):  # e.g. another user's entry: age is advisory
+                    os.utime(fd)
+            return payload
+        finally:
+            os.close(fd)
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` (replacing what was there), atomically.
+
+        Readers see the old entry, the new one, or none, never part of one. Least recently used
+        entries are evicted when the cache passes ``max_bytes``. An entry that alone would be
+        larger than ``max_bytes`` is not stored.
+
+        Args:
+            key: Any string.
+            data: The bytes to store.
+
+        Raises:
+            OSError: The entry could not be written (disk full, permissions); nothing was stored.
+        """
+        pending = self._publish(key, data)
+        if pending:
+            self._rescan(*pending)
+
+    def get_or_fetch(self, key: str, fetch: Callable[[], bytes]) -> bytes:
+        """The bytes under ``key``, running ``fetch`` (once per machine) and caching them on a miss.
+
+        Concurrent callers for one key, in threads of this process and in other processes, run
+        ``fetch`` once: the others wait and read the cached result. An exception from ``fetch``
+        propagates to the caller that ran it; the waiters then retry, one of them fetching. A
+        waiter fetches by itself after :data:`WAIT_SECONDS`, and when the entry is too large to
+        cache (then each caller fetches in turn). Storing the result never fails the call: an
+        entry that cannot be written (disk full) is returned uncached, with a warning.
+
+        Args:
+            key: Any string.
+            fetch: Returns the (already verified) bytes for ``key``.
+
+        Returns:
+            The bytes, from the cache or from ``fetch``.
+        """
+        data = self.get(key)
+        if data is not None:
+            return data
+        digest = _digest(key)
+        path = self._path(digest)
+        slot = int.from_bytes(digest[:6], "big")  # 48 bits: distinct keys practically never share a byte
+        local = self._local()
+        deadline = time.monotonic() + WAIT_SECONDS
+        if not local.acquire(slot, WAIT_SECONDS):
+            log.warning("block cache: waited %.0f s for another thread's fetch of %s; fetching it too",
+                        WAIT_SECONDS, key)
+            return self._fetch_and_put(key, fetch)
+        pending = None
+        try:
+            while True:
+                data = self.get(key)  # another thread or process may have published it meanwhile
+                if data is not None:
+                    return data
+                outcome = self._lock_slot(local, slot, path, deadline)
+                if outcome == "locked":
+                    try:
+                        data = self.get(key)  # published just before its fetcher let go of the lock
+                        if data is None:
+                            data = fetch()
+                            pending = self._publish_quietly(key, data)
+                        break
+                    finally:
+                        fcntl.lockf(local.fd(), fcntl.LOCK_UN, 1, slot, os.SEEK_SET)
+                if outcome == "timeout":
+                    data = self.get(key)
+                    if data is not None:
+                        return data
+                    log.warning("block cache: waited %.0f s for another process's fetch of %s; fetching it too",
+                                WAIT_SECONDS, key)
+                    return self._fetch_and_put(key, fetch)
+                # "appeared": read it at the top of the loop (if it was damaged, get deleted it
+                # and this caller competes for the lock again).
+        finally:
+            local.release(slot)
+        # Evict after letting go of the locks: the entry is published, so waiters (threads here,
+        # other processes) read it now instead of waiting for the scan.
+        if pending:
+            self._rescan_quietly(pending)
+        return data
+
+    def usage(self) -> CacheUsage:
+        """How full the cache is (the shared counter; a scan only if the counter was lost)."""
+        counter = self._read_counter()
+        if counter is None:
+            self._rescan(keep=None, why="init")
+            counter = self._read_counter() or _Counter(0, 0, 0)
+        return CacheUsage(bytes=counter.bytes, entries=counter.entries, limit=self.max_bytes)
+
+    # --- single flight ------------------------------------------------------------------------
+
+    @staticmethod
+    def _lock_slot(local: _Local, slot: int, path: str, deadline: float) -> str:
+        """Take the slot's record lock: "locked", "appeared" (the entry exists) or "timeout".
+
+        Polls rather than blocking in ``F_SETLKW`` so that the wait is bounded and a waiter returns
+        as soon as the holder publishes the entry (before it even releases the lock).
+        """
+        fd = local.fd()
+        delay = 0.001
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot, os.SEEK_SET)
+                return "locked"
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise
+            if os.path.exists(path):
+                return "appeared"
+            if time.monotonic() >= deadline:
+                return "timeout"
+            time.sleep(delay)
+            delay = min(delay * 1.5, POLL_MAX)
+
+    def _fetch_and_put(self, key: str, fetch: Callable[[], bytes]) -> bytes:
+        data = fetch()
+        pending = self._publish_quietly(key, data)
+        if pending:
+            self._rescan_quietly(pending)
+        return data
+
+    def _publish_quietly(self, key: str, data: bytes) -> tuple[str | None, str] | None:
+        try:
+            return self._publish(key, data)
+        except OSError as exc:  # the cache is an optimization: a full disk must not fail the read
+            log.warning("block cache: could not store %s under %s: %s", key, self.root, exc)
+            return None
+
+    def _rescan_quietly(self, pending: tuple[str | None, str]) -> None:
+        try:
+            self._rescan(*pending)
+        except OSError as exc:
+            log.warning("block cache: could not evict under %s: %s", self.root, exc)
+
+    def _local(self) -> _Local:
+        if self._generation != _generation or self._local_state is None:
+            self._local_state = _local_for(self._identity, self._fetch_lock)
+            self._generation = _generation
+        return self._local_state
+
+    # --- entries ------------------------------------------------------------------------------
+
+    def _publish(self, key: str, data: bytes) -> tuple[str | None, str] | None:
+        """Write and count one entry; what :meth:`_rescan` must then do, as its arguments, or None."""
+        size = HEADER_BYTES + len(data)
+        if size > self.max_bytes:
+            return None
+        digest = _digest(key)
+        path = self._path(digest)
+        header = _HEADER.pack(_MAGIC, zlib.crc32(data), len(data), digest)
+        shard, name = os.path.split(path)
+        tmp = f"{shard}/.{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileNotFoundError:  # first entry of this shard
+            os.makedirs(shard, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            try:
+                _write_all(fd, header, data)
+            finally:
+                os.close(fd)
+            try:
+                old = os.stat(path).st_size
+            except FileNotFoundError:
+                old = None
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        counter = self._add(size - (old or 0), 0 if old is not None else 1)
+        if counter is None:
+            return path, "missing"
+        if counter.bytes > self.max_bytes:
+            return path, "full"
+        if time.time_ns() - counter.scanned_ns > RESCAN_SECONDS * 1e9:
+            return path, "due"
+        return None
+
+    def _path(self, digest: bytes) -> str:
+        # A string, not a Path: building Paths costs more than the open of a miss.
+        name = digest.hex()
+        return f"{self._data_str}/{name[:2]}/{name[2]}/{name}"
+
+    @staticmethod
+    def _read_entry(fd: int, file_size: int, digest: bytes) -> bytes | None:
+        """The payload of an open entry file, or None when any part of it does not check out."""
+        if file_size < HEADER_BYTES:
+            return None
+        magic, crc, length, stored = _HEADER.unpack(_read_exactly(fd, HEADER_BYTES))
+        if magic != _MAGIC or stored != digest or HEADER_BYTES + length != file_size:
+            return None
+        payload = _read_exactly(fd, length)
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            return None
+        return payload
+
+    def _discard(self, path: str, st: os.stat_result) -> None:
+        """Delete a damaged entry, unless it was replaced since it was opened."""
+        try:
+            now = os.stat(path)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                return
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        log.warning("block cache: removed damaged entry %s", path)
+        self._add(-st.st_size, -1)
+
+    # --- accounting and eviction ---------------------------------------------------------------
+
+    def _read_counter(self) -> _Counter | None:
+        try:
+            with _flocked(self._counter_path, fcntl.LOCK_SH) as fd:
+                return _unpack_counter(os.pread(fd, _COUNTER.size, 0))
+        except FileNotFoundError:
+            return None
+
+    def _add(self, delta_bytes: int, delta_entries: int) -> _Counter | None:
+        """Add to the shared counter; None (and unchanged) when it is missing or unreadable."""
+        with _flocked(self._counter_path, fcntl.LOCK_EX) as fd:
+            counter = _unpack_counter(os.pread(fd, _COUNTER.size, 0))
+            if counter is None:
+                return None
+            counter.bytes = max(0, counter.bytes + delta_bytes)
+            counter.entries = max(0, counter.entries + delta_entries)
+            os.pwrite(fd, _pack_counter(counter), 0)
+            return counter
+
+    def _rescan(self, keep: str | None, why: str) -> None:
+        """Recount the entries from disk and evict the oldest if over ``max_bytes``.
+
+        Runs under the exclusive eviction lock; the counter itself is locked only to read it
+        before and after the scan, so puts of other processes go on meanwhile. Their changes are
+        kept: the new count is the scan's total plus what the counter gained during the scan
+        (an entry both scanned and counted is counted twice, an overcount the next scan corrects:
+        drift toward overcounting only makes eviction a little early).
+
+        Args:
+            keep: The entry just put, never evicted by its own put.
+            why: "full" (the counter passed ``max_bytes``), "due" (periodic), "init" (no valid
+                counter; skipped if another process made one meanwhile) or "missing" (a put found
+                no valid counter: always scans, since a concurrent scan may have missed its entry).
+        """
+        with _flocked(self._evict_lock, fcntl.LOCK_EX):
+            before = self._read_counter()
+            if why == "full" and before is not None and before.bytes <= self.max_bytes:
+                return  # another process evicted while this one waited for the lock
+            if why == "init" and before is not None:
+                return
+            if why == "due" and before is not None and time.time_ns() - before.scanned_ns <= RESCAN_SECONDS * 1e9:
+                return
+            entries = self._scan()
+            total = sum(size for _, size, _ in entries)
+            count = len(entries)
+            if total > self.max_bytes:
+                target = int(self.max_bytes * EVICT_TO)
+                entries.sort()  # oldest mtime first
+                for _, size, path in entries:
+                    if total <= target:
+                        break
+                    if path == keep:
+                        continue
+                    try:
+                        os.unlink(path)
+                    except FileNotFoundError:  # deleted by a get that found it damaged (it uncounted it)
+                        continue
+                    total -= size
+                    count -= 1
+            with _flocked(self._counter_path, fcntl.LOCK_EX) as fd:
+                after = _unpack_counter(os.pread(fd, _COUNTER.size, 0))
+                gained_bytes = gained_entries = 0
+                if before is not None and after is not None:
+                    gained_bytes, gained_entries = after.bytes - before.bytes, after.entries - before.entries
+                counter = _Counter(max(0, total + gained_bytes), max(0, count + gained_entries), time.time_ns())
+                os.pwrite(fd, _pack_counter(counter), 0)
+
+    def _scan(self) -> list[tuple[int, int, str]]:
+        """Every entry as (mtime_ns, size, path); removes temporary files of killed writers."""
+        found: list[tuple[int, int, str]] = []
+        stale = time.time_ns() - int(STALE_TMP_SECONDS * 1e9)
+        for top in _subdirs(self._data_str):
+            for leaf in _subdirs(top):
+                try:
+                    listing = list(os.scandir(leaf))
+                except FileNotFoundError:
+                    continue
+                for item in listing:
+                    try:
+                        st = item.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # evicted or replaced meanwhile
+                        continue
+                    if item.name.startswith("."):
+                        if st.st_mtime_ns < stale:
+                            with contextlib.suppress(OSError):
+                                os.unlink(item.path)
+                        continue
+                    found.append((st.st_mtime_ns, st.st_size, item.path))
+        return found
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        return [item.path for item in os.scandir(path) if item.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _pack_counter(counter: _Counter) -> bytes:
+    return _COUNTER.pack(_COUNTER_MAGIC, counter.bytes, counter.entries, counter.scanned_ns)
+
+
+def _unpack_counter(raw: bytes) -> _Counter | None:
+    if len(raw) != _COUNTER.size:
+        return None
+    magic, size, entries, scanned_ns = _COUNTER.unpack(raw)
+    return _Counter(size, entries, scanned_ns) if magic == _COUNTER_MAGIC else None
