@@ -543,12 +543,24 @@ class ReadOnlyFileSystem(DatastoreError, PermissionError):
 
 
 class ChecksumMismatch(DatastoreError, ValueError):
-    """Stored bytes do not match the manifest."""
+    """Stored bytes do not match the manifest (the whole file, or one block of it)."""
 
-    def __init__(self, path: str, expected: str, actual: str) -> None:
+    def __init__(self, path: str, expected: str, actual: str, block: int | None = None) -> None:
         self.path = path
-        super().__init__(f"file {path!r} does not match its manifest (sha256 {actual[:12]}… != {expected[:12]}…)",
+        self.block = block
+        what = f"file {path!r}" if block is None else f"block {block} of file {path!r}"
+        super().__init__(f"{what} does not match its manifest (sha256 {actual[:12]}… != {expected[:12]}…)",
                          "the store was damaged or changed outside datastore; run 'datastore verify'")
+
+
+class BlocksNotRecorded(DatastoreError, ValueError):
+    """A block of a file was asked for, but the manifest has no hash that checks that block alone."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"file {path!r} has no block hashes in its manifest ({why})",
+                         "read it whole (Reader.read or Reader.stream, checked against its sha256 or ETag)")
 
 
 class InvalidRange(DatastoreError, ValueError):

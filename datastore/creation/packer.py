@@ -2,8 +2,11 @@
 
 Small files are appended to an in-memory pack (at most ``pack_bytes``); when it is full it is
 stored under its content address (idempotent on retry) and the entries it holds learn their object key.
-Large files arrive as objects of their own. The finished batch manifest lists every item of the
-plan, in plan order, and is what :func:`datastore.creation.pipeline.commit` concatenates.
+Large files arrive as objects of their own. A file larger than
+:data:`~datastore.model.manifest.BLOCK_BYTES` gets its block hashes in both cases (a packed one
+here, from its bytes in memory; a streamed one from the pipeline's stream-and-hash loop). The
+finished batch manifest lists every item of the plan, in plan order, and is what
+:func:`datastore.creation.pipeline.commit` concatenates.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from datastore import failpoints
-from datastore.model.manifest import Entry, Item, ManifestWriter, Skipped
+from datastore.model.hashing import hash_bytes
+from datastore.model.manifest import BLOCK_BYTES, Entry, Item, ManifestWriter, Skipped
 from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
 from datastore.store import Store
@@ -57,8 +61,9 @@ class BatchBuilder:
         self.items.append(Skipped(path, reason))
 
     def small(self, path: str, data: bytes, mtime_ns: int | None = None, source: dict | None = None) -> None:
-        """Add a small file's bytes to the current pack."""
-        entry = Entry(path, len(data), hashlib.sha256(data).hexdigest(), None, len(self._pack), mtime_ns, source)
+        """Add a small file's bytes to the current pack (with block hashes if it is larger than a block)."""
+        got = hash_bytes(data, BLOCK_BYTES)
+        entry = Entry(path, got.size, got.sha256, None, len(self._pack), mtime_ns, source, blocks=got.blocks)
         self._pack += data
         self._members.append(len(self.items))
         self.items.append(entry)
@@ -67,9 +72,13 @@ class BatchBuilder:
             self.flush()
 
     def blob(self, path: str, size: int, sha256: str | None, key: str, written: int, mtime_ns: int | None = None,
-             source: dict | None = None, etag: str | None = None) -> None:
-        """Add a large file already stored as its own object (``etag`` for a server-side copy)."""
-        self.items.append(Entry(path, size, sha256, key, 0, mtime_ns, source, etag))
+             source: dict | None = None, etag: str | None = None, blocks: tuple[str, ...] | None = None) -> None:
+        """Add a large file already stored as its own object.
+
+        ``etag`` (and no ``sha256``, no ``blocks``) for a server-side copy; ``blocks`` for one
+        streamed through here.
+        """
+        self.items.append(Entry(path, size, sha256, key, 0, mtime_ns, source, etag, blocks))
         self.uploaded += written
         self.progress.advance(1, size, written)
 

@@ -5,7 +5,9 @@ how it lists candidates, when a file counts as unchanged, how a small file is fe
 parallel for remote sources), how a large one is opened as a stream, and whether it can be
 copied server-side. Everything else is written here once, so all paths keep the same
 invariants: nothing is transferred over quota, every byte that passes through is hashed by the
-one stream-and-hash loop (:func:`datastore.model.hashing.copy_hashed`), a retried batch writes
+one stream-and-hash loop (:func:`datastore.model.hashing.copy_hashed`; a packed file by
+:func:`~datastore.model.hashing.hash_bytes`), whole and per block for files larger than a block
+(:data:`~datastore.model.manifest.BLOCK_BYTES`), a retried batch writes
 the same content-addressed objects, and nothing is visible until the one put-if-absent of the
 record.
 """
@@ -30,7 +32,7 @@ from datastore.errors import DataMissing, EmptySource, SourceChanged
 from datastore.model.details import LocalDetail, SourceDetail
 from datastore.model.hashing import Hashed, chunks, copy_hashed
 from datastore.model.kinds import Kind
-from datastore.model.manifest import Entry, ManifestWriter, Skipped
+from datastore.model.manifest import BLOCK_BYTES, Entry, ManifestWriter, Skipped
 from datastore.model.naming import derive_name, validate_name
 from datastore.model.plan import Candidate, New, PlanItem, Reused
 from datastore.model.progress import NO_PROGRESS, Reporter
@@ -223,13 +225,13 @@ def _stream_large(store: Store, source: Source, c: Candidate, settings: Settings
     """Stream one large file into its own object, hashing on the way; read it again if it changed.
 
     Returns:
-        What was read (size, sha256), the object key, the bytes written, the mtime to record.
+        What was read (size, sha256, block hashes), the object key, the bytes written, the mtime to record.
     """
     for _ in range(source.read_attempts):
         with source.open_large(c) as stream:
             writer = store.blob_writer(stream.size)
             try:
-                got = copy_hashed(chunks(stream, settings.part_bytes), writer.write)
+                got = copy_hashed(chunks(stream, settings.part_bytes), writer.write, block_bytes=BLOCK_BYTES)
                 if not stream.intact(got.size):
                     writer.abort()
                     continue
@@ -274,7 +276,7 @@ def transfer_batch(source: Source, job: CreateJob, plan_key: str, settings: Sett
                     builder.blob(c.path, c.size, None, copied.key, copied.written, source=c.detail, etag=copied.etag)
                 else:
                     got, key, written, mtime = _stream_large(store, source, c, settings)
-                    builder.blob(c.path, got.size, got.sha256, key, written, mtime, c.detail)
+                    builder.blob(c.path, got.size, got.sha256, key, written, mtime, c.detail, blocks=got.blocks)
     return bkey, builder.finish(bkey)
 
 

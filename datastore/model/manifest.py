@@ -13,10 +13,21 @@ object copied server-side (``object`` set, ``etag`` = the stored copy's ETag) an
 referenced in place (``--no-copy``: no ``object``; ``source`` pins it). An item the source had
 but the version does not store is a line ``{"skipped": "path", "reason": "…"}``.
 
+A file larger than :data:`BLOCK_BYTES` whose bytes passed through this process when it was stored
+(packed, or streamed into an object of its own) also has ``"blocks": ["…", …]``: the hex sha256 of
+each consecutive :data:`BLOCK_BYTES` piece of the file, the last one shorter (or full when the size
+is a multiple), so a reader serving part of the file (a mount) can check each block it fetches
+without reading the whole file. Files of at most one block have none (their ``sha256`` checks the
+one block); neither do server-side copies and references (their bytes were never here), nor files
+stored before block hashes existed (an unchanged file reused from such a version keeps its entry
+as it was). The block size is fixed by the format.
+
 The top hash (``digest``) is sha256 over the canonical encoding ``["path",size,"checksum"]\\n``
 of every file line in order, where the checksum is the sha256, or ``etag:<source ETag>`` for the
-two kinds above. It leaves the physical location out, so the same content stored differently
-(re-packed, resumed, reused from an earlier version) has the same digest, as in quilt3's top hash.
+two kinds above. It leaves the physical location and the ``blocks`` out (they are derived from the
+bytes the sha256 already covers), so the same content stored differently (re-packed, resumed,
+reused from an earlier version, with or without block hashes) has the same digest, as in quilt3's
+top hash.
 """
 
 from __future__ import annotations
@@ -32,6 +43,11 @@ from typing import BinaryIO, Union
 
 FORMAT = "datastore-manifest/1"
 
+MiB = 1024 * 1024
+
+BLOCK_BYTES = 8 * MiB
+"""Size of the pieces whose sha256 a manifest records (``blocks``); the last piece is shorter."""
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -45,6 +61,7 @@ class Entry:
     mtime_ns: int | None = None
     source: dict | None = None  # provenance of remote sources (key, etag, version_id)
     etag: str | None = None  # ETag of a server-side copy in the store (its bytes were not hashed here)
+    blocks: tuple[str, ...] | None = None  # sha256 of each BLOCK_BYTES piece (files > BLOCK_BYTES hashed here)
 
     @property
     def checksum(self) -> str:
@@ -60,6 +77,40 @@ class Entry:
         """True for a no-copy entry: the bytes live in the source bucket, pinned by ``source``."""
         return self.object is None
 
+    @property
+    def block_count(self) -> int:
+        """How many :data:`BLOCK_BYTES` pieces the file has (0 for an empty file), blocks recorded or not."""
+        return -(-self.size // BLOCK_BYTES)
+
+    def block_span(self, i: int) -> tuple[int, int]:
+        """Offset and length of block ``i`` of the file.
+
+        Raises:
+            IndexError: the file has no block ``i``.
+        """
+        if not 0 <= i < self.block_count:
+            raise IndexError(f"file {self.path!r} of {self.size} bytes has no block {i} "
+                             f"(it has {self.block_count} of {BLOCK_BYTES} bytes)")
+        start = i * BLOCK_BYTES
+        return start, min(BLOCK_BYTES, self.size - start)
+
+    @property
+    def blockwise(self) -> bool:
+        """Whether each block of the file can be checked on its own (see :meth:`block_sha256`)."""
+        return self.blocks is not None or (self.sha256 is not None and self.size <= BLOCK_BYTES)
+
+    def block_sha256(self, i: int) -> str | None:
+        """The sha256 that checks block ``i`` alone: the recorded block hash, or, for a file of one
+        block, its sha256; None when block ``i`` cannot be checked on its own.
+
+        Raises:
+            IndexError: the file has no block ``i``.
+        """
+        self.block_span(i)
+        if self.blocks is not None:
+            return self.blocks[i]
+        return self.sha256 if self.block_count == 1 else None
+
     def to_json(self) -> dict:
         """The manifest line as a dict (optional fields left out when unset)."""
         d: dict = {"path": self.path, "size": self.size}
@@ -74,13 +125,16 @@ class Entry:
             d["mtime_ns"] = self.mtime_ns
         if self.source is not None:
             d["source"] = self.source
+        if self.blocks is not None:
+            d["blocks"] = list(self.blocks)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> Entry:
         """Inverse of :meth:`to_json`."""
+        blocks = d.get("blocks")
         return cls(d["path"], d["size"], d.get("sha256"), d.get("object"), d.get("offset", 0), d.get("mtime_ns"),
-                   d.get("source"), d.get("etag"))
+                   d.get("source"), d.get("etag"), tuple(blocks) if blocks is not None else None)
 
 
 @dataclass(frozen=True, slots=True)

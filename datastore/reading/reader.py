@@ -9,6 +9,10 @@ protocol (:mod:`datastore.reading.filesystem`) and the coming FUSE mount all rea
 * :meth:`Reader.read_range` — ``length`` bytes at ``offset`` of one file, never past its end
   (a FUSE ``read(offset, size)`` or an fsspec ranged read); a range that covers the whole file
   is checked like :meth:`Reader.read`;
+* :meth:`Reader.read_block` / :meth:`Reader.check_block` — block ``i`` of a file (the
+  :data:`~datastore.model.manifest.BLOCK_BYTES` piece at ``i * BLOCK_BYTES``), one ranged read,
+  checked against the block's hash in the manifest (what a mount serving parts of a large file
+  verifies every byte with);
 * :meth:`Reader.stream` — a large file in bounded chunks (hash them with
   :func:`datastore.model.hashing.copy_hashed`, then :meth:`Reader.check`);
 * :meth:`Reader.runs` / :meth:`Reader.read_run` — neighbouring packed files planned into
@@ -30,7 +34,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from datastore.errors import ChecksumMismatch, InvalidRange, ReferenceBroken, SourceChanged
+from datastore.errors import BlocksNotRecorded, ChecksumMismatch, InvalidRange, ReferenceBroken, SourceChanged
 from datastore.model.details import S3Detail
 from datastore.model.hashing import Hashed, chunks
 from datastore.model.manifest import Entry
@@ -175,6 +179,58 @@ class Reader:
             with self._pinned(entry) as source:
                 return source.get(entry.source or {}, offset, length)
         return self.store.get_range(entry.object or "", entry.offset + offset, length)
+
+    # --- blocks -------------------------------------------------------------------------------
+
+    def read_block(self, entry: Entry, i: int) -> bytes:
+        """Block ``i`` of one file (``entry.block_span(i)``), from one ranged read, checked.
+
+        A file of at most one block is checked against its sha256 (its block 0 is the whole
+        file); a larger one against ``entry.blocks[i]``.
+
+        Raises:
+            BlocksNotRecorded: the manifest has no hash for the block alone (a server-side copy,
+                a ``--no-copy`` reference, or a file stored before block hashes were recorded):
+                read the file whole instead (``entry.blockwise`` tells beforehand).
+            IndexError: the file has no block ``i``.
+            ChecksumMismatch: the bytes or their length differ from the block's (naming the
+                file and the block).
+            ReferenceBroken: a ``--no-copy`` file's pinned object is gone or changed.
+            ObjectNotFound: the store object holding the file is gone.
+        """
+        self._block_sha256(entry, i)  # refuse before any request
+        offset, length = entry.block_span(i)
+        data = self._get(entry, offset, length)
+        self.check_block(entry, i, data)
+        return data
+
+    def check_block(self, entry: Entry, i: int, data: bytes | bytearray | memoryview) -> None:
+        """Compare ``data`` with block ``i`` of ``entry``: its length and its sha256.
+
+        Raises:
+            BlocksNotRecorded, IndexError: as :meth:`read_block`.
+            ChecksumMismatch: another length or another sha256.
+        """
+        expected = self._block_sha256(entry, i)
+        _, length = entry.block_span(i)
+        if len(data) != length:
+            raise ChecksumMismatch(entry.path, f"{length} bytes", f"{len(data)} bytes", block=i)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise ChecksumMismatch(entry.path, expected, actual, block=i)
+
+    def _block_sha256(self, entry: Entry, i: int) -> str:
+        """The hash that checks block ``i`` of ``entry`` alone (see :meth:`read_block`)."""
+        got = entry.block_sha256(i)
+        if got is not None:
+            return got
+        if entry.referenced:
+            why = "a --no-copy reference: its bytes never passed through datastore"
+        elif entry.sha256 is None:
+            why = "a server-side copy: its bytes never passed through datastore"
+        else:
+            why = "stored before block hashes were recorded"
+        raise BlocksNotRecorded(entry.path, why)
 
     # --- large files --------------------------------------------------------------------------
 

@@ -78,3 +78,15 @@ def test_source_details_round_trip_the_stored_dicts() -> None:
     http = {"url": "https://h/a.zip", "format": "zip", "archive_sha256": "s" * 64, "archive_bytes": 9,
             "etag": None, "last_modified": "Tue"}
     assert detail_from_json("http-archive", http).to_json() == http
+
+
+def test_a_reused_entry_keeps_its_block_hashes_through_the_plan_or_has_none() -> None:
+    from datastore.model.plan import decode
+
+    with_blocks = Entry("big", 20_000_000, "h" * 64, "data/b", 0, 11, blocks=("1" * 64, "2" * 64, "3" * 64))
+    old = Entry("old", 20_000_000, "h" * 64, "data/o", 0, 11)  # from a version stored before block hashes
+    (batch,) = batches([Candidate("big", 20_000_000, 11), Candidate("old", 20_000_000, 11)], [with_blocks, old],
+                       _unchanged, Settings())
+    back = decode(encode(batch)[0])
+    assert back == [Reused(with_blocks), Reused(old)]
+    assert back[0].entry.blocks == with_blocks.blocks and back[1].entry.blocks is None

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from datastore.errors import UnsafeArchive
-from datastore.model.manifest import Entry
+from datastore.model.manifest import BLOCK_BYTES, Entry
 from datastore.reading import reader
 from datastore.store import open_store, versions
 from datastore.testing.http_server import serve
@@ -63,6 +63,11 @@ def entries_of(record: dict) -> dict[str, Entry]:
     return {e.path: e for e in reader.entries(store, rec)}
 
 
+def block_slices(data: bytes) -> tuple[str, ...]:
+    """The sha256 of each BLOCK_BYTES slice: what the manifest's ``blocks`` must hold."""
+    return tuple(hashlib.sha256(data[i:i + BLOCK_BYTES]).hexdigest() for i in range(0, len(data), BLOCK_BYTES))
+
+
 def read_back(record: dict) -> dict[str, bytes]:
     store = open_store()
     rec = versions.read_record(store, record["name"], record["version"])
@@ -90,14 +95,19 @@ def test_archive_contents_become_the_datastore(any_store: str, tmp_path: Path, f
 
 
 def test_large_member_streams_and_an_unchanged_url_reuses_everything(local_store: str) -> None:
-    big = hashlib.sha256(b"seed").digest() * (200 * 1024 * 1024 // 32)  # a 200 MB member
-    tree = {"big/model.bin": big, "small.txt": b"s"}
+    big = os.urandom(200 * 1024 * 1024 + 5)  # a 200 MB member (random: every block hash differs)
+    packed = os.urandom(10 * 1024 * 1024)  # packed (under large_file_bytes), still two blocks
+    tree = {"big/model.bin": big, "packed.bin": packed, "small.txt": b"s"}
     with serve({"/model.tar": build("tar", tree)}) as server:
         first = create_from_http(server.url("/model.tar"))
         again = create_from_http(server.url("/model.tar"))
-    assert entries_of(first)["big/model.bin"].sha256 == hashlib.sha256(big).hexdigest()
-    assert first["bytes"] == len(big) + 1
+    got = entries_of(first)
+    assert got["big/model.bin"].sha256 == hashlib.sha256(big).hexdigest()
+    assert first["bytes"] == len(big) + len(packed) + 1
+    assert got["big/model.bin"].blocks == block_slices(big) and len(got["big/model.bin"].blocks) == 26
+    assert got["packed.bin"].blocks == block_slices(packed) and got["small.txt"].blocks is None
     assert again["version"] == 2 and again["bytes_uploaded"] == 0 and again["digest"] == first["digest"]
+    assert entries_of(again) == got  # the previous manifest, block hashes and all
 
 
 def test_download_dropped_at_60_percent_resumes_with_range(local_store: str) -> None:

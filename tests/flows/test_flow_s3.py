@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from datastore.errors import ReferenceBroken, SourceChanged
-from datastore.model.manifest import Skipped
+from datastore.model.manifest import BLOCK_BYTES, Skipped
 from datastore.reading import reader
 from datastore.reading.verify import verify
 from datastore.store import open_store, versions
@@ -126,6 +127,7 @@ def test_large_objects_are_copied_server_side_in_parts(server: S3Server, monkeyp
     assert read_all(record) == {"big.bin": big, "medium.bin": medium, "small.txt": b"s"}
     entries = {i.path: i for i in manifest_items(record)}
     assert entries["big.bin"].sha256 is None and entries["big.bin"].object.startswith("data/c-")
+    assert entries["big.bin"].blocks is None  # 12 MiB, but its bytes never passed through here
     assert entries["big.bin"].etag  # the stored copy's ETag, checked by verify
     again = create_from_s3(f"s3://{bucket}/large/")
     assert again["bytes_uploaded"] == 0 and again["digest"] == record["digest"]
@@ -158,13 +160,16 @@ def test_object_changed_between_listing_and_copy_is_named(seaweed_store: str, se
 def test_copy_into_a_local_store_streams_through(local_store: str, seaweed: S3Server,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     use_s3_env(seaweed, monkeypatch, DATASTORE_LARGE_FILE_BYTES=str(MiB))
-    objects = many(40) | {"data/big.bin": b"L" * (3 * MiB)}
+    objects = many(40) | {"data/big.bin": os.urandom(17 * MiB + 1)}  # 3 blocks of 8 MiB
     bucket = source_bucket(seaweed, objects)
     record = create_from_s3(f"s3://{bucket}/data/", name="local-copy")
     got = read_all(record)
     assert got == {k.removeprefix("data/"): v for k, v in objects.items()}
     big = next(i for i in manifest_items(record) if i.path == "big.bin")
-    assert big.sha256 == hashlib.sha256(objects["data/big.bin"]).hexdigest()  # streamed, so hashed
+    data = objects["data/big.bin"]
+    assert big.sha256 == hashlib.sha256(data).hexdigest()  # streamed, so hashed
+    assert big.blocks == tuple(hashlib.sha256(data[i:i + BLOCK_BYTES]).hexdigest()
+                               for i in (0, BLOCK_BYTES, 2 * BLOCK_BYTES))
 
 
 def test_single_object_and_whole_bucket_sources(server: S3Server) -> None:

@@ -6,7 +6,7 @@ import tracemalloc
 
 import pytest
 
-from datastore.model.manifest import Entry, ManifestWriter, Skipped, canonical_line, read_items
+from datastore.model.manifest import BLOCK_BYTES, Entry, ManifestWriter, Skipped, canonical_line, parse_line, read_items
 
 
 def _entry(path: str, size: int = 3, obj: str = "data/x", offset: int = 0) -> Entry:
@@ -71,3 +71,66 @@ def test_memory_does_not_grow_with_number_of_entries() -> None:
     small, large = peak(2_000), peak(40_000)
     # 20x the entries must not cost anything like 20x the memory (allow slack for buffers).
     assert large < small * 3
+
+
+# --- block hashes ----------------------------------------------------------------------------------
+
+
+def _blocks(n: int, seed: str = "") -> tuple[str, ...]:
+    return tuple(hashlib.sha256(f"{seed}{i}".encode()).hexdigest() for i in range(n))
+
+
+def test_block_size_is_eight_mib() -> None:
+    assert BLOCK_BYTES == 8 * 1024 * 1024
+
+
+def test_blocks_round_trip_as_a_json_list() -> None:
+    big = Entry("big.bin", 2 * BLOCK_BYTES + 1, "f" * 64, "data/b", 0, blocks=_blocks(3))
+    assert big.to_json()["blocks"] == list(_blocks(3))
+    data, _ = _write([_entry("a"), big])
+    back = list(read_items(io.BytesIO(data)))
+    assert back == [_entry("a"), big] and back[1].blocks == _blocks(3) and isinstance(back[1].blocks, tuple)
+
+
+def test_blocks_are_left_out_when_unset_and_an_old_line_reads_without() -> None:
+    assert "blocks" not in _entry("a").to_json()
+    old = parse_line(b'{"path":"x","size":20000000,"sha256":"' + b"a" * 64 + b'","object":"data/x","offset":0}')
+    assert isinstance(old, Entry) and old.blocks is None
+
+
+def test_digest_is_unchanged_by_blocks() -> None:
+    size = 2 * BLOCK_BYTES
+    plain = Entry("big.bin", size, "f" * 64, "data/b")
+    _, without = _write([_entry("a"), plain])
+    _, with_blocks = _write([_entry("a"), Entry("big.bin", size, "f" * 64, "data/b", blocks=_blocks(2))])
+    _, other_blocks = _write([_entry("a"), Entry("big.bin", size, "f" * 64, "data/b", blocks=_blocks(2, "x"))])
+    assert without.digest == with_blocks.digest == other_blocks.digest
+    expected = hashlib.sha256(canonical_line("a", 3, _entry("a").sha256) + canonical_line("big.bin", size, "f" * 64))
+    assert with_blocks.digest == expected.hexdigest()
+
+
+@pytest.mark.parametrize(("size", "count", "last"), [
+    (0, 0, None), (1, 1, 1), (BLOCK_BYTES, 1, BLOCK_BYTES), (BLOCK_BYTES + 1, 2, 1),
+    (2 * BLOCK_BYTES, 2, BLOCK_BYTES), (5 * BLOCK_BYTES - 3, 5, BLOCK_BYTES - 3)])
+def test_block_count_and_spans(size: int, count: int, last: int | None) -> None:
+    e = Entry("f", size, "0" * 64, "data/x", 123)
+    assert e.block_count == count
+    if count:
+        assert e.block_span(count - 1) == ((count - 1) * BLOCK_BYTES, last)
+        assert e.block_span(0) == (0, min(size, BLOCK_BYTES))  # relative to the file, not the pack
+    with pytest.raises(IndexError, match=f"has no block {count}"):
+        e.block_span(count)
+    with pytest.raises(IndexError):
+        e.block_span(-1)
+
+
+def test_which_hash_checks_a_block_alone() -> None:
+    small = Entry("s", BLOCK_BYTES, "a" * 64, "data/p")
+    assert small.blockwise and small.block_sha256(0) == "a" * 64  # one block: the file's sha256
+    big = Entry("b", BLOCK_BYTES + 5, "b" * 64, "data/b", blocks=_blocks(2))
+    assert big.blockwise and big.block_sha256(1) == _blocks(2)[1]
+    old = Entry("o", BLOCK_BYTES + 5, "c" * 64, "data/o")  # stored before block hashes
+    copied = Entry("c", BLOCK_BYTES + 5, None, "data/c-1", etag='"e"')
+    small_copy = Entry("c", 10, None, "data/c-2", etag='"e"')
+    for e in (old, copied, small_copy):
+        assert not e.blockwise and e.block_sha256(0) is None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 
 import pytest
 
-from datastore.errors import ChecksumMismatch, InvalidRange, ReferenceBroken, SourceChanged
-from datastore.model.hashing import copy_hashed
-from datastore.model.manifest import Entry
+from datastore.errors import BlocksNotRecorded, ChecksumMismatch, InvalidRange, ReferenceBroken, SourceChanged
+from datastore.model.hashing import block_hashes, copy_hashed
+from datastore.model.manifest import BLOCK_BYTES, Entry
 from datastore.reading import reader
 from datastore.reading.reader import Reader, Run
 from datastore.store.local import LocalStore
@@ -194,6 +195,102 @@ def test_stream_in_bounded_pieces_from_a_pack_and_an_own_object(packed: tuple[Lo
     unhashed = Entry("copy.bin", len(big) + 1, None, "data/own", 0, etag="e")
     with pytest.raises(ChecksumMismatch, match=r"\(sha256 1000 bytes… != 1001 bytes…\)"):
         rd.check(unhashed, copy_hashed(rd.stream(unhashed)))
+
+
+# --- blocks ----------------------------------------------------------------------------------------
+
+BIG = random.Random(13).randbytes(2 * BLOCK_BYTES) + b"tail of the third block"  # 2 full blocks + a short one
+LEAD = b"a neighbour before it in the pack"
+
+
+@pytest.fixture
+def blocked(tmp_path: Path) -> tuple[LocalStore, Entry, Path]:
+    """BIG packed after a neighbour (so block offsets are relative to the file, not the pack)."""
+    store = LocalStore(tmp_path / "store")
+    store.put_bytes("data/p-big", LEAD + BIG + b"and one after")
+    big = Entry("a/big.bin", len(BIG), sha(BIG), "data/p-big", len(LEAD), blocks=block_hashes(BIG, BLOCK_BYTES))
+    return store, big, tmp_path / "store" / "data" / "p-big"
+
+
+def _block(i: int) -> bytes:
+    return BIG[i * BLOCK_BYTES:(i + 1) * BLOCK_BYTES]
+
+
+def test_read_block_is_one_ranged_read_of_the_block(blocked: tuple[LocalStore, Entry, Path],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    store, big, _ = blocked
+    rd = Reader(store, record())
+    gets = count_gets(store, monkeypatch)
+    assert big.block_count == 3
+    assert [rd.read_block(big, i) for i in range(3)] == [_block(0), _block(1), _block(2)]
+    assert gets == [("data/p-big", len(LEAD), BLOCK_BYTES), ("data/p-big", len(LEAD) + BLOCK_BYTES, BLOCK_BYTES),
+                    ("data/p-big", len(LEAD) + 2 * BLOCK_BYTES, len(BIG) - 2 * BLOCK_BYTES)]
+    with pytest.raises(IndexError, match="has no block 3"):
+        rd.read_block(big, 3)
+    assert len(gets) == 3
+
+
+def test_a_corrupted_byte_fails_only_its_block(blocked: tuple[LocalStore, Entry, Path]) -> None:
+    store, big, pack = blocked
+    data = bytearray(pack.read_bytes())
+    data[len(LEAD) + BLOCK_BYTES + 12345] ^= 0x01
+    pack.write_bytes(bytes(data))
+    rd = Reader(store, record())
+    assert rd.read_block(big, 0) == _block(0) and rd.read_block(big, 2) == _block(2)
+    with pytest.raises(ChecksumMismatch, match=r"^block 1 of file 'a/big.bin' does not match its manifest") as info:
+        rd.read_block(big, 1)
+    assert (info.value.path, info.value.block) == ("a/big.bin", 1)
+    with pytest.raises(ChecksumMismatch, match="file 'a/big.bin' does not match its manifest"):
+        rd.read(big)  # the whole file fails too, of course
+
+
+def test_a_truncated_last_block_is_named(blocked: tuple[LocalStore, Entry, Path]) -> None:
+    store, big, pack = blocked
+    pack.write_bytes(pack.read_bytes()[:len(LEAD) + len(BIG) - 1])
+    rd = Reader(store, record())
+    assert rd.read_block(big, 1) == _block(1)
+    want = len(BIG) - 2 * BLOCK_BYTES
+    with pytest.raises(ChecksumMismatch, match=rf"^block 2 of file 'a/big.bin' .*\(sha256 {want - 1} bytes… != {want} b"):
+        rd.read_block(big, 2)
+
+
+def test_check_block_compares_length_and_hash(blocked: tuple[LocalStore, Entry, Path]) -> None:
+    store, big, _ = blocked
+    rd = Reader(store, record())
+    rd.check_block(big, 1, memoryview(_block(1)))
+    with pytest.raises(ChecksumMismatch, match="^block 1 of file"):
+        rd.check_block(big, 1, _block(0))  # the right length, another block's bytes
+    with pytest.raises(ChecksumMismatch, match="^block 2 of file"):
+        rd.check_block(big, 2, _block(2) + b"x")
+
+
+def test_a_file_of_one_block_is_checked_against_its_sha256(packed: tuple[LocalStore, list[Entry]], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    store, files = packed
+    a, b, c, _ = files
+    rd = Reader(store, record())
+    gets = count_gets(store, monkeypatch)
+    assert rd.read_block(c, 0) == FILES["c.txt"] and gets == [(PACK, c.offset, c.size)]
+    with pytest.raises(IndexError):
+        rd.read_block(b, 0)  # an empty file has no block
+    with pytest.raises(ChecksumMismatch, match="^block 0 of file 'a.txt'"):
+        rd.check_block(a, 0, b"alpha-bytez")
+
+
+@pytest.mark.parametrize(("entry", "why"), [
+    (Entry("old.bin", BLOCK_BYTES + 1, "0" * 64, "data/o"), "stored before block hashes were recorded"),
+    (Entry("copy.bin", 10, None, "data/c-1", etag='"e"'), "a server-side copy"),
+    (Entry("ref.bin", 10, None, None, source={"key": "k", "etag": "e"}), "a --no-copy reference")])
+def test_a_block_without_its_own_hash_is_refused_before_any_read(entry: Entry, why: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    store = LocalStore("/nonexistent")
+    rd = Reader(store, record())
+    gets = count_gets(store, monkeypatch)
+    with pytest.raises(BlocksNotRecorded, match=rf"file '{entry.path}' has no block hashes in its manifest \({why}"):
+        rd.read_block(entry, 0)
+    with pytest.raises(BlocksNotRecorded):
+        rd.check_block(entry, 0, b"")
+    assert gets == [] and not entry.blockwise
 
 
 # --- references ------------------------------------------------------------------------------------
