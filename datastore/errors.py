@@ -581,6 +581,15 @@ class VerificationFailed(DatastoreError, ValueError):
                          "restore the objects listed above, or create a new version from the current source")
 
 
+class ManifestDamaged(DatastoreError, ValueError):
+    """A version's manifest breaks a rule every manifest keeps (order, a line that is no item)."""
+
+    def __init__(self, name: str, version: int, reason: str) -> None:
+        self.name, self.version, self.reason = name, version, reason
+        super().__init__(f"the manifest of {name} version {version} is damaged ({reason})",
+                         f"run 'datastore verify {name} --version {version}', or create a new version")
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a failed task should be retried (Prefect ``retry_condition_fn`` uses this)."""
     if isinstance(exc, DatastoreError):

@@ -46,6 +46,7 @@ from pathlib import Path
 from datastore.errors import DatastoreError, MountFailed, MountTargetNotEmpty, UsageError
 from datastore.model.hashing import Stopped, copy_hashed
 from datastore.model.manifest import Entry
+from datastore.model.paths import safe_parts
 from datastore.reading import reader as reading
 from datastore.reading.reader import Reader, Run
 from datastore.settings import Settings
@@ -72,16 +73,6 @@ class MountSummary:
 
     files: int
     bytes: int
-
-
-def _safe_parts(path: str) -> list[str] | None:
-    """The components of a manifest path, or None when it could escape or collide with the tree."""
-    if not path or path.startswith("/") or "\x00" in path:
-        return None
-    parts = path.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return None
-    return parts
 
 
 def check_target(dest: Path) -> None:
@@ -143,7 +134,7 @@ class _Mounter:
 
     def _target(self, e: Entry) -> None:
         """Check where ``e`` goes in the hidden folder; its parent folders are created here, once each."""
-        parts = _safe_parts(e.path)
+        parts = safe_parts(e.path)
         if parts is None:
             raise MountFailed(self.dest, e.path, "the path is absolute or has an empty, '.' or '..' segment",
                               "the manifest is damaged; run 'datastore verify' on this version")
