@@ -470,11 +470,11 @@ class DataMissing(StoreError, FileNotFoundError):
 
 
 class MountTargetNotEmpty(DatastoreError, FileExistsError):
-    """The mount directory exists and holds something (or is not a directory)."""
+    """The target directory of a mount or download exists and holds something (or is a file)."""
 
     def __init__(self, dest: Path, what: str = "is not empty") -> None:
         self.dest = dest
-        super().__init__(f"mount directory {dest} {what}",
+        super().__init__(f"directory {dest} {what}",
                          "choose an empty or new directory with --dir, or remove its contents")
 
 
@@ -485,8 +485,54 @@ class MountFailed(DatastoreError, OSError):
         self.dest = dest
         self.path = path
         self.reason = reason
-        what = f"write {path!r} under mount directory {dest}" if path else f"create mount directory {dest}"
+        what = f"write {path!r} under {dest}" if path else f"mount or create {dest}"
         super().__init__(f"cannot {what} ({reason})", hint)
+
+
+class FuseUnavailable(DatastoreError, OSError):
+    """This machine cannot mount a FUSE filesystem (no ``/dev/fuse``, no ``fusermount3``, no libfuse)."""
+
+    def __init__(self, reason: str, name: str = "NAME") -> None:
+        self.reason = reason
+        super().__init__(f"cannot mount: {reason}",
+                         f"use 'datastore download {name} --dir DIR' for a verified local copy instead")
+
+
+class AlreadyMounted(DatastoreError, FileExistsError):
+    """The mount directory is already a mount point."""
+
+    def __init__(self, dest: Path, what: str) -> None:
+        self.dest = dest
+        super().__init__(f"{dest} is already a mount ({what})",
+                         f"unmount it first with 'datastore unmount {dest}', or choose another --dir")
+
+
+class NotMounted(DatastoreError, ValueError):
+    """``unmount`` of a directory that is no datastore mount."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        super().__init__(f"{dest} is not a datastore mount", "'datastore mounts' lists the mounts of this machine")
+
+
+class MountBusy(DatastoreError, OSError):
+    """``unmount`` of a mount that a process still uses."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        super().__init__(f"{dest} is busy: a process has a file or its working directory in it",
+                         "close them and unmount again, or pass --lazy to detach it now and end it when they finish")
+
+
+class ReadTimedOut(StoreError, TimeoutError):
+    """The store did not answer a read within ``DATASTORE_READ_TIMEOUT`` seconds."""
+
+    transient = True
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        super().__init__(f"the store did not answer within {timeout:g} s while reading {path!r}",
+                         "check that the store is reachable; DATASTORE_READ_TIMEOUT sets the wait")
 
 
 class InvalidDatastoreUrl(DatastoreError, ValueError):

@@ -41,6 +41,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(autouse=True)
+def own_block_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test reads through a block cache of its own (a shared one would serve other tests' bytes)."""
+    monkeypatch.setenv("DATASTORE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     """A real (temporary, SQLite-backed) Prefect API for flows run in this process."""

@@ -316,20 +316,111 @@ def delete(
     guarded(run)
 
 
+def split_ref(name: str, version: int | None) -> tuple[str, int | None]:
+    """``NAME@V`` -> (NAME, V); ``NAME`` and ``--version`` pass through.
+
+    Raises:
+        UsageError: ``@`` with something other than a version number, or both forms disagreeing.
+    """
+    if "@" not in name:
+        return name, version
+    base, _, v = name.rpartition("@")
+    if not v.isdigit() or not base:
+        raise UsageError(f"{name!r} is not NAME or NAME@VERSION", f"for example: {base or 'NAME'}@1")
+    if version is not None and version != int(v):
+        raise UsageError(f"{name!r} and --version {version} name different versions", "give one of them")
+    return base, int(v)
+
+
 @app.command()
 def mount(
-    name: Annotated[str, typer.Argument(help="Datastore name.")],
+    name: Annotated[str, typer.Argument(help="Datastore name (NAME or NAME@VERSION).")],
     version: Annotated[Optional[int], typer.Option("--version", help="Version (default: newest live).")] = None,
-    dir_: Annotated[Optional[str], typer.Option("--dir", help="Target folder (default: DATASTORE_MOUNT_DIR/NAME).")] = None,
+    dir_: Annotated[Optional[str], typer.Option("--dir", help="Mount directory (default: DATASTORE_MOUNT_DIR/NAME).")] = None,
+    foreground: Annotated[bool, typer.Option("--foreground", help="Serve from this process until unmounted.")] = False,
 ) -> None:
-    """Materialize a read-only copy of a version (checksums verified); deletes are refused while it exists."""
+    """Mount a version as a read-only filesystem, read on demand (ready in about a second)."""
 
     def run() -> None:
-        from datastore.service.download import download
+        from datastore.service.mount import mount as start
 
-        done = download(name, version, dir_)
-        out.print(f"mounted {done.name} version {done.version} at {done.path}: {done.files} files, "
-                  f"{human_bytes(done.bytes)}")
+        n, v = split_ref(name, version)
+        if foreground:
+            err.print(f"mounting {n} at {dir_ or '(default)'}; Ctrl-C or 'datastore unmount DIR' ends it",
+                      markup=False, highlight=False, soft_wrap=True)
+        info = start(n, v, dir_, foreground=foreground)
+        if not foreground:
+            out.print(f"mounted {info.name} version {info.version} at {info.dir}: {info.files} files, "
+                      f"{human_bytes(info.bytes)} (pid {info.pid}; 'datastore unmount {info.dir}' ends it)",
+                      markup=False, highlight=False, soft_wrap=True)
+
+    guarded(run)
+
+
+@app.command()
+def unmount(
+    dir_: Annotated[str, typer.Argument(metavar="DIR", help="The mount directory.")],
+    lazy: Annotated[bool, typer.Option("--lazy", help="Detach now even if files are open.")] = False,
+) -> None:
+    """Unmount a datastore mount (its lease on the version is released)."""
+
+    def run() -> None:
+        from datastore.service.mount import unmount as stop
+
+        info = stop(dir_, lazy=lazy)
+        if info is None:
+            out.print(f"detached a dead mount at {dir_}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            out.print(f"unmounted {info.name} version {info.version} from {info.dir}", markup=False, highlight=False, soft_wrap=True)
+
+    guarded(run)
+
+
+@app.command("mounts")
+def mounts_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List this machine's datastore mounts (and the shared block cache's use)."""
+
+    def run() -> None:
+        from datastore.service.mount import cache_usage, mounts
+
+        found = mounts()
+        usage = cache_usage()
+        if as_json:
+            print(json.dumps([m.to_json() for m in found], indent=2))
+            return
+        if not found:
+            out.print("no datastore mounts on this machine: mount one with 'datastore mount NAME'")
+        else:
+            table = Table()
+            for col in ("name", "version", "dir", "pid", "files", "size", "fetched", "reads", "errors"):
+                table.add_column(col, no_wrap=col != "dir", overflow="fold")
+            for m in found:
+                table.add_row(m.name, str(m.version), m.dir, str(m.pid), str(m.files), human_bytes(m.bytes),
+                              human_bytes(m.fetched_bytes), str(m.reads), str(m.errors))
+            out.print(table)
+        out.print(f"block cache: {human_bytes(usage.bytes)} of {human_bytes(usage.limit)} ({usage.entries} blocks)",
+                  style="dim")
+
+    guarded(run)
+
+
+@app.command()
+def download(
+    name: Annotated[str, typer.Argument(help="Datastore name (NAME or NAME@VERSION).")],
+    dir_: Annotated[str, typer.Option("--dir", help="Target folder (empty or new).")],
+    version: Annotated[Optional[int], typer.Option("--version", help="Version (default: newest live).")] = None,
+) -> None:
+    """Write a verified read-only copy of a version (independent of the store once written)."""
+
+    def run() -> None:
+        from datastore.service.download import download as copy
+
+        n, v = split_ref(name, version)
+        done = copy(n, v, dir_)
+        out.print(f"downloaded {done.name} version {done.version} to {done.path}: {done.files} files, "
+                  f"{human_bytes(done.bytes)}", markup=False, highlight=False, soft_wrap=True)
 
     guarded(run)
 
@@ -353,7 +444,7 @@ def gc(
         verb = "would reclaim" if dry_run else "reclaimed"
         if dry_run:
             for key in report.reclaimed:
-                out.print(f"  {key}", markup=False, highlight=False)
+                out.print(f"  {key}", markup=False, highlight=False, soft_wrap=True)
         out.print(f"{verb} {report.objects} objects, {human_bytes(report.bytes)}; kept {report.kept_objects} "
                   f"objects, {human_bytes(report.kept_bytes)}")
         if report.incomplete:
@@ -405,7 +496,7 @@ def status(
         found = collect(name, settings=settings)
         rows, warning = found.rows, found.warning
         if warning:
-            err.print(f"warning: {warning}", markup=False, highlight=False)
+            err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
         if as_json:
             print(json.dumps([r.to_json() for r in rows], indent=2))
             return

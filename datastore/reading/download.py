@@ -1,4 +1,7 @@
-"""``mount``: materialize one version as a read-only folder tree, fast for many small files.
+"""``download``: materialize one version as a verified read-only folder tree, fast for many small files.
+
+(This was ``datastore mount`` before the mount became a FUSE filesystem read on demand,
+:mod:`datastore.reading.mount`; a download is for when a full local copy is wanted.)
 
 What it does, in order:
 
@@ -63,7 +66,7 @@ DIR_MODE = 0o555
 
 
 @dataclass(frozen=True)
-class MountSummary:
+class DownloadSummary:
     """What a mount wrote.
 
     Attributes:
@@ -213,7 +216,7 @@ class _Mounter:
                                "such a version cannot be a folder tree; read the file with the fsspec "
                                "protocol (datastore://NAME@VERSION/PATH) instead")
         return MountFailed(self.dest, path, exc.strerror or str(exc),
-                           "check the permissions and space of the mount directory's parent")
+                           "check the permissions and space of the target directory's parent")
 
     # --- scheduling ---------------------------------------------------------------------------
 
@@ -293,7 +296,7 @@ def _publish(tmp: Path, dest: Path) -> None:
     os.chmod(dest, DIR_MODE)
 
 
-def mount(store: Store, record: VersionRecord, dest: Path, workers: int = 16) -> MountSummary:
+def download(store: Store, record: VersionRecord, dest: Path, workers: int = 16) -> DownloadSummary:
     """Materialize ``record`` read-only at ``dest``.
 
     Args:
@@ -316,7 +319,7 @@ def mount(store: Store, record: VersionRecord, dest: Path, workers: int = 16) ->
     if workers < 1:
         raise UsageError(f"workers={workers} is too small", "use at least 1 worker")
     # Same parent as dest: the final rename never crosses a file system.
-    tmp = dest.parent / f".{dest.name}.mount-{uuid.uuid4().hex[:12]}"
+    tmp = dest.parent / f".{dest.name}.download-{uuid.uuid4().hex[:12]}"
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
@@ -332,4 +335,4 @@ def mount(store: Store, record: VersionRecord, dest: Path, workers: int = 16) ->
     except BaseException:
         remove_tree(tmp)
         raise
-    return MountSummary(files=m.files, bytes=m.bytes)
+    return DownloadSummary(files=m.files, bytes=m.bytes)

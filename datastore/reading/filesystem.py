@@ -29,18 +29,18 @@ bytes stay readable until garbage collection removes them, then reads fail with 
 one (S3 and HTTP sources, a local file changed just before the create) and a folder have the
 version's creation time.
 
-Reads:
+Reads go through the same checked, cached reads as ``datastore mount``
+(:class:`~datastore.reading.blocks.CachedReader`, sharing the machine's block cache,
+``DATASTORE_CACHE_DIR``): every byte returned has been checked, a range included —
 
-* whole files (``cat_file`` without a range, or a sequential ``open().read()``) are checked
-  against the manifest's sha256 (:class:`~datastore.reading.reader.ChecksumMismatch` otherwise);
-* a range (``cat_file(start=, end=)``, ``seek`` + ``read``) is one ranged GET of exactly those
-  bytes from the object that holds the file (a pack shared with other small files, or its own
-  object); its length is checked (and, for objects in an S3 store, its Content-Range), but a part
-  of a file cannot be checked against the whole file's sha256. ``start`` after ``end`` is a
-  ``ValueError``;
-* ``--no-copy`` files are read through :class:`~datastore.reading.reader.Reader` and its pinned source
-  (exact VersionId or ETag): a deleted or overwritten object is a
-  :class:`~datastore.errors.ReferenceBroken`, never different bytes.
+* a file of at most one block (8 MiB) is read whole, with its pack neighbours, and checked
+  against its sha256;
+* a larger file is read in blocks, each checked against the block hash the manifest records
+  (a manifest from before block hashes: the whole file is checked on its first read);
+* ``--no-copy`` files are read through their pinned source (exact VersionId or ETag): a
+  deleted or overwritten object is a :class:`~datastore.errors.ReferenceBroken`, never
+  different bytes;
+* ``start`` after ``end`` is a ``ValueError``.
 
 Everything is read-only: every write operation raises :class:`ReadOnlyFileSystem`
 (a ``PermissionError``).
@@ -48,13 +48,13 @@ Everything is read-only: every write operation raises :class:`ReadOnlyFileSystem
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
@@ -68,9 +68,10 @@ from datastore.errors import (
     PathNotFound,
     ReadOnlyFileSystem,
 )
-from datastore.model.hashing import Hashed
 from datastore.model.manifest import Entry
 from datastore.model.naming import NAME_RULE, validate_name
+from datastore.reading.blocks import CachedReader, OpenFile
+from datastore.reading.cache import BlockCache
 from datastore.reading.reader import Reader
 from datastore.settings import Settings
 from datastore.store import Store, open_store, versions
@@ -143,13 +144,18 @@ class Listing:
         dirs: Folder path ("" = root) → {child name: True for a folder, False for a file}.
     """
 
-    def __init__(self, store: Store, record: VersionRecord) -> None:
+    def __init__(self, store: Store, record: VersionRecord, cache: BlockCache, timeout: float) -> None:
         self.record = record
         self.reader = Reader(store, record)
         self.files: dict[str, Entry] = {}
+        self.order: list[Entry] = []  # manifest order: a small file's pack neighbours come with it
+        self.seq: dict[str, int] = {}
         self.dirs: dict[str, dict[str, bool]] = {"": {}}
+        self.reads = CachedReader(self.reader, cache, following=self.following, timeout=timeout)
         for e in self.reader.entries():
             self.files[e.path] = e
+            self.seq[e.path] = len(self.order)
+            self.order.append(e)
             parts = e.path.split("/")
             parent = ""
             for i in range(len(parts) - 1):
@@ -159,6 +165,14 @@ class Listing:
                     self.dirs[parent][parts[i]] = True
                 parent = d
             self.dirs[parent].setdefault(parts[-1], False)
+
+    def following(self, seq: int, count: int) -> list[Entry]:
+        """The entries from position ``seq`` on, in manifest order (see ``ManifestIndex.following``)."""
+        return self.order[seq:seq + count]
+
+    def open(self, e: Entry) -> OpenFile:
+        """Read state of one file (read-ahead follows each open file on its own)."""
+        return OpenFile(e, self.seq.get(e.path, -1))
 
 
 class DatastoreFileSystem(AbstractFileSystem):
@@ -226,11 +240,14 @@ class DatastoreFileSystem(AbstractFileSystem):
         cached = self._listing_hit(key)
         if cached is not None:
             return cached
-        built = Listing(store, rec)
+        settings = Settings.from_env()
+        cache = BlockCache(Path(settings.cache_dir) / "blocks", settings.cache_bytes)
+        built = Listing(store, rec, cache, settings.read_timeout)
         with self._lock:
             self._listings[key] = built
             while len(self._listings) > self._cached_versions:
-                self._listings.popitem(last=False)
+                _, gone = self._listings.popitem(last=False)
+                gone.reads.close()
         return built
 
     def _listing_hit(self, key: tuple[str, str, int]) -> Listing | None:
@@ -440,19 +457,19 @@ class DatastoreFileSystem(AbstractFileSystem):
 
     # --- reading --------------------------------------------------------------------------------
 
-    def read_range(self, lst: Listing, e: Entry, start: int, end: int, verify: bool = True) -> bytes:
-        """Bytes ``[start, end)`` of ``e`` (clamped to the file) with one ranged read.
+    def read_range(self, lst: Listing, e: Entry, start: int, end: int, opened: OpenFile | None = None) -> bytes:
+        """Checked bytes ``[start, end)`` of ``e`` (clamped to the file).
 
         Args:
-            verify: Check a whole-file read against the manifest (a part cannot be checked).
+            opened: The read state of an open file (its read-ahead); a fresh one by default.
 
         Raises:
-            ChecksumMismatch: a whole-file read does not match the manifest, or a range came
-                back shorter or longer than asked (a truncated object).
+            ChecksumMismatch: the bytes (the file, or the block they are in) do not match.
             ReferenceBroken: a ``--no-copy`` file's pinned object is gone or changed.
+            ReadTimedOut: the store did not answer within ``DATASTORE_READ_TIMEOUT``.
         """
         start = max(0, start)
-        return lst.reader.read_range(e, start, max(0, end - start), check=verify)
+        return lst.reads.read(opened or lst.open(e), start, max(0, end - start))
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         """A file's bytes, or ``[start, end)`` of them (negative values count from the end).
@@ -539,41 +556,21 @@ class DatastoreFileSystem(AbstractFileSystem):
 
 
 class DatastoreFile(AbstractBufferedFile):
-    """A read-only file of a version: buffered, each fetch one ranged read of the holding object.
+    """A read-only file of a version: buffered; every fetch is a checked, cached read.
 
-    A sequential read from the start is hashed on the way; once the last byte has been fetched
-    the sha256 is compared with the manifest (:class:`ChecksumMismatch` otherwise). After a seek
-    past unread bytes there is nothing whole to compare, so checking stops for that handle.
+    The checks are :class:`~datastore.reading.blocks.CachedReader`'s: a small file is checked
+    whole, a large one block by block, so a seek to the middle of a shard is checked too.
     """
 
     def __init__(self, fs: DatastoreFileSystem, path: str, listing: Listing, entry: Entry,
                  block_size: int | None = None, cache_options: dict | None = None, **kwargs: Any) -> None:
         self.listing = listing
         self.entry = entry
-        self._hash: Any = hashlib.sha256() if entry.sha256 else None
-        self._hashed = 0
+        self._opened = listing.open(entry)
         super().__init__(fs, path, mode="rb", block_size=block_size or "default", cache_options=cache_options,
                          size=entry.size, **kwargs)
         self._details = fs._file_info(path, entry, listing.record)
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         fs: DatastoreFileSystem = self.fs
-        e = self.entry
-        # Hashed here (see _check) rather than by read_range, which could only check whole-file fetches.
-        data = fs.read_range(self.listing, e, start, end, verify=False)  # its length is checked there
-        self._check(start, data)
-        return data
-
-    def _check(self, start: int, data: bytes) -> None:
-        if self._hash is None:
-            return
-        if start > self._hashed:
-            self._hash = None  # a gap was skipped: the whole file will not pass through here
-            return
-        if start + len(data) > self._hashed:
-            self._hash.update(memoryview(data)[self._hashed - start:])
-            self._hashed = start + len(data)
-        if self._hashed >= self.entry.size:
-            got = Hashed(self._hashed, self._hash.hexdigest())
-            self._hash = None
-            self.listing.reader.check(self.entry, got)
+        return fs.read_range(self.listing, self.entry, start, end, self._opened)

@@ -71,6 +71,17 @@ def process_identity(pid: int) -> str | None:
     return f"{space}/{fields[19]}"  # field 22 of the line: starttime
 
 
+def same_process(pid: int, identity: str | None) -> bool:
+    """Whether ``pid`` is still the process that :func:`process_identity` named ``identity``.
+
+    Unknowable cases (no identity recorded, another machine or pid namespace) count as running:
+    only a heartbeat can tell them.
+    """
+    if not identity or identity.rpartition("/")[0] != _pid_space():
+        return True
+    return process_identity(pid) == identity
+
+
 def _writer_ended(rec: RunRecord) -> bool:
     """Whether the process that writes ``rec`` is known to have ended (False when it cannot be told)."""
     if not rec.process or rec.process.rpartition("/")[0] != _pid_space():

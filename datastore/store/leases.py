@@ -8,8 +8,10 @@ A lease is a small object ``names/<name>/leases/<version>/<id>.json`` describing
   :mod:`datastore.backends.runs`) or when the heartbeat expired (a killed process renews
   nothing); such stale leases are removed when found.
 * any other **process** (``use_datastore`` outside a flow): host and pid, heartbeat as above.
-* a **mount**: host and path, no expiry; it stops blocking once that path no longer exists
-  (checked on the same host).
+* a **mount** (``datastore mount``): host, directory and the pid of the mount process, with a
+  heartbeat like the others; on its own host it stops blocking at once when that process is
+  gone (a killed mount), elsewhere when the heartbeat expired. (A lease without expiry, written
+  by older releases for downloaded copies, stops blocking once its folder no longer exists.)
 
 ``delete`` checks for live leases before it writes the tombstone; a reader re-checks the
 tombstone after writing its lease, so a reader and a delete that race cannot both win.
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 from datastore.backends import runs
 from datastore.errors import DatastoreNotFound, ObjectNotFound, VersionInUse
-from datastore.store import Store, layout
+from datastore.store import Store, inflight, layout
 
 
 @dataclass
@@ -77,10 +79,10 @@ def acquire(store: Store, name: str, version: int, *, ttl: int | None, mount_pat
         DatastoreNotFound: the version does not exist or was deleted (then the lease is withdrawn).
     """
     run = runs.current()
-    body: dict = {"host": socket.gethostname(), "pid": os.getpid(), "acquired_at": time.time()}
+    body: dict = {"host": socket.gethostname(), "pid": os.getpid(), "acquired_at": time.time(),
+                  "process": inflight.process_identity(os.getpid())}
     if mount_path is not None:
         body.update(kind="mount", path=mount_path)
-        ttl = None
     elif run is not None:
         body.update(kind="flow-run", flow_run_id=run.id, flow_run_name=run.name)
     else:
@@ -114,14 +116,19 @@ def _stale(body: dict, now: float) -> bool:
     if body.get("kind") == "flow-run" and runs.finished(str(body.get("flow_run_id"))):
         return True
     if body.get("kind") == "mount" and body.get("host") == socket.gethostname():
-        return not os.path.exists(str(body.get("path")))
+        if expires is None:
+            return not os.path.exists(str(body.get("path")))
+        return not inflight.same_process(int(body.get("pid") or 0), body.get("process"))
     return False
+
+
+_RANK = {"flow-run": 0, "process": 1, "mount": 2}
 
 
 def live_holders(store: Store, name: str, version: int) -> list[str]:
     """Holders of live leases on a version; stale leases found on the way are removed."""
     now = time.time()
-    holders = []
+    bodies = []
     for obj in store.list(layout.lease_prefix(name, version)):
         try:
             body = json.loads(store.get_bytes(obj.key))
@@ -130,8 +137,11 @@ def live_holders(store: Store, name: str, version: int) -> list[str]:
         if _stale(body, now):
             store.delete(obj.key)
         else:
-            holders.append(describe(body))
-    return holders
+            bodies.append(body)
+    # The most telling holder first: a flow run (a use_datastore in a flow also leases its
+    # mount, and "flow run 'train'" says more than the temporary mount folder it reads).
+    bodies.sort(key=lambda b: (_RANK.get(b.get("kind"), 3), b.get("acquired_at", 0)))
+    return [describe(b) for b in bodies]
 
 
 def check_free(store: Store, name: str, version: int) -> None:

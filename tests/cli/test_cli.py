@@ -263,22 +263,21 @@ def test_delete_from_the_command_line(cli: Cli, tmp_path: Path, local_store: str
     assert json.loads(cli.run("list", "--json").stdout) == []
 
 
-def test_mount_holds_the_version_until_the_folder_is_gone(cli: Cli, tmp_path: Path, local_store: str) -> None:
+def test_download_writes_a_verified_read_only_copy_independent_of_the_store(cli: Cli, tmp_path: Path,
+                                                                           local_store: str) -> None:
     tree = {"a.txt": b"alpha", "sub/b.bin": os.urandom(3000)}
     src = make_tree(tmp_path / "src", tree)
     assert cli.run("create", str(src), "--name", "mnt").returncode == 0
-    base = tmp_path / "mounts"
-    done = cli.run("mount", "mnt", DATASTORE_MOUNT_DIR=str(base))
+    dest = tmp_path / "copies" / "mnt"
+    done = cli.run("download", "mnt@1", "--dir", str(dest))
     assert done.returncode == 0, done.stderr
-    dest = base / "mnt"
+    assert f"downloaded mnt version 1 to {dest}: 2 files" in done.stdout
     assert {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == tree
     assert oct((dest / "a.txt").stat().st_mode & 0o777) == "0o444"
-    assert_one_line_error(cli.run("delete", "--name", "mnt", "--version", "1"),
-                          "datastore 'mnt' version 1 is in use by the mount at", str(dest))
-    assert_one_line_error(cli.run("mount", "mnt", "--dir", str(src)), f"mount directory {src} is not empty",
+    assert_one_line_error(cli.run("download", "mnt", "--dir", str(src)), f"directory {src} is not empty",
                           "choose an empty or new directory with --dir")
-    for p in [dest, *dest.rglob("*")]:
-        if p.is_dir():
-            p.chmod(0o755)
-    shutil.rmtree(dest)
+    assert_one_line_error(cli.run("download", "mnt@x", "--dir", str(tmp_path / "x")),
+                          "'mnt@x' is not NAME or NAME@VERSION")
+    # A written copy holds no lease: the version can be deleted, and the copy keeps every byte.
     assert cli.run("delete", "--name", "mnt", "--version", "1").returncode == 0
+    assert {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == tree

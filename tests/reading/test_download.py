@@ -1,4 +1,4 @@
-"""``mount``: versions created by every flow, materialized read-only and compared byte for byte."""
+"""``download``: versions created by every flow, materialized read-only and compared byte for byte."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from datastore.errors import ChecksumMismatch, MountTargetNotEmpty
 from datastore.model.manifest import Entry
 from datastore.reading import reader
-from datastore.reading.download import MountSummary, mount
+from datastore.reading.download import DownloadSummary, download
 from datastore.store import Store, open_store, versions
 from datastore.store.versions import VersionRecord
 from datastore.testing.servers import S3Server
@@ -46,7 +46,7 @@ def record_of(created: dict) -> tuple[Store, VersionRecord]:
 
 
 def count_gets(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
-    """Record every ``get_range`` call on ``store`` (the ranged GETs of a mount)."""
+    """Record every ``get_range`` call on ``store`` (the ranged GETs of a download)."""
     calls: list[tuple[str, int, int]] = []
     real = store.get_range
 
@@ -67,8 +67,8 @@ def assert_read_only(root: Path) -> None:
 
 
 def leftovers(parent: Path) -> list[str]:
-    """Hidden mount folders left in ``parent``."""
-    return [p.name for p in parent.iterdir() if ".mount-" in p.name]
+    """Hidden download folders left in ``parent``."""
+    return [p.name for p in parent.iterdir() if ".download-" in p.name]
 
 
 # --- versions made by each creation flow ------------------------------------------------------
@@ -154,8 +154,8 @@ def test_round_trip_of_every_kind(created: tuple[dict, dict], tmp_path: Path, mo
     if record["kind"] == "s3-reference":
         assert big.referenced  # streamed from the pinned source object
     dest = tmp_path / "mnt" / "here"  # parents are created
-    summary = mount(store, rec, dest, workers=4)
-    assert summary == MountSummary(files=len(tree), bytes=sum(map(len, tree.values())))
+    summary = download(store, rec, dest, workers=4)
+    assert summary == DownloadSummary(files=len(tree), bytes=sum(map(len, tree.values())))
     assert tree_of(dest) == tree
     assert (dest / "empty.bin").stat().st_size == 0
     assert_read_only(dest)
@@ -171,7 +171,7 @@ def test_many_small_files_take_few_gets(tmp_path: Path, local_store: str, monkey
     gets = count_gets(store, monkeypatch)
     dest = tmp_path / "empty-dir"
     dest.mkdir()  # an existing empty directory is a fine target too
-    summary = mount(store, rec, dest)
+    summary = download(store, rec, dest)
     assert summary.files == 3_000
     assert tree_of(dest) == tree
     assert_read_only(dest)
@@ -180,7 +180,7 @@ def test_many_small_files_take_few_gets(tmp_path: Path, local_store: str, monkey
     assert len(gets) == len(packs) <= 5
     assert len(gets) * 100 < summary.files
     with capsys.disabled():
-        print(f"\nmount: {summary.files} files, {len(gets)} GETs ({len(gets) / summary.files:.4f} GETs per file)")
+        print(f"\ndownload: {summary.files} files, {len(gets)} GETs ({len(gets) / summary.files:.4f} GETs per file)")
 
 
 def test_coalescing_rule() -> None:
@@ -203,7 +203,7 @@ def test_read_cap_splits_runs(tmp_path: Path, local_store: str, monkeypatch: pyt
     store, rec = record_of(record)
     gets = count_gets(store, monkeypatch)
     monkeypatch.setattr(reader, "MAX_READ", 64 * 1024)  # a run may span at most 64 KiB
-    mount(store, rec, tmp_path / "m")
+    download(store, rec, tmp_path / "m")
     assert tree_of(tmp_path / "m") == tree
     assert all(length <= 64 * 1024 for _, _, length in gets)
     pack_bytes = sum(map(len, tree.values()))
@@ -226,7 +226,7 @@ def test_large_file_is_streamed_with_bounded_chunks(tmp_path: Path, moto_store: 
 
     monkeypatch.setattr(reader.Reader, "stream", watching)
     monkeypatch.setattr(reader, "STREAM_CHUNK", MiB)
-    mount(store, rec, tmp_path / "m")
+    download(store, rec, tmp_path / "m")
     assert tree_of(tmp_path / "m") == tree
     assert len(reads) >= 7 and max(reads) <= MiB  # streamed in pieces, never held whole
     assert [p.name for p in (tmp_path / "m" / "big").iterdir()] == ["a.bin"]  # no temporary name left
@@ -239,14 +239,14 @@ def test_non_empty_or_file_target_is_refused(tmp_path: Path, local_store: str) -
     dest.mkdir()
     (dest / "keep.txt").write_bytes(b"mine")
     with pytest.raises(MountTargetNotEmpty) as info:
-        mount(store, rec, dest)
-    assert str(info.value) == (f"mount directory {dest} is not empty: "
+        download(store, rec, dest)
+    assert str(info.value) == (f"directory {dest} is not empty: "
                                "choose an empty or new directory with --dir, or remove its contents")
     assert isinstance(info.value, FileExistsError)
     assert tree_of(dest) == {"keep.txt": b"mine"}
     (tmp_path / "file").write_bytes(b"x")
-    with pytest.raises(MountTargetNotEmpty, match=r"mount directory .*/file is a file: choose an empty"):
-        mount(store, rec, tmp_path / "file")
+    with pytest.raises(MountTargetNotEmpty, match=r"directory .*/file is a file: choose an empty"):
+        download(store, rec, tmp_path / "file")
     assert leftovers(tmp_path) == []
 
 
@@ -263,7 +263,7 @@ def test_checksum_failure_leaves_nothing_behind(tmp_path: Path, local_store: str
         fh.write(bytes([b[0] ^ 0xFF]))
     dest = tmp_path / "out" / "m"
     with pytest.raises(ChecksumMismatch, match=rf"file '{victim.path}' does not match its manifest"):
-        mount(store, rec, dest)
+        download(store, rec, dest)
     assert not dest.exists()
     assert list((tmp_path / "out").iterdir()) == []  # no hidden half-written tree either
 
@@ -280,5 +280,5 @@ def test_broken_reference_fails_naming_the_file_and_leaves_nothing(tmp_path: Pat
     dest = tmp_path / "m"
     with pytest.raises(ReferenceBroken, match=r"file 'over.txt' of pinned version 1 cannot be read: .* "
                                               r"was overwritten with different bytes"):
-        mount(store, rec, dest)
+        download(store, rec, dest)
     assert not dest.exists() and leftovers(tmp_path) == []

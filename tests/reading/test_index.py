@@ -320,15 +320,17 @@ def _open_in_child(root: str, record: dict, cache: str, start: float, out: multi
 
 def test_concurrent_builders_in_two_processes_make_one_index(store: LocalStore, cache: Path) -> None:
     record = version(store, TREE)
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: in the full suite this process runs Prefect's threads, and a fork
+    # copies their locks in whatever state they are.
+    ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    start = time.time() + 0.3
+    start = time.time() + 3  # both children are up (imports done) before either opens
     procs = [ctx.Process(target=_open_in_child, args=(str(store.root), record.to_json(), str(cache), start, out))
              for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(30)
+        p.join(120)
         assert p.exitcode == 0
     results = [out.get(timeout=5) for _ in procs]
     assert results[0] == results[1] == (len(TREE), str(index_path(store, record, cache)), True)
