@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from datastore.errors import ObjectNotFound, StoreError
 from datastore.model.hashing import Hashed, copy_hashed
-from datastore.model.manifest import Entry
+from datastore.model.manifest import BLOCK_BYTES, Entry
 from datastore.reading.reader import Reader, Run
 from datastore.store import Store
 from datastore.store.versions import VersionRecord
@@ -97,7 +97,7 @@ def _check_large(rd: Reader, e: Entry) -> list[Problem]:
     """Stream one large hashed file and hash it."""
     key = e.object or ""
     try:
-        got = copy_hashed(rd.stream(e))
+        got = copy_hashed(rd.stream(e), block_bytes=BLOCK_BYTES if e.blocks else None)
     except ObjectNotFound:
         return [Problem(e.path, "missing", f"store object {key} is missing")]
     except StoreError:
@@ -109,7 +109,12 @@ def _check_large(rd: Reader, e: Entry) -> list[Problem]:
         got = Hashed(max(0, size - e.offset), "")
     if got.size < e.size:
         return [Problem(e.path, "truncated", f"store object {key} ends after {got.size} of {e.size} bytes")]
-    return [] if got.sha256 == e.sha256 else [Problem(e.path, "changed", f"sha256 of {key} differs")]
+    if got.sha256 != e.sha256:
+        return [Problem(e.path, "changed", f"sha256 of {key} differs")]
+    if e.blocks and got.blocks != e.blocks:  # the bytes are right, the record is not: a mount would refuse them
+        bad = next(i for i, (a, b) in enumerate(zip(e.blocks, got.blocks or ())) if a != b) if got.blocks else 0
+        return [Problem(e.path, "changed", f"the manifest's hash of block {bad} does not match the file's bytes")]
+    return []
 
 
 def _checks(rd: Reader, report: Report) -> Iterator[Callable[[], list[Problem]]]:

@@ -37,3 +37,24 @@ def test_flipped_byte_and_missing_object_are_reported_per_file(tmp_path: Path, l
     big.unlink()
     report = verify(store, rec)
     assert sorted((p.path, p.problem) for p in report.problems) == [("big.bin", "missing"), ("small/7.txt", "changed")]
+
+
+def test_a_wrong_block_hash_in_the_manifest_is_reported(tmp_path: Path, local_store: str) -> None:
+    import dataclasses
+
+    from datastore.model.manifest import ManifestWriter, read_items
+
+    create_from_local(str(make_tree(tmp_path / "src", {"big.bin": os.urandom(20 * 1024 * 1024)})), name="v")
+    store = open_store()
+    rec = versions.read_record(store, "v", 1)
+    assert verify(store, rec).ok
+    manifest = Path(local_store) / rec.manifest
+    items = list(read_items(manifest))
+    assert len(items[0].blocks) == 3
+    items[0] = dataclasses.replace(items[0], blocks=(items[0].blocks[0], "0" * 64, items[0].blocks[2]))
+    manifest.chmod(0o644)
+    with ManifestWriter(manifest) as w:  # the digest leaves blocks out: still the same version
+        w.extend(items)
+    report = verify(store, rec)
+    assert [(p.path, p.problem, p.detail) for p in report.problems] == [
+        ("big.bin", "changed", "the manifest's hash of block 1 does not match the file's bytes")]
