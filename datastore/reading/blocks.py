@@ -63,22 +63,29 @@ MEMORY_BYTES = 128 * MiB
 """Checked blocks kept in process memory (the disk cache holds the rest)."""
 
 
+STREAMS = 16
+"""Sequential readers followed per file at once (8 processes reading their own part of a shard)."""
+
+
 @dataclass
 class OpenFile:
-    """One open file of a mount: its entry, its place in the manifest, and read-ahead state.
+    """A file being read: its entry, its place in the manifest, and read-ahead state.
+
+    One object may serve several readers at once (the mount keeps one per file, not per open):
+    read-ahead follows up to :data:`STREAMS` sequential streams in it, each by the block its
+    last read ended in, like the kernel's per-file read-ahead windows.
 
     Attributes:
         entry: The file.
         seq: Its position in manifest order (-1 when unknown: no neighbours are fetched).
-        last_block: The block the previous read ended in (-1 before the first read).
-        streak: Consecutive sequential block steps seen (read-ahead grows with it).
+        streams: Block a stream's last read ended in -> its streak (consecutive sequential
+            steps; read-ahead grows with it). A read from block 0 starts a stream.
         ahead: Blocks already asked ahead, so they are not asked twice.
     """
 
     entry: Entry
     seq: int = -1
-    last_block: int = -1
-    streak: int = 0
+    streams: dict[int, int] = field(default_factory=lambda: {-1: 0})
     ahead: set[int] = field(default_factory=set)
 
 
@@ -153,6 +160,7 @@ class CachedReader:
         # Read-ahead has its own threads so that it never delays a read someone waits for.
         self._ahead = ThreadPoolExecutor(max(2, self.readahead // 2), thread_name_prefix="readahead")
         self._whole_lock = threading.Lock()
+        self._ahead_lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the worker threads (pending read-ahead is dropped)."""
@@ -290,20 +298,26 @@ class CachedReader:
             return mine
 
     def _maybe_read_ahead(self, f: OpenFile, first: int, last: int) -> None:
-        """Ask for the blocks after ``last`` when ``f`` is being read front to back."""
-        if first in (f.last_block, f.last_block + 1):
-            f.streak = min(f.streak + (first != f.last_block), self.readahead)
-        else:
-            f.streak = 0
-            f.ahead.clear()
-        f.last_block = last
-        if f.streak == 0 or self.readahead == 0:
+        """Ask for the blocks after ``last`` when a stream of ``f`` is being read front to back."""
+        if self.readahead == 0:
             return
-        blocks = (f.entry.size + BLOCK_BYTES - 1) // BLOCK_BYTES
-        for i in range(last + 1, min(last + 1 + f.streak, blocks)):
-            if i not in f.ahead:
-                f.ahead.add(i)
-                self._ahead.submit(self._prefetch, f.entry, i)
+        with self._ahead_lock:
+            if first in f.streams:  # still in the block the stream's last read ended in
+                streak = f.streams.pop(first)
+            elif first - 1 in f.streams:  # the next block: one more sequential step
+                streak = min(f.streams.pop(first - 1) + 1, self.readahead)
+            else:  # a jump: a new stream, no read-ahead until it proves sequential
+                streak = 0
+            f.streams[last] = streak
+            while len(f.streams) > STREAMS:
+                f.streams.pop(next(iter(f.streams)))
+            if len(f.ahead) > 4096:
+                f.ahead.clear()
+            blocks = (f.entry.size + BLOCK_BYTES - 1) // BLOCK_BYTES
+            wanted = [i for i in range(last + 1, min(last + 1 + streak, blocks)) if i not in f.ahead]
+            f.ahead.update(wanted)
+        for i in wanted:
+            self._ahead.submit(self._prefetch, f.entry, i)
 
     def _prefetch(self, e: Entry, i: int) -> None:
         try:

@@ -24,6 +24,7 @@ import logging
 import os
 import stat
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from datastore.errors import DatastoreError, FuseUnavailable
@@ -31,6 +32,9 @@ from datastore.reading.blocks import CachedReader, OpenFile
 from datastore.reading.index import ManifestIndex, Node
 
 log = logging.getLogger("datastore.mount")
+
+OPEN_FILES = 4096
+"""Files whose read state (read-ahead streams) is kept."""
 
 KERNEL_TTL = 24 * 3600.0
 """Seconds the kernel may cache attributes and names (a version never changes)."""
@@ -89,8 +93,7 @@ class VersionFS:
         self.index = index
         self.reads = reads
         self.on_ready = on_ready
-        self._files: dict[int, OpenFile] = {}
-        self._next = 1
+        self._files: OrderedDict[str, OpenFile] = OrderedDict()
         self._lock = threading.Lock()
         self._uid, self._gid = os.getuid(), os.getgid()
         self.reads_served = 0
@@ -158,27 +161,34 @@ class VersionFS:
 
     # --- data -----------------------------------------------------------------------------------
 
-    def open(self, path: str, flags: int) -> int:
-        """Open a file for reading (writes are ``EROFS``)."""
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-            raise self._fuse_error(errno.EROFS)
+    # No open/release handlers: libfuse answers them in C (the mount is read-only, so the
+    # kernel refuses opens for writing itself, and ``kernel_cache`` sets keep_cache), which
+    # saves two calls into Python per file read. Read state is kept per file instead.
+
+    def _opened(self, path: str) -> OpenFile:
+        """The read state of a file, by path (a bounded LRU: it holds only read-ahead state)."""
+        rel = path.strip("/")
+        with self._lock:
+            f = self._files.get(rel)
+            if f is not None:
+                self._files.move_to_end(rel)
+                return f
         node = self._node(path)
         if node.is_dir:
             raise self._fuse_error(errno.EISDIR)
         entry = self.index.entry(node.path)
         if entry is None:
             raise self._fuse_error(errno.ENOENT)
+        f = OpenFile(entry, node.seq)
         with self._lock:
-            fh = self._next
-            self._next += 1
-            self._files[fh] = OpenFile(entry, node.seq)
-        return fh
+            f = self._files.setdefault(rel, f)
+            while len(self._files) > OPEN_FILES:
+                self._files.popitem(last=False)
+        return f
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-        """Checked bytes of an open file; ``EIO`` (one log line naming it) when they cannot be had."""
-        f = self._files.get(fh)
-        if f is None:
-            raise self._fuse_error(errno.EBADF)
+        """Checked bytes of a file; ``EIO`` (one log line naming it) when they cannot be had."""
+        f = self._opened(path)
         try:
             data = self.reads.read(f, offset, size)
         except DatastoreError as exc:
@@ -191,12 +201,6 @@ class VersionFS:
             raise self._fuse_error(errno.EIO) from None
         self.reads_served += 1
         return data
-
-    def release(self, path: str, fh: int) -> int:
-        """Forget an open file."""
-        with self._lock:
-            self._files.pop(fh, None)
-        return 0
 
     # --- writes: refused ------------------------------------------------------------------------
 
