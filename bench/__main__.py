@@ -49,10 +49,11 @@ http-archive an HTTP archive source: A small files (``--archive-files``, default
 mount        reading back: the N small files, stored untimed with ``datastore create`` (store in a
              fresh bucket, Prefect server as above) and uploaded untimed with s5cmd as plain objects
              to another fresh bucket, each materialized into a fresh local directory. ``s5cmd cp
-             's3://<plain bucket>/*' <dir>/`` (one GET per object) vs ``datastore mount NAME --dir
-             <dir>`` (one ranged GET per run of neighbouring packed files, every sha256 checked,
-             read-only result). Verified: file count and bytes; the mount also path for path against
-             the source tree and a sample byte for byte. Ratio: files/s relative to s5cmd cp;
+             's3://<plain bucket>/*' <dir>/`` (one GET per object) vs ``datastore download NAME --dir
+             <dir>`` (what ``mount`` did before it became a FUSE mount: one ranged GET per run of
+             neighbouring packed files, every sha256 checked, read-only result). Verified: file count
+             and bytes; the download also path for path against the source tree and a sample byte
+             for byte. Ratio: files/s relative to s5cmd cp;
              target ≥ 2×.
 
 lazy-mount   reading in place, on demand: ``datastore mount`` (FUSE) vs ``rclone mount`` (vfs cache

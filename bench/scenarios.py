@@ -59,7 +59,7 @@ ARCHIVE_TARGET = 1.0  # datastore's http-archive throughput ÷ the reference's, 
 MOUNT_NAME = "benchmount"  # the datastore the mount scenario stores (untimed) and mounts
 MOUNT_PLAIN = "bench-mount-plain"  # the mount scenario's plain-object copy, read by s5cmd cp
 MOUNT_REF = "s5cmd cp"  # the mount reference row
-MOUNT_TARGET = 2.0  # datastore mount's files/s ÷ s5cmd cp's, at least
+MOUNT_TARGET = 2.0  # datastore download's files/s ÷ s5cmd cp's, at least
 BARE_FLOW = """\
 from prefect import flow, task
 
@@ -259,14 +259,15 @@ def http_archive_rows(ctx: Context) -> list[Row]:
 
 
 def mount_rows(ctx: Context) -> list[Row]:
-    """The small files read back into a fresh folder: s5cmd cp of plain objects vs datastore mount.
+    """The small files read back into a fresh folder: s5cmd cp of plain objects vs datastore download
+    (the verified read-only copy ``mount`` made before it became a FUSE mount; see lazy-mount).
 
     Set-up (untimed): the small tree is stored with ``datastore create`` into a fresh bucket and
     uploaded with s5cmd as plain objects into another one.
     """
     files, nbytes = ctx.args.files, ctx.small_bytes
     scenario = "mount"
-    tools = (MOUNT_REF, "datastore mount")
+    tools = (MOUNT_REF, "datastore download")
     if ctx.s3 is None:
         return [Row(scenario, tool, files, nbytes, error=f"FAILED: {ctx.s3_error}") for tool in tools]
     assert ctx.small_dir is not None, "prepare() generates the small files for mount"
@@ -312,7 +313,7 @@ def mount_rows(ctx: Context) -> list[Row]:
         return rows
     # The same environment as the create (the mount runs no flow, so the Prefect server is idle).
     dst = dest / f"{scenario}-datastore"
-    cmd = [str(BIN / "datastore"), "mount", MOUNT_NAME, "--dir", str(dst)]
+    cmd = [str(BIN / "datastore"), "download", MOUNT_NAME, "--dir", str(dst)]
     row = measured_row(ctx, scenario, tools[1], cmd, store_env, files, nbytes,
                        verify_mount(dst, src, files, nbytes), count_requests=True)
     row.record = record  # the mounted version's record, from the set-up create
@@ -444,7 +445,7 @@ SCENARIOS: dict[str, Scenario] = {
     "s3-nocopy": Scenario("S3 prefix, --no-copy", s3_nocopy_rows, "s5cmd ls", "files_per_s", (Data.REF,), s3=True),
     "http-archive": Scenario("HTTP .tar.gz → store", http_archive_rows, ARCHIVE_REF, "mib_per_s", (Data.ARCHIVE,),
                              s3=True),
-    "mount": Scenario("S3 → local folder (mount)", mount_rows, MOUNT_REF, "files_per_s", (Data.SMALL,), s3=True),
+    "mount": Scenario("S3 → local folder (download)", mount_rows, MOUNT_REF, "files_per_s", (Data.SMALL,), s3=True),
     # One row per step and tool; every ratio is the peer's ÷ datastore's (>1: datastore is faster,
     # or smaller). Needs root, /dev/fuse, fusermount3, rclone and s3fs (a missing peer is n/a).
     "lazy-mount": Scenario("lazy mount (FUSE)", lazy_mount_rows, LAZY_REF, "seconds",
