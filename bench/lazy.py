@@ -332,19 +332,19 @@ def mount_tool(run: LazyRun, tool: Tool, ds: DataSet, directory: Path, cache: Pa
                 done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                       timeout=MOUNT_TIMEOUT, start_new_session=True, check=False)
             except subprocess.TimeoutExpired:
-                _cleanup_dir(directory)
+                _abandon(tool, env, directory)
                 raise MountError(f"datastore mount did not return within {MOUNT_TIMEOUT:.0f}s") from None
             out.seek(0)
             text = out.read().decode(errors="replace")
         if done.returncode != 0:
-            _cleanup_dir(directory)
+            _abandon(tool, env, directory)
             raise MountError(f"datastore mount exit {done.returncode}: {tail(text)}")
         try:
             _wait_listed(directory, ds.top, time.monotonic() + MOUNT_TIMEOUT, None, None)
             seconds = time.perf_counter() - start
             pid = _tool_pid(env, directory)
         except MountError:
-            stop_mount(Mounted(tool, directory, env, 0, 0.0))
+            _abandon(tool, env, directory)
             raise
         m = Mounted(tool, directory, env, pid, seconds)
     else:
@@ -370,6 +370,14 @@ def mount_tool(run: LazyRun, tool: Tool, ds: DataSet, directory: Path, cache: Pa
     m.sampler = MountSampler(m.pid)
     m.sampler.start()
     return m
+
+
+def _abandon(tool: Tool, env: dict[str, str], directory: Path) -> None:
+    """After a failed ``datastore mount``: unmount what it may have left, ending its process if listed."""
+    pid = 0
+    with contextlib.suppress(MountError, OSError, subprocess.TimeoutExpired):
+        pid = _tool_pid(env, directory)
+    stop_mount(Mounted(tool, directory, env, pid, 0.0))
 
 
 def _peer_command(run: LazyRun, tool: Tool, ds: DataSet, directory: Path,
