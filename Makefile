@@ -29,6 +29,9 @@ test-fast: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m 'not integration' $(PYTEST_ARGS)
 
+# BENCH_ARGS, e.g. "--only lazy-mount --mount-files-big 1000000" (the README run of the FUSE
+# mount against rclone mount and s3fs: needs root, /dev/fuse, fusermount3, rclone and s3fs).
+# The FUSE binding measurement is separate: $(BIN)/python -m bench.fuse_bindings (see its --help).
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

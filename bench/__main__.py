@@ -49,11 +49,27 @@ http-archive an HTTP archive source: A small files (``--archive-files``, default
 mount        reading back: the N small files, stored untimed with ``datastore create`` (store in a
              fresh bucket, Prefect server as above) and uploaded untimed with s5cmd as plain objects
              to another fresh bucket, each materialized into a fresh local directory. ``s5cmd cp
-             's3://<plain bucket>/*' <dir>/`` (one GET per object) vs ``datastore mount NAME --dir
-             <dir>`` (one ranged GET per run of neighbouring packed files, every sha256 checked,
-             read-only result). Verified: file count and bytes; the mount also path for path against
-             the source tree and a sample byte for byte. Ratio: files/s relative to s5cmd cp;
+             's3://<plain bucket>/*' <dir>/`` (one GET per object) vs ``datastore download NAME --dir
+             <dir>`` (what ``mount`` did before it became a FUSE mount: one ranged GET per run of
+             neighbouring packed files, every sha256 checked, read-only result). Verified: file count
+             and bytes; the download also path for path against the source tree and a sample byte
+             for byte. Ratio: files/s relative to s5cmd cp;
              target ≥ 2×.
+
+lazy-mount   reading in place, on demand: ``datastore mount`` (FUSE) vs ``rclone mount`` (vfs cache
+             off and full) vs s3fs (without and with use_cache), each mounting the same data from the
+             same SeaweedFS: datastore versions stored untimed by ``datastore create``, the peers the
+             same trees uploaded untimed as plain objects by s5cmd. Three trees: the N small files,
+             B tiny files (``--mount-files-big``, default 100,000 of 100 bytes; the README run uses
+             1,000,000) and one file of L MiB (``--mount-large-mb``, default 1024). Steps: time until
+             mounted (a first mount with an empty cache folder, then a second one), ``find | wc -l``,
+             ``tar cf - . | wc -c`` of the small files (cold, then a second time), ``dd bs=1M`` of the
+             large file (cold, second), 1,000 random 4 KiB ``os.pread`` (cold), 8 ``dd`` at once on
+             disjoint eighths (cold), and the mount processes' peak RSS. Cold = a fresh mount with an
+             empty cache of its own; before every step the page cache is dropped and SeaweedFS's files
+             read back in. Ratio: the peer's seconds (or MiB) ÷ datastore's (>1 = datastore better).
+             Needs root, /dev/fuse, fusermount3, rclone and s3fs (``--mount-tools`` picks the mounts;
+             a missing peer is n/a). Printed as its own table: a line per step, a column per mount.
 
 Measured per row: wall time (``time.perf_counter`` around the subprocess) and peak resident memory,
 sampled every 20 ms: of the whole process tree (psutil, sum of RSS; Prefect's ephemeral mode starts
@@ -77,6 +93,7 @@ from pathlib import Path
 
 from bench.data import REF_SIZE
 from bench.harness import OUT, Context, Row, base_env, log, remove_tree
+from bench.lazy import TOOL_KEYS
 from bench.report import add_ratios, machine_info, print_report, write_results
 from bench.scenarios import SCENARIOS, prepare, profile_small
 
@@ -91,6 +108,16 @@ def _scenario_names(value: str) -> list[str]:
     return names
 
 
+def _tool_names(value: str) -> list[str]:
+    """``--mount-tools`` values, comma-separated."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TOOL_KEYS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown mount tool {', '.join(unknown) or value!r} "
+                                         f"(choose from {', '.join(TOOL_KEYS)})")
+    return names
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (sizes of the data sets, scenario selection, profiling)."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
@@ -102,14 +129,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"objects of {REF_SIZE} bytes for s3-nocopy (default 100000)")
     p.add_argument("--archive-files", type=int, default=20_000, metavar="A",
                    help="small files (of --file-kb KiB) in the http-archive .tar.gz (default 20000)")
+    p.add_argument("--mount-files-big", type=int, default=100_000, metavar="B",
+                   help=f"lazy-mount: files of {REF_SIZE} bytes in its big version (default 100000; "
+                        "the README run uses 1000000)")
+    p.add_argument("--mount-large-mb", type=int, default=1024, metavar="L",
+                   help="lazy-mount: MiB of its large file, a multiple of 8 (default 1024)")
+    p.add_argument("--mount-tools", type=_tool_names, default=list(TOOL_KEYS), metavar="TOOL[,TOOL…]",
+                   help=f"lazy-mount: the mounts to run (default all: {', '.join(TOOL_KEYS)})")
     p.add_argument("--only", action="extend", type=_scenario_names, metavar="SCENARIO[,SCENARIO…]",
                    help=f"run only these scenarios (comma-separated or repeated): {', '.join(SCENARIOS)}")
     p.add_argument("--profile", action="store_true",
                    help="also run datastore small files → SeaweedFS under cProfile (bench/out/small.prof)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before a run is killed (default 3600)")
     args = p.parse_args(argv)
-    if args.files < 1 or args.file_kb < 1 or args.large_mb < 1 or args.ref_files < 1 or args.archive_files < 1:
-        p.error("--files, --file-kb, --large-mb, --ref-files and --archive-files must be at least 1")
+    if (args.files < 1 or args.file_kb < 1 or args.large_mb < 1 or args.ref_files < 1 or args.archive_files < 1
+            or args.mount_files_big < 1):
+        p.error("--files, --file-kb, --large-mb, --ref-files, --archive-files and --mount-files-big must be at least 1")
+    if args.mount_large_mb < 8 or args.mount_large_mb % 8:
+        p.error("--mount-large-mb must be a multiple of 8 (its 8 parallel readers read whole MiB)")
     return args
 
 

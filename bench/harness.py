@@ -87,6 +87,7 @@ class Row:
     record: dict | None = None  # the datastore's version record, when the tool is datastore
     s3_requests: int | None = None  # S3 requests SeaweedFS counted during the run (S3-source scenarios)
     s3_requests_by_type: dict[str, int] | None = None
+    step: str = ""  # a scenario with several measurements per tool (lazy-mount): which one
 
     @property
     def files_per_s(self) -> float | None:
@@ -120,6 +121,8 @@ class Context:
     large_dir: Path | None = None
     ref_dir: Path | None = None
     archive: Path | None = None  # the http-archive source (.tar.gz), built by scenarios.prepare()
+    mount_big_dir: Path | None = None  # lazy-mount: --mount-files-big tiny files
+    mount_large_dir: Path | None = None  # lazy-mount: one file of --mount-large-mb MiB
     s3: S3Server | None = None
     s3_error: str = ""
     metrics_error: str = ""  # why S3 requests cannot be counted, when they cannot

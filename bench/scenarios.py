@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.data import ARCHIVE_NAME, REF_SIZE, MiB, file_server, make_archive, make_large_file, make_small_tree
@@ -37,6 +37,8 @@ from bench.harness import (
     start_servers,
     tail,
 )
+from bench.lazy import PEAK_STEP, lazy_mount_rows
+from bench.lazy import REFERENCE as LAZY_REF
 from bench.verify import (
     verify_listing,
     verify_mount,
@@ -57,7 +59,7 @@ ARCHIVE_TARGET = 1.0  # datastore's http-archive throughput ÷ the reference's, 
 MOUNT_NAME = "benchmount"  # the datastore the mount scenario stores (untimed) and mounts
 MOUNT_PLAIN = "bench-mount-plain"  # the mount scenario's plain-object copy, read by s5cmd cp
 MOUNT_REF = "s5cmd cp"  # the mount reference row
-MOUNT_TARGET = 2.0  # datastore mount's files/s ÷ s5cmd cp's, at least
+MOUNT_TARGET = 2.0  # datastore download's files/s ÷ s5cmd cp's, at least
 BARE_FLOW = """\
 from prefect import flow, task
 
@@ -257,14 +259,15 @@ def http_archive_rows(ctx: Context) -> list[Row]:
 
 
 def mount_rows(ctx: Context) -> list[Row]:
-    """The small files read back into a fresh folder: s5cmd cp of plain objects vs datastore mount.
+    """The small files read back into a fresh folder: s5cmd cp of plain objects vs datastore download
+    (the verified read-only copy ``mount`` made before it became a FUSE mount; see lazy-mount).
 
     Set-up (untimed): the small tree is stored with ``datastore create`` into a fresh bucket and
     uploaded with s5cmd as plain objects into another one.
     """
     files, nbytes = ctx.args.files, ctx.small_bytes
     scenario = "mount"
-    tools = (MOUNT_REF, "datastore mount")
+    tools = (MOUNT_REF, "datastore download")
     if ctx.s3 is None:
         return [Row(scenario, tool, files, nbytes, error=f"FAILED: {ctx.s3_error}") for tool in tools]
     assert ctx.small_dir is not None, "prepare() generates the small files for mount"
@@ -310,7 +313,7 @@ def mount_rows(ctx: Context) -> list[Row]:
         return rows
     # The same environment as the create (the mount runs no flow, so the Prefect server is idle).
     dst = dest / f"{scenario}-datastore"
-    cmd = [str(BIN / "datastore"), "mount", MOUNT_NAME, "--dir", str(dst)]
+    cmd = [str(BIN / "datastore"), "download", MOUNT_NAME, "--dir", str(dst)]
     row = measured_row(ctx, scenario, tools[1], cmd, store_env, files, nbytes,
                        verify_mount(dst, src, files, nbytes), count_requests=True)
     row.record = record  # the mounted version's record, from the set-up create
@@ -410,6 +413,8 @@ class Data(enum.Enum):
     LARGE = "large"  # one file of --large-mb MiB
     REF = "ref"  # --ref-files objects of REF_SIZE bytes
     ARCHIVE = "archive"  # --archive-files files of --file-kb KiB in one .tar.gz
+    MOUNT_BIG = "mount-big"  # --mount-files-big files of REF_SIZE bytes (lazy-mount)
+    MOUNT_LARGE = "mount-large"  # one file of --mount-large-mb MiB (lazy-mount)
 
 
 @dataclass(frozen=True)
@@ -420,26 +425,32 @@ class Scenario:
     run: Callable[[Context], list[Row]]
     reference: str  # the tool the others are compared with
     metric: str  # the Row property compared: "files_per_s", "mib_per_s" or "seconds"
-    data: Data | None
+    data: tuple[Data, ...]  # the data sets it needs
     s3: bool  # needs SeaweedFS
     prefect: bool = True  # needs the Prefect server
     awscli: bool = False  # runs the AWS CLI
+    step_metrics: dict[str, str] = field(default_factory=dict)  # per step (lazy-mount): a metric other than ``metric``
 
 
 # In run order; ``--only`` takes these names.
 SCENARIOS: dict[str, Scenario] = {
-    "small-s3": Scenario("small files → SeaweedFS", small_s3, "s5cmd", "files_per_s", Data.SMALL, s3=True,
+    "small-s3": Scenario("small files → SeaweedFS", small_s3, "s5cmd", "files_per_s", (Data.SMALL,), s3=True,
                          awscli=True),
-    "large-s3": Scenario("one large file → SeaweedFS", large_s3, "s5cmd", "mib_per_s", Data.LARGE, s3=True,
+    "large-s3": Scenario("one large file → SeaweedFS", large_s3, "s5cmd", "mib_per_s", (Data.LARGE,), s3=True,
                          awscli=True),
-    "small-local": Scenario("small files → local store", small_local, "cp", "files_per_s", Data.SMALL, s3=False),
-    "large-local": Scenario("large file → local store", large_local, "cp", "mib_per_s", Data.LARGE, s3=False),
-    "fixed": Scenario("fixed cost (ephemeral)", fixed_rows, "bare flow", "seconds", None, s3=False, prefect=False),
-    "s3-copy": Scenario("S3 prefix → S3 (copy)", s3_copy_rows, "s5cmd", "files_per_s", Data.SMALL, s3=True),
-    "s3-nocopy": Scenario("S3 prefix, --no-copy", s3_nocopy_rows, "s5cmd ls", "files_per_s", Data.REF, s3=True),
-    "http-archive": Scenario("HTTP .tar.gz → store", http_archive_rows, ARCHIVE_REF, "mib_per_s", Data.ARCHIVE,
+    "small-local": Scenario("small files → local store", small_local, "cp", "files_per_s", (Data.SMALL,), s3=False),
+    "large-local": Scenario("large file → local store", large_local, "cp", "mib_per_s", (Data.LARGE,), s3=False),
+    "fixed": Scenario("fixed cost (ephemeral)", fixed_rows, "bare flow", "seconds", (), s3=False, prefect=False),
+    "s3-copy": Scenario("S3 prefix → S3 (copy)", s3_copy_rows, "s5cmd", "files_per_s", (Data.SMALL,), s3=True),
+    "s3-nocopy": Scenario("S3 prefix, --no-copy", s3_nocopy_rows, "s5cmd ls", "files_per_s", (Data.REF,), s3=True),
+    "http-archive": Scenario("HTTP .tar.gz → store", http_archive_rows, ARCHIVE_REF, "mib_per_s", (Data.ARCHIVE,),
                              s3=True),
-    "mount": Scenario("S3 → local folder (mount)", mount_rows, MOUNT_REF, "files_per_s", Data.SMALL, s3=True),
+    "mount": Scenario("S3 → local folder (download)", mount_rows, MOUNT_REF, "files_per_s", (Data.SMALL,), s3=True),
+    # One row per step and tool; every ratio is the peer's ÷ datastore's (>1: datastore is faster,
+    # or smaller). Needs root, /dev/fuse, fusermount3, rclone and s3fs (a missing peer is n/a).
+    "lazy-mount": Scenario("lazy mount (FUSE)", lazy_mount_rows, LAZY_REF, "seconds",
+                           (Data.SMALL, Data.MOUNT_BIG, Data.MOUNT_LARGE), s3=True,
+                           step_metrics={PEAK_STEP: "peak_tree_mib"}),
 }
 
 
@@ -450,7 +461,7 @@ def prepare(ctx: Context, selected: list[str], stack: contextlib.ExitStack) -> i
         The size of the http-archive source in bytes (0 when it was not built).
     """
     chosen = [SCENARIOS[name] for name in selected]
-    needed = {s.data for s in chosen}
+    needed = {d for s in chosen for d in s.data}
     args, root = ctx.args, ctx.root
     archive_bytes = 0
     if Data.SMALL in needed:
@@ -462,6 +473,12 @@ def prepare(ctx: Context, selected: list[str], stack: contextlib.ExitStack) -> i
     if Data.REF in needed:
         log(f"generating {args.ref_files} files of {REF_SIZE} bytes …")
         ctx.ref_dir = make_small_tree(root / "data" / "ref", args.ref_files, REF_SIZE)
+    if Data.MOUNT_BIG in needed:
+        log(f"generating {args.mount_files_big} files of {REF_SIZE} bytes …")
+        ctx.mount_big_dir = make_small_tree(root / "data" / "mount-big", args.mount_files_big, REF_SIZE)
+    if Data.MOUNT_LARGE in needed:
+        log(f"generating one file of {args.mount_large_mb} MiB …")
+        ctx.mount_large_dir = make_large_file(root / "data" / "mount-large", args.mount_large_mb * MiB)
     if Data.ARCHIVE in needed:
         log(f"building {ARCHIVE_NAME}: {args.archive_files} files of {args.file_kb} KiB …")
         started = time.perf_counter()

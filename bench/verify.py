@@ -119,7 +119,7 @@ def _tree_files(root: Path) -> dict[str, int]:
 
 
 def verify_mount(dst: Path, src: Path, files: int, nbytes: int) -> Callable[[Measurement], str]:
-    """A verifier for ``datastore mount``: the mounted tree has the source tree's paths and sizes
+    """A verifier for ``datastore download``: the written tree has the source tree's paths and sizes
     (hence its file count and bytes), and :data:`MOUNT_SAMPLE` files spread over it have the same
     bytes as their source files."""
 
