@@ -259,12 +259,15 @@ def _spawn(record: VersionRecord, target: Path, settings: Settings, ready_timeou
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / (_entry_file(settings, target).stem + ".log")
     r, w = os.pipe()
-    env = {**os.environ, **settings_env(settings)}
-    args = json.dumps({"name": record.name, "version": record.version, "dir": str(target), "fd": w,
-                       "log": str(log_path)})
-    with open(log_path, "ab") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "datastore.reading.mountd", args], stdin=subprocess.DEVNULL,
-                                stdout=logf, stderr=logf, pass_fds=(w,), env=env, start_new_session=True)
+    args = {"name": record.name, "version": record.version, "dir": str(target), "fd": w, "log": str(log_path)}
+    if threading.active_count() == 1:  # a plain program (the CLI): fork, everything is imported already
+        proc: subprocess.Popen | _Forked = _fork(args, r, settings)
+    else:  # threads (a flow run, a test harness) make fork unsafe: a fresh interpreter
+        env = {**os.environ, **settings_env(settings)}
+        with open(log_path, "ab") as logf:
+            proc = subprocess.Popen([sys.executable, "-m", "datastore.reading.mountd", json.dumps(args)],
+                                    stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=(w,), env=env,
+                                    start_new_session=True)
     os.close(w)
     _children[proc.pid] = proc
     try:
@@ -285,7 +288,64 @@ def _spawn(record: VersionRecord, target: Path, settings: Settings, ready_timeou
     return report
 
 
-def _read_report(fd: int, proc: subprocess.Popen, timeout: float) -> MountInfo | BaseException | None:
+class _Forked:
+    """A forked mount process, with the part of ``Popen``'s interface used here."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid == 0:
+                    return None
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.02)
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, 9)
+
+
+def _fork(args: dict, r: int, settings: Settings) -> _Forked:
+    """Fork the mount process: its own session, stdio on its log, then :func:`mountd.run`."""
+    from datastore.reading import mountd
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:
+        os.setsid()
+        os.close(r)
+        log_fd = os.open(args["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.environ.update(settings_env(settings))
+        code = mountd.run(args)
+    except BaseException:  # noqa: BLE001 - the child must never return into the caller's code
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _read_report(fd: int, proc: subprocess.Popen | _Forked, timeout: float) -> MountInfo | BaseException | None:
     """The pickled report the mount process writes to ``fd``, or None when it ends without one."""
     import select
 

@@ -20,9 +20,18 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     """Serve the mount described by ``argv[0]`` (JSON: name, version, dir, fd, log)."""
-    args = json.loads(argv[0])
+    return run(json.loads(argv[0]))
+
+
+def run(args: dict) -> int:
+    """Serve one mount until it is unmounted; the exit code of the mount process.
+
+    Also called in a child forked by ``datastore mount`` (which has everything imported
+    already, so the mount answers ~0.4 s sooner than from a fresh interpreter).
+    """
     faulthandler.register(signal.SIGUSR1)  # 'kill -USR1 PID' writes every thread's stack to the log
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s",
+                        force=True)
     logging.getLogger("mfusepy").setLevel(logging.WARNING)
     os.environ["DATASTORE_MOUNT_LOG"] = args["log"]
     fd = args["fd"]
