@@ -161,8 +161,13 @@ def serve_mfusepy(mountpoint: str, stats_path: str, large_bytes: int, latency: f
                     "st_atime": now}
 
         def readdir(self, path, fh):
+            # With each entry's type (d_type), as datastore's mount does: find then needs no stat
+            # per file. libfuse's high-level API passes no other attributes to the kernel.
             stats.op("readdir")
-            return [".", "..", *dirs[path]]
+            yield "."
+            yield ".."
+            for name in dirs[path]:
+                yield name, (stat.S_IFDIR if f"{path.rstrip('/')}/{name}" in dirs else stat.S_IFREG), 0
 
         def open(self, path, flags):
             stats.op("open")
@@ -550,7 +555,8 @@ def print_summary(summary: dict, names: list[str], large_mb: int) -> None:
             rate = fmt_rate(name, {"bytes": r["bytes"], "ops": r["ops"], "seconds": r["seconds_median"]})
             extra = ""
             if r.get("rss_peak_mib") is not None:
-                sizes = ", ".join(f"{int(s) // 1024} KiB×{c // r['runs']:,}" for s, c in r["read_sizes"].items())
+                sizes = ", ".join(f"{int(s) // 1024} KiB×{c // r['runs']:,}" for s, c in r["read_sizes"].items()
+                                  if c >= r["runs"])  # per run
                 extra = (f"  RSS {r['rss_idle_mib']:.0f}→{r['rss_peak_mib']:.0f} MiB  CPU {r['cpu_s_median']:.2f} s"
                          f"  reads {sizes or '-'}  threads {r['threads']}")
             print(f"  {key:<26} {r['seconds_median']:8.2f} s ({r['seconds_min']:.2f}–{r['seconds_max']:.2f})"
