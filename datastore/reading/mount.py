@@ -22,6 +22,7 @@ The registry (``<cache_dir>/mounts/*.json``, one file per mount directory) is wh
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -182,12 +183,18 @@ def mounts(settings: Settings | None = None) -> list[MountInfo]:
 
 # --- the directory ------------------------------------------------------------------------------
 
+#: What ``stat`` of a FUSE mount point whose process is gone fails with. The kernel answers
+#: ENOTCONN when the connection was closed and ECONNABORTED when it was aborted (a killed server
+#: can leave either, depending on whether the kernel saw ``/dev/fuse`` close before the stat).
+DEAD_MOUNT_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
+
+
 def _is_dead_mount(target: Path) -> bool:
     """True for a FUSE mount point whose process is gone ("Transport endpoint is not connected")."""
     try:
         os.stat(target)
     except OSError as exc:
-        return exc.errno in (107, 103)  # ENOTCONN, ECONNABORTED
+        return exc.errno in DEAD_MOUNT_ERRNOS
     return False
 
 
