@@ -89,6 +89,7 @@ import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from bench.data import REF_SIZE
@@ -98,24 +99,23 @@ from bench.report import add_ratios, machine_info, print_report, write_results
 from bench.scenarios import SCENARIOS, prepare, profile_small
 
 
-def _scenario_names(value: str) -> list[str]:
-    """``--only`` values: one scenario or several, comma-separated."""
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SCENARIOS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown scenario {', '.join(unknown) or value!r} "
-                                         f"(choose from {', '.join(SCENARIOS)})")
-    return names
+def _names_of(what: str, known: Iterable[str]) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names, each one of ``known``."""
+    known = list(known)
+
+    def parse(value: str) -> list[str]:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown) or value!r} "
+                                             f"(choose from {', '.join(known)})")
+        return names
+
+    return parse
 
 
-def _tool_names(value: str) -> list[str]:
-    """``--mount-tools`` values, comma-separated."""
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in TOOL_KEYS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown mount tool {', '.join(unknown) or value!r} "
-                                         f"(choose from {', '.join(TOOL_KEYS)})")
-    return names
+_scenario_names = _names_of("scenario", SCENARIOS)  # --only: one scenario or several
+_tool_names = _names_of("mount tool", TOOL_KEYS)  # --mount-tools
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

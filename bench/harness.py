@@ -201,23 +201,26 @@ class RssSampler(threading.Thread):
             if self._stop_event.wait(SAMPLE_S):
                 return
 
-    def _sample(self, children: list[psutil.Process]) -> None:
+    def _sample(self, children: list[psutil.Process]) -> tuple[int, int] | None:
+        """Take one sample into the peaks; returns it as (main, tree) RSS, None if the process is gone."""
         assert self._root is not None
         try:
             main = self._root.memory_info().rss
         except psutil.Error:
-            return
+            return None
         tree = main
         for child in children:
             with contextlib.suppress(psutil.Error):
                 tree += child.memory_info().rss
         self.peak_main = max(self.peak_main, main, _peak_rss(self.pid))
         self.peak_tree = max(self.peak_tree, tree)
+        return main, tree
 
     def stop(self) -> None:
-        """Stop sampling and wait for the thread."""
+        """Stop sampling and wait for the thread (if it was started)."""
         self._stop_event.set()
-        self.join()
+        if self.is_alive():
+            self.join()
 
 
 def _reap_session(pgid: int) -> bool:

@@ -42,10 +42,10 @@ import psutil
 from bench.data import REF_SIZE, MiB
 from bench.harness import (
     BIN,
-    SAMPLE_S,
     Context,
     Measurement,
     Row,
+    RssSampler,
     VerifyError,
     datastore_cmd,
     log,
@@ -141,71 +141,35 @@ class DataSet:
 # --- the mount process's memory ------------------------------------------------------------------
 
 
-class MountSampler(threading.Thread):
-    """Samples a mount process (and its children) every :data:`SAMPLE_S`; keeps the peaks.
+class MountSampler(RssSampler):
+    """A mount process's :class:`~bench.harness.RssSampler`, with a window per step.
 
     :meth:`take` returns the peaks since the previous call (one step's) and starts a new window;
     ``peak_tree``/``peak_main`` are the peaks over the process's whole life.
     """
 
     def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self._stop_event = threading.Event()
+        super().__init__(pid)
         self._lock = threading.Lock()
-        self.pid = pid
         self.window_tree = self.window_main = 0
-        self.peak_tree = self.peak_main = 0
-        try:
-            self._proc: psutil.Process | None = psutil.Process(pid)
-        except psutil.Error:
-            self._proc = None
 
-    def run(self) -> None:
-        """Sample until stopped."""
-        if self._proc is None:
-            return
-        children: list[psutil.Process] = []
-        n = 0
-        while True:
-            if n % 5 == 0:  # listing the tree walks /proc: not on every sample
-                with contextlib.suppress(psutil.Error):
-                    children = self._proc.children(recursive=True)
-            self._sample(children)
-            n += 1
-            if self._stop_event.wait(SAMPLE_S):
-                return
-
-    def _sample(self, children: list[psutil.Process]) -> None:
-        assert self._proc is not None
-        try:
-            main = self._proc.memory_info().rss
-        except psutil.Error:
-            return
-        tree = main
-        for child in children:
-            with contextlib.suppress(psutil.Error):
-                tree += child.memory_info().rss
+    def _sample(self, children: list[psutil.Process]) -> tuple[int, int] | None:
         with self._lock:
-            self.window_main = max(self.window_main, main)
-            self.window_tree = max(self.window_tree, tree)
-            self.peak_main = max(self.peak_main, main)
-            self.peak_tree = max(self.peak_tree, tree)
+            sample = super()._sample(children)
+            if sample is not None:
+                self.window_main = max(self.window_main, sample[0])
+                self.window_tree = max(self.window_tree, sample[1])
+        return sample
 
     def take(self) -> tuple[int, int]:
         """(tree, main) peak RSS in bytes since the last call, after one fresh sample."""
-        if self._proc is not None:
+        if self._root is not None:
             with contextlib.suppress(psutil.Error):
-                self._sample(self._proc.children(recursive=True))
+                self._sample(self._root.children(recursive=True))
         with self._lock:
             peaks = (self.window_tree, self.window_main)
             self.window_tree = self.window_main = 0
         return peaks
-
-    def stop(self) -> None:
-        """Stop sampling."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join()
 
 
 # --- mounting and unmounting ---------------------------------------------------------------------
@@ -717,29 +681,29 @@ def _bash(script: str, *args: str) -> list[str]:
     return ["bash", "-c", "set -o pipefail; " + script, "bench", *args]
 
 
-def find_step(run: LazyRun, m: Mounted, ds: DataSet, step: str) -> Row:
-    """``find DIR | wc -l``: every entry listed, the count equal to the source tree's."""
+def _counting_step(run: LazyRun, m: Mounted, step: str, script: list[str], want: int, what: str,
+                   files: int, nbytes: int) -> Row:
+    """A shell pipeline ending in ``wc``: verified by its count equal to the source tree's."""
 
     def verify(meas: Measurement) -> str:
         got = int(meas.stdout.strip() or 0)
-        if got != ds.entries:
-            raise VerifyError(f"find listed {got:,} entries, the source tree has {ds.entries:,}")
-        return f"{got:,} entries = source"
+        if got != want:
+            raise VerifyError(f"{what}: {got:,} in the mount, {want:,} in the source tree")
+        return f"{what} = source ({got:,})"
 
-    return client_step(run, m, step, _bash('find "$1" | wc -l', str(m.dir)), ds.entries, 0, verify)
+    return client_step(run, m, step, script, files, nbytes, verify)
+
+
+def find_step(run: LazyRun, m: Mounted, ds: DataSet, step: str) -> Row:
+    """``find DIR | wc -l``: every entry listed, the count equal to the source tree's."""
+    return _counting_step(run, m, step, _bash('find "$1" | wc -l', str(m.dir)), ds.entries, "entries found",
+                          ds.entries, 0)
 
 
 def tar_step(run: LazyRun, m: Mounted, ds: DataSet, step: str) -> Row:
     """``tar cf - . | wc -c`` in the mount: every file read; the archive as long as the source's."""
-
-    def verify(meas: Measurement) -> str:
-        got = int(meas.stdout.strip() or 0)
-        if got != ds.tar_bytes:
-            raise VerifyError(f"tar wrote {got:,} bytes, of the source tree {ds.tar_bytes:,}")
-        return f"tar bytes = source ({ds.files:,} files)"
-
     # To a pipe: GNU tar does not read the files at all when its archive is /dev/null itself.
-    return client_step(run, m, step, _bash("tar cf - . | wc -c"), ds.files, ds.bytes, verify)
+    return _counting_step(run, m, step, _bash("tar cf - . | wc -c"), ds.tar_bytes, "tar bytes", ds.files, ds.bytes)
 
 
 def _sample_check(path: Path, source: Path, size: int) -> str:

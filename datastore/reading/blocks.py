@@ -31,7 +31,6 @@ stops answering is a :class:`~datastore.errors.ReadTimedOut` (``EIO`` for the ca
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -44,7 +43,7 @@ from dataclasses import dataclass, field
 
 from datastore.errors import ChecksumMismatch, ReadTimedOut
 from datastore.model.details import S3Detail
-from datastore.model.hashing import Hashed
+from datastore.model.hashing import copy_hashed
 from datastore.model.manifest import BLOCK_BYTES, Entry
 from datastore.reading.cache import BlockCache
 from datastore.reading.reader import Reader, Run
@@ -199,13 +198,7 @@ class CachedReader:
     # --- small files --------------------------------------------------------------------------
 
     def _small(self, f: OpenFile) -> bytes:
-        e = f.entry
-        key = self._key(e)
-        data = self._memory.get(key)
-        if data is None:
-            data = self._wait(e, self.cache.get_or_fetch, key, lambda: self._fetch_small(f))
-            self._memory.put(key, data)
-        return data
+        return self._cached(f.entry, self._key(f.entry), lambda: self._fetch_small(f))
 
     def _fetch_small(self, f: OpenFile) -> bytes:
         """The file's checked bytes, with its pack neighbours (checked and cached one by one)."""
@@ -247,16 +240,10 @@ class CachedReader:
     # --- blocks of large files ----------------------------------------------------------------
 
     def _block(self, e: Entry, i: int) -> bytes:
-        key = self._key(e, i)
-        data = self._memory.get(key)
-        if data is None:
-            data = self._wait(e, self.cache.get_or_fetch, key, lambda: self._fetch_block(e, i))
-            self._memory.put(key, data)
-        return data
+        return self._cached(e, self._key(e, i), lambda: self._fetch_block(e, i))
 
     def _fetch_block(self, e: Entry, i: int) -> bytes:
-        start = i * BLOCK_BYTES
-        length = min(BLOCK_BYTES, e.size - start)
+        start, length = e.block_span(i)
         if e.blocks:
             data = self.reader.read_block(e, i)
         elif e.sha256 is not None:
@@ -278,18 +265,12 @@ class CachedReader:
                 return cached
             log.warning("%s: its manifest has no block hashes (created before they existed); checking the "
                         "whole file (%d bytes) on its first read", e.path, e.size)
-            h = hashlib.sha256()
-            n = 0
-            scratch_dir = getattr(self.cache, "root", None)
-            with tempfile.TemporaryFile(dir=scratch_dir) as tmp:
-                for piece in self.reader.stream(e, BLOCK_BYTES):
-                    h.update(piece)
-                    tmp.write(piece)
-                    n += len(piece)
-                self.reader.check(e, Hashed(n, h.hexdigest()))
+            # The scratch copy sits beside the cache: the disk meant to hold this file's bytes.
+            with tempfile.TemporaryFile(dir=self.cache.root) as tmp:
+                self.reader.check(e, copy_hashed(self.reader.stream(e, BLOCK_BYTES), tmp.write))
                 tmp.flush()
                 mine = b""
-                for i in range(0, (e.size + BLOCK_BYTES - 1) // BLOCK_BYTES):
+                for i in range(e.block_count):
                     data = os.pread(tmp.fileno(), BLOCK_BYTES, i * BLOCK_BYTES)
                     if i == want:
                         mine = data
@@ -313,8 +294,7 @@ class CachedReader:
                 f.streams.pop(next(iter(f.streams)))
             if len(f.ahead) > 4096:
                 f.ahead.clear()
-            blocks = (f.entry.size + BLOCK_BYTES - 1) // BLOCK_BYTES
-            wanted = [i for i in range(last + 1, min(last + 1 + streak, blocks)) if i not in f.ahead]
+            wanted = [i for i in range(last + 1, min(last + 1 + streak, f.entry.block_count)) if i not in f.ahead]
             f.ahead.update(wanted)
         for i in wanted:
             self._ahead.submit(self._prefetch, f.entry, i)
@@ -326,6 +306,20 @@ class CachedReader:
             pass
 
     # --- helpers ------------------------------------------------------------------------------
+
+    def _cached(self, e: Entry, key: str, fetch: Callable[[], bytes]) -> bytes:
+        """The checked bytes under ``key``: from memory, from the disk cache, or ``fetch``-ed.
+
+        A disk hit is read on the calling thread (a local file: no store to wait for, and a hop
+        to a worker would cost more than the read); a miss fetches on a worker within the timeout.
+        """
+        data = self._memory.get(key)
+        if data is None:
+            data = self.cache.get(key)
+            if data is None:
+                data = self._wait(e, self.cache.get_or_fetch, key, fetch)
+            self._memory.put(key, data)
+        return data
 
     def _wait(self, e: Entry, call: Callable[..., bytes], *args: object) -> bytes:
         """Run ``call`` on a worker and wait at most ``timeout`` s (a hung store is an error)."""

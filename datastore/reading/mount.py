@@ -37,7 +37,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from datastore.errors import AlreadyMounted, DatastoreError, MountBusy, MountFailed, MountTargetNotEmpty, NotMounted
+from datastore.errors import AlreadyMounted, DatastoreError, MountBusy, MountFailed, NotMounted
+from datastore.model.records import JsonRecord
+from datastore.reading.download import check_target
 from datastore.reading.fuse import check_available, load_binding
 from datastore.settings import Settings, env_var
 from datastore.store import inflight, leases, open_store, versions
@@ -53,8 +55,8 @@ STATS_INTERVAL = 2.0
 
 
 @dataclass
-class MountInfo:
-    """One mount of this machine, as the registry records it.
+class MountInfo(JsonRecord):
+    """One mount of this machine, as the registry records it (``datastore mounts --json``).
 
     Attributes:
         name: Datastore name.
@@ -88,15 +90,6 @@ class MountInfo:
     reads: int = 0
     errors: int = 0
     process: str = ""
-
-    def to_json(self) -> dict:
-        """The registry entry (also ``datastore mounts --json``)."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict) -> MountInfo:
-        """Inverse of :meth:`to_json` (unknown keys ignored)."""
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 # --- the registry -------------------------------------------------------------------------------
@@ -173,8 +166,9 @@ def mounts(settings: Settings | None = None) -> list[MountInfo]:
     reg = registry_dir(settings)
     for path in sorted(reg.glob("*.json")) if reg.is_dir() else []:
         info = _read_entry(path)
-        if info is None or not running(info) or info.dir not in live:
-            if info is None or not running(info):
+        alive = info is not None and running(info)
+        if not alive or info.dir not in live:
+            if not alive:
                 path.unlink(missing_ok=True)
             continue
         found.append(info)
@@ -207,7 +201,7 @@ def prepare_target(target: Path, settings: Settings) -> None:
 
     Raises:
         AlreadyMounted: something is mounted there and answering.
-        MountTargetNotEmpty: it is a file or a folder with contents.
+        MountTargetNotEmpty: it is a file, a symlink or a folder with contents.
         MountFailed: it cannot be created.
     """
     if _is_dead_mount(target):
@@ -219,10 +213,7 @@ def prepare_target(target: Path, settings: Settings) -> None:
         holder = _read_entry(_entry_file(settings, target))
         desc = f"{what}, pid {holder.pid}" if holder is not None and what else (what or "another file system")
         raise AlreadyMounted(target, desc)
-    if target.exists() and not target.is_dir():
-        raise MountTargetNotEmpty(target, "is a file")
-    if target.is_dir() and any(target.iterdir()):
-        raise MountTargetNotEmpty(target)
+    check_target(target)  # the same rule as a download's folder: absent or empty
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -256,7 +247,7 @@ def mount(name: str, version: int | None = None, dest: str | Path | None = None,
     target = Path(dest if dest is not None else Path(settings.mount_dir) / record.name).absolute()
     prepare_target(target, settings)
     if foreground:
-        return serve(record.name, record.version, target, settings)
+        return serve(record, target, settings)
     return _spawn(record, target, settings, ready_timeout)
 
 
@@ -266,7 +257,9 @@ def _spawn(record: VersionRecord, target: Path, settings: Settings, ready_timeou
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / (_entry_file(settings, target).stem + ".log")
     r, w = os.pipe()
-    args = {"name": record.name, "version": record.version, "dir": str(target), "fd": w, "log": str(log_path)}
+    # The record goes along: the mount process need not read it again (its lease re-checks that
+    # the version is still live).
+    args = {"record": record.to_json(), "dir": str(target), "fd": w, "log": str(log_path)}
     if threading.active_count() == 1:  # a plain program (the CLI): fork, everything is imported already
         proc: subprocess.Popen | _Forked = _fork(args, r, settings)
     else:  # threads (a flow run, a test harness) make fork unsafe: a fresh interpreter
@@ -392,11 +385,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return out
 
 
-def serve(name: str, version: int, target: Path, settings: Settings,
+def serve(record: VersionRecord, target: Path, settings: Settings,
           report: Callable[[MountInfo | BaseException], None] | None = None) -> MountInfo:
     """Serve one version at ``target`` from this process until it is unmounted.
 
     Args:
+        record: The version (as resolved by :func:`mount`; the lease checks it is still live).
         report: Called once: with the :class:`MountInfo` when the mount answers, or with the
             error that kept it from starting.
 
@@ -422,7 +416,7 @@ def serve(name: str, version: int, target: Path, settings: Settings,
     try:
         mfusepy = load_binding()
         store = open_store(settings.store, settings)
-        record = versions.read_record(store, name, version)
+        name, version = record.name, record.version
         lease = leases.acquire(store, name, version, ttl=settings.lease_ttl, mount_path=str(target))
     except BaseException as exc:
         tell(exc)

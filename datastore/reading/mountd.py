@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    """Serve the mount described by ``argv[0]`` (JSON: name, version, dir, fd, log)."""
+    """Serve the mount described by ``argv[0]`` (JSON: record, dir, fd, log)."""
     return run(json.loads(argv[0]))
 
 
@@ -46,9 +46,10 @@ def run(args: dict) -> int:
     from datastore.errors import DatastoreError
     from datastore.reading.mount import serve
     from datastore.settings import Settings
+    from datastore.store.versions import VersionRecord
 
     try:
-        serve(args["name"], args["version"], Path(args["dir"]), Settings.from_env(), report=report)
+        serve(VersionRecord.from_json(args["record"]), Path(args["dir"]), Settings.from_env(), report=report)
     except DatastoreError as exc:
         logging.getLogger("datastore.mount").error("%s", exc.line())
         return 1

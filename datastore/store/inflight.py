@@ -32,11 +32,12 @@ import os
 import socket
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from datastore.errors import ObjectNotFound
+from datastore.model.records import JsonRecord
 from datastore.store import Store, layout
 
 
@@ -90,7 +91,7 @@ def _writer_ended(rec: RunRecord) -> bool:
 
 
 @dataclass
-class RunRecord:
+class RunRecord(JsonRecord):
     """One creation that has not committed (yet): ``processing`` or ``failed``.
 
     Fields mirror :class:`datastore.store.versions.VersionRecord` where they mean the same thing, so
@@ -125,16 +126,11 @@ class RunRecord:
         if self.process is None and self.pid == os.getpid():
             self.process = process_identity(self.pid)
 
-    def to_json(self) -> dict:
-        """Plain dict for storage and ``--json``."""
-        return asdict(self)
-
     @classmethod
     def from_json(cls, data: dict) -> RunRecord:
         """Build from a stored record, ignoring fields a newer writer may have added."""
-        known = set(cls.__dataclass_fields__)
         # A stored record without "process" must not get the reader's own (see __post_init__).
-        return cls(**({"process": ""} | {k: v for k, v in data.items() if k in known}))
+        return super().from_json({"process": ""} | data)
 
     def progress_text(self) -> str:
         """``transferring 120/1,000 files, 12.0/100.0 MiB (12%)`` style summary."""

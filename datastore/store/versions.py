@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from datastore.errors import DatastoreNotFound, ObjectNotFound, QuotaExceeded
+from datastore.model.records import JsonRecord
 from datastore.store import Store, layout
 
 STATUSES = ("processing", "succeeded", "failed")
@@ -21,7 +22,7 @@ KINDS = ("local", "s3-copy", "s3-reference", "http-archive")
 
 
 @dataclass
-class VersionRecord:
+class VersionRecord(JsonRecord):
     """What a committed version is; also the ``--json`` output of ``create``, ``list``, ``show``."""
 
     name: str
@@ -44,15 +45,6 @@ class VersionRecord:
     #: record back and knows it by this id (see :func:`commit`).
     create_id: str | None = None
 
-    def to_json(self) -> dict:
-        """Plain dict for JSON output and storage."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> VersionRecord:
-        """Build from a stored record, ignoring fields a newer writer may have added."""
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def now_iso() -> str:

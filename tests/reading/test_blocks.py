@@ -21,6 +21,7 @@ from datastore.store import Store, open_store, versions
 from datastore.store.manifests import entries
 from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
+from tests.reading.test_download import count_gets
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -38,18 +39,6 @@ def version(tmp_path: Path, local_store: str) -> tuple[Store, object, dict[str, 
     return store, record, {e.path: e for e in entries(store, record)}
 
 
-def counting(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
-    calls: list[tuple[str, int, int]] = []
-    real = store.get_range
-
-    def get_range(key: str, offset: int, length: int) -> bytes:
-        calls.append((key, offset, length))
-        return real(key, offset, length)
-
-    monkeypatch.setattr(store, "get_range", get_range)
-    return calls
-
-
 def reads_of(store: Store, record: object, tmp_path: Path, **kw: object) -> tuple[CachedReader, ManifestIndex]:
     index = ManifestIndex.open(store, record, tmp_path / "cache")
     cache = BlockCache(tmp_path / "cache" / "blocks", 256 * MiB)
@@ -65,7 +54,7 @@ def open_file(index: ManifestIndex, path: str) -> OpenFile:
 def test_a_small_file_brings_its_pack_neighbours_in_one_get(version, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     store, record, _ = version
-    calls = counting(store, monkeypatch)
+    calls = count_gets(store, monkeypatch)
     reads, index = reads_of(store, record, tmp_path)
     for rel, data in SMALL.items():
         assert reads.read(open_file(index, rel), 0, 1 << 20) == data
@@ -125,7 +114,7 @@ def test_blocks_of_a_large_file_are_checked_one_by_one(version, tmp_path: Path,
 
 def test_sequential_reads_read_ahead(version, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store, record, _ = version
-    calls = counting(store, monkeypatch)
+    calls = count_gets(store, monkeypatch)
     reads, index = reads_of(store, record, tmp_path)
     f = open_file(index, "big.bin")
     assert reads.read(f, 0, 128 * 1024) == BIG[:128 * 1024]
