@@ -78,8 +78,11 @@ class OpenFile:
         entry: The file.
         seq: Its position in manifest order (-1 when unknown: no neighbours are fetched).
         streams: Block a stream's last read ended in -> its streak (consecutive sequential
-            steps; read-ahead grows with it). A read from block 0 starts a stream.
-        ahead: Blocks already asked ahead, so they are not asked twice.
+            steps; read-ahead grows with it). A read from block 0 starts a stream (every pass
+            over the file, not only the first).
+        ahead: Blocks being read ahead now, so they are not asked twice (a block leaves the set
+            when its read ends: a later pass over the file, after the cache has dropped it
+            from memory, reads it ahead again).
     """
 
     entry: Entry
@@ -285,25 +288,26 @@ class CachedReader:
         with self._ahead_lock:
             if first in f.streams:  # still in the block the stream's last read ended in
                 streak = f.streams.pop(first)
-            elif first - 1 in f.streams:  # the next block: one more sequential step
-                streak = min(f.streams.pop(first - 1) + 1, self.readahead)
+            elif first - 1 in f.streams or first == 0:  # the next block, or a new pass from the start
+                streak = min(f.streams.pop(first - 1, 0) + 1, self.readahead)
             else:  # a jump: a new stream, no read-ahead until it proves sequential
                 streak = 0
             f.streams[last] = streak
             while len(f.streams) > STREAMS:
                 f.streams.pop(next(iter(f.streams)))
-            if len(f.ahead) > 4096:
-                f.ahead.clear()
             wanted = [i for i in range(last + 1, min(last + 1 + streak, f.entry.block_count)) if i not in f.ahead]
             f.ahead.update(wanted)
         for i in wanted:
-            self._ahead.submit(self._prefetch, f.entry, i)
+            self._ahead.submit(self._prefetch, f, i)
 
-    def _prefetch(self, e: Entry, i: int) -> None:
+    def _prefetch(self, f: OpenFile, i: int) -> None:
         try:
-            self._block(e, i)
+            self._block(f.entry, i)
         except Exception:  # noqa: BLE001 - read-ahead is a guess; the read itself reports any error
             pass
+        finally:
+            with self._ahead_lock:
+                f.ahead.discard(i)
 
     # --- helpers ------------------------------------------------------------------------------
 

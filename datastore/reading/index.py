@@ -164,12 +164,21 @@ class Node:
 _ROOT = Node("", True, 0, None, -1)
 
 
+class _Connections:
+    """The idle connections of one process to one index file."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.idle: list[sqlite3.Connection] = []
+
+
 class ManifestIndex:
     """The on-disk tree of one version, shared by every thread and process of the machine.
 
-    Use :meth:`open`. Each thread gets its own read-only SQLite connection on first use (a
-    connection is never shared between threads, nor used across ``fork``: a child opens its
-    own). Iterators from :meth:`children` must be consumed in the thread that started them.
+    Use :meth:`open`. Questions take a read-only SQLite connection from a pool for their
+    duration (one thread at a time uses a connection; a forked child never uses its parent's,
+    it opens its own). An iterator from :meth:`children` holds its connection until it ends.
 
     Attributes:
         files: Files in the tree (the manifest's files minus the ones left out).
@@ -189,7 +198,7 @@ class ManifestIndex:
         # immutable=1: the file never changes once renamed into place, so SQLite takes no locks
         # and never checks for other writers; readers never wait for each other.
         self._uri = path.absolute().as_uri() + "?mode=ro&immutable=1"
-        self._local = threading.local()
+        self._pool = _Connections()
 
     @classmethod
     def open(cls, store: Store, record: VersionRecord, cache_dir: str | Path) -> ManifestIndex:
@@ -246,9 +255,9 @@ class ManifestIndex:
             return None
         index = cls(path)
         try:
-            db = index._db()
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            last = db.execute("SELECT max(seq) FROM files").fetchone()[0]  # the last leaf page: no scan
+            with index._db() as db:
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                last = db.execute("SELECT max(seq) FROM files").fetchone()[0]  # the last leaf page: no scan
             if meta.get("format") == INDEX_FORMAT and meta.get("digest") == record.digest \
                     and meta.get("files") == (-1 if last is None else last) + 1:
                 index.files, index.bytes, index.dirs = meta["files"], meta["bytes"], meta["dirs"]
@@ -262,25 +271,40 @@ class ManifestIndex:
         return None
 
     def close(self) -> None:
-        """Close the calling thread's connection (a later call opens a new one).
-
-        Other threads' connections close when their thread ends or the index is dropped.
-        """
-        conn = self._local.__dict__.pop("conn", None)
-        if conn is not None and self._local.__dict__.pop("pid", None) == os.getpid():
+        """Close the idle connections (a later question opens a new one; one in use stays open)."""
+        pool = self._pool
+        if pool.pid != os.getpid():
+            return  # inherited through fork: never used, not even to close (SQLite forbids it)
+        with pool.lock:
+            idle, pool.idle = pool.idle, []
+        for conn in idle:
             conn.close()
 
-    def _db(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use and again after a ``fork``."""
-        local = self._local
-        pid = os.getpid()
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != pid:
-            # A connection inherited through fork is replaced, never used (SQLite forbids it).
-            conn = sqlite3.connect(self._uri, uri=True, isolation_level=None)
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one question, from the pool (opened when none is idle).
+
+        Pooled, not one per thread: libfuse starts and ends its worker threads as the load
+        changes, and a fresh connection (open, read the schema, compile the statements) costs
+        ten times the lookup it is for. SQLite lets a connection move between threads as long as
+        one thread uses it at a time, which the pool guarantees.
+        """
+        pool = self._pool
+        if pool.pid != os.getpid():
+            # After a fork: the inherited connections are dropped, never used (SQLite forbids
+            # it), and so is the lock, which a parent's thread may have held at the fork.
+            pool = self._pool = _Connections()
+        with pool.lock:
+            conn = pool.idle.pop() if pool.idle else None
+        if conn is None:
+            conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-            local.conn, local.pid = conn, pid
-        return conn
+        try:
+            yield conn
+        finally:
+            with pool.lock:
+                if pool is self._pool:
+                    pool.idle.append(conn)
 
     # --- questions ---------------------------------------------------------------------------
 
@@ -293,12 +317,12 @@ class ManifestIndex:
         if not path:
             return _ROOT
         parent, _, name = path.rpartition("/")
-        db = self._db()
-        row = db.execute(_STAT, (parent, name)).fetchone()
-        if row is not None:
-            return Node(path, False, row[1], row[2], row[0])
-        if db.execute(_DIR_ID, (path,)).fetchone() is not None:
-            return Node(path, True, 0, None, -1)
+        with self._db() as db:
+            row = db.execute(_STAT, (parent, name)).fetchone()
+            if row is not None:
+                return Node(path, False, row[1], row[2], row[0])
+            if db.execute(_DIR_ID, (path,)).fetchone() is not None:
+                return Node(path, True, 0, None, -1)
         return None
 
     def children(self, path: str) -> Iterator[tuple[str, Node]]:
@@ -307,18 +331,19 @@ class ManifestIndex:
         Streams from the index, so a folder of a million files costs no more memory than one of
         ten. Yields nothing when ``path`` is a file or does not exist (ask :meth:`lookup`).
         """
-        db = self._db()
-        row = db.execute(_DIR_ID, (path,)).fetchone()
-        if row is None:
-            return
-        prefix = f"{path}/" if path else ""
-        for name, seq, size, mtime_ns in db.execute(_CHILDREN, (row[0],)):
-            yield name, Node(prefix + name, seq < 0, size, mtime_ns, seq)
+        with self._db() as db:  # held while the caller iterates (a listing is one cursor)
+            row = db.execute(_DIR_ID, (path,)).fetchone()
+            if row is None:
+                return
+            prefix = f"{path}/" if path else ""
+            for name, seq, size, mtime_ns in db.execute(_CHILDREN, (row[0],)):
+                yield name, Node(prefix + name, seq < 0, size, mtime_ns, seq)
 
     def entry(self, path: str) -> Entry | None:
         """The manifest :class:`Entry` of the file at ``path`` (None for directories and misses)."""
         parent, _, name = path.rpartition("/")
-        row = self._db().execute(_ENTRY, (parent, name)).fetchone()
+        with self._db() as db:
+            row = db.execute(_ENTRY, (parent, name)).fetchone()
         return None if row is None else _entry(path, *row)
 
     def following(self, seq: int, count: int) -> list[Entry]:
@@ -329,7 +354,8 @@ class ManifestIndex:
         """
         if count <= 0:
             return []
-        rows = self._db().execute(_FOLLOWING, (seq, seq + count)).fetchall()
+        with self._db() as db:
+            rows = db.execute(_FOLLOWING, (seq, seq + count)).fetchall()
         return [_entry(f"{parent}/{name}" if parent else name, *rest) for parent, name, *rest in rows]
 
 

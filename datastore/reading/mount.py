@@ -53,6 +53,9 @@ FSTYPE = "fuse.datastore"
 STATS_INTERVAL = 2.0
 """Seconds between updates of a mount's counters in its registry entry."""
 
+READ_AHEAD_KIB = 1024
+"""Kernel read-ahead asked for each mount (:func:`raise_read_ahead`): one full FUSE request."""
+
 
 @dataclass
 class MountInfo(JsonRecord):
@@ -132,14 +135,40 @@ def running(info: MountInfo) -> bool:
 
 def mounted_dirs() -> dict[str, str]:
     """Mount points of this machine's datastore mounts -> their source (``datastore:NAME@V``)."""
-    found: dict[str, str] = {}
+    return {target: source for target, source, _ in _our_mounts()}
+
+
+def _our_mounts() -> Iterator[tuple[str, str, str]]:
+    """(mount point, source, device ``major:minor``) of each datastore mount in mountinfo."""
     with contextlib.suppress(OSError), open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
         for line in fh:
             left, _, right = line.partition(" - ")
             fields, tail = left.split(), right.split()
             if len(fields) >= 5 and tail and tail[0] == FSTYPE:
-                found[_unescape(fields[4])] = tail[1] if len(tail) > 1 else ""
-    return found
+                yield _unescape(fields[4]), tail[1] if len(tail) > 1 else "", fields[2]
+
+
+def raise_read_ahead(target: Path, kib: int = READ_AHEAD_KIB) -> bool:
+    """Let the kernel read ahead ``kib`` KiB in the mount at ``target`` (root only).
+
+    The kernel gives a FUSE mount the default 128 KiB read-ahead whatever the file system asks
+    for, so a sequential reader costs one request per 128 KiB; with 1 MiB (the largest FUSE
+    request) a 1 GiB file served from the cache takes about half the time (``bench``,
+    "dd large, second"). The setting lives in sysfs under the mount's device and goes away
+    with the mount; a user who is not root keeps the default.
+
+    Returns:
+        Whether the setting was written.
+    """
+    for where, _, device in _our_mounts():
+        if where == str(target):
+            try:
+                Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{kib}\n")
+            except OSError as exc:
+                log.debug("read-ahead of %s stays the kernel's default (%s)", target, exc)
+                return False
+            return True
+    return False
 
 
 def _unescape(field: str) -> str:
@@ -434,6 +463,7 @@ def serve(record: VersionRecord, target: Path, settings: Settings,
             assert info is not None
             info.started_at = time.time()
             _write_entry(settings, info)
+            raise_read_ahead(target)
             threading.Thread(target=_keep_stats, args=(settings, info, fs, stop), daemon=True).start()
             log.info("mounted %s version %d at %s (%d files)", name, version, target, index.files)
             tell(info)

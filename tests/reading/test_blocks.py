@@ -127,6 +127,22 @@ def test_sequential_reads_read_ahead(version, tmp_path: Path, monkeypatch: pytes
     assert len(calls) == 4  # each block once
 
 
+def test_a_second_pass_over_a_file_reads_ahead_again(version, tmp_path: Path) -> None:
+    """Blocks read ahead once are read ahead again on a later pass (the disk cache into memory)."""
+    store, record, _ = version
+    reads, index = reads_of(store, record, tmp_path)
+    f = open_file(index, "big.bin")  # one OpenFile for both passes, as the mount keeps it by path
+    for _ in range(2):
+        reads._memory = type(reads._memory)(64 * MiB)  # as if memory had dropped every block
+        assert reads.read(f, 0, 1 << 20) == BIG[:1 << 20]
+        deadline = time.monotonic() + 10
+        while reads._memory.get(reads._key(f.entry, 1)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reads._memory.get(reads._key(f.entry, 1)) is not None  # block 1 came ahead of its read
+        got = b"".join(reads.read(f, off, 1 << 20) for off in range(0, len(BIG), 1 << 20))
+        assert got == BIG
+
+
 def test_an_old_manifest_without_block_hashes_checks_the_whole_file_once(version, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch,
                                                                         caplog: pytest.LogCaptureFixture) -> None:

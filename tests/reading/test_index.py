@@ -367,21 +367,47 @@ def test_threads_share_one_index(store: LocalStore, cache: Path) -> None:
     assert errors == []
 
 
+def _pooled(idx: ManifestIndex) -> list:
+    with idx._db() as conn:
+        return [conn, *idx._pool.idle]
+
+
 def test_a_forked_child_opens_its_own_connection(store: LocalStore, cache: Path) -> None:
     idx = ManifestIndex.open(store, version(store, TREE), cache)
     assert idx.lookup("a/b/c.txt") is not None  # the parent's connection exists now
-    inherited = idx._db()
+    inherited = _pooled(idx)
+    idx._pool.lock.acquire()  # as if a parent's thread held the pool's lock at the fork
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit code
         ok = False
         try:
             ok = (idx.entry("a/b/c.txt") == TREE[1] and [n for n, _ in idx.children("a/b")] == ["c.txt", "d e.txt"]
-                  and idx._db() is not inherited)
+                  and not set(map(id, _pooled(idx))) & set(map(id, inherited)))
         finally:
             os._exit(0 if ok else 1)
+    idx._pool.lock.release()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert idx._db() is inherited and idx.entry("a/b/c.txt") == TREE[1]  # the parent goes on as before
+    assert _pooled(idx) == inherited and idx.entry("a/b/c.txt") == TREE[1]  # the parent goes on as before
+
+
+def test_threads_share_a_few_connections(store: LocalStore, cache: Path) -> None:
+    """Short-lived threads (libfuse's workers) reuse idle connections instead of opening their own."""
+    idx = ManifestIndex.open(store, version(store, TREE), cache)
+    opened = []
+    real_connect = sqlite3.connect
+
+    def counting(*args: object, **kwargs: object) -> sqlite3.Connection:
+        opened.append(1)
+        return real_connect(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sqlite3, "connect", counting)
+        for _ in range(50):
+            t = threading.Thread(target=lambda: idx.lookup("a/b/c.txt"))
+            t.start()
+            t.join()
+    assert len(opened) <= 1
 
 
 def test_close_then_use_again(store: LocalStore, cache: Path) -> None:

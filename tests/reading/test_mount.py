@@ -99,6 +99,11 @@ def test_mount_is_the_source_tree_read_on_demand(version: tuple[dict, Path], tmp
     listed = json.loads(cli("mounts", "--json").stdout)
     assert [(m["name"], m["version"], m["dir"], m["files"]) for m in listed] == [("mnt", 1, str(target), len(TREE))]
     assert mounting.running(mounting.MountInfo.from_json(listed[0]))
+    # Sequential readers get 1 MiB requests, not the kernel's 128 KiB default (as root).
+    device = os.stat(target).st_dev
+    ra = Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
+    if os.access(ra, os.W_OK):
+        assert int(ra.read_text()) == mounting.READ_AHEAD_KIB
 
     diff = subprocess.run(["diff", "-r", str(src), str(target)], capture_output=True, text=True)
     assert diff.returncode == 0, diff.stdout + diff.stderr
