@@ -530,9 +530,12 @@ def unmount(dest: str | Path, *, lazy: bool = False, settings: Settings | None =
         _fusermount(target, "-z")
         entry.unlink(missing_ok=True)
         return None
-    if str(target) not in mounted_dirs():
+    source = mounted_dirs().get(str(target))
+    if source is None:
         raise NotMounted(target)
-    info = _read_entry(entry)
+    # No entry: mounted with another DATASTORE_CACHE_DIR (each keeps its own registry); the
+    # mount table still says what it is.
+    info = _read_entry(entry) or _from_source(source, target)
     done = _fusermount(target, *(["-z"] if lazy else []))
     if done.returncode != 0:
         if "busy" in done.stderr.lower():
@@ -544,6 +547,12 @@ def unmount(dest: str | Path, *, lazy: bool = False, settings: Settings | None =
         while running(info) and time.monotonic() < deadline:
             time.sleep(0.05)
     return info
+
+
+def _from_source(source: str, target: Path) -> MountInfo:
+    """What the mount table tells of a mount this registry has no entry for (pid 0: unknown)."""
+    name, _, version = source.removeprefix("datastore:").rpartition("@")
+    return MountInfo(name, int(version) if version.isdigit() else 0, str(target), 0, socket.gethostname(), "", 0.0)
 
 
 @contextlib.contextmanager
