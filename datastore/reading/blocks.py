@@ -160,7 +160,7 @@ class CachedReader:
         self._memory = _Memory(self._memory_bytes)
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="fetch")
         # Read-ahead has its own threads so that it never delays a read someone waits for.
-        self._ahead = ThreadPoolExecutor(max(2, self.readahead // 2), thread_name_prefix="readahead")
+        self._ahead = ThreadPoolExecutor(max(2, self.readahead), thread_name_prefix="readahead")
         self._whole_lock = threading.Lock()
         self._ahead_lock = threading.Lock()
 

@@ -392,3 +392,31 @@ def test_a_store_that_stops_answering_is_eio_within_the_timeout(tmp_path: Path, 
         mounting.unmount(target, settings=settings)
     log = _log_of(settings, target)
     assert "EIO big.bin: the store did not answer within 3 s while reading 'big.bin'" in log
+
+
+_FREED_BACK = """
+import sys
+from datastore.reading.mount import fixed_malloc_threshold
+
+def rss_kib():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS"))
+
+if sys.argv[1] == "fixed":
+    assert fixed_malloc_threshold()
+block = bytearray(4 << 20)
+del block  # glibc's own rule raises its mmap threshold past 4 MiB here
+base = rss_kib()
+block = bytearray(4 << 20)
+block[::4096] = bytes(len(block[::4096]))  # touch every page
+del block
+print(rss_kib() - base)
+"""
+
+
+@pytest.mark.parametrize(("mode", "freed"), [("fixed", True), ("plain", False)])
+def test_the_mount_process_gives_freed_blocks_back(mode: str, freed: bool) -> None:
+    """With the fixed threshold a freed block leaves the process; with glibc's moving one it stays."""
+    done = subprocess.run([sys.executable, "-c", _FREED_BACK, mode], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    kept_kib = int(done.stdout)
+    assert (kept_kib < 1024) is freed, kept_kib
