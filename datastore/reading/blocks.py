@@ -192,11 +192,27 @@ class CachedReader:
         self._maybe_read_ahead(f, first, last)
         parts = []
         for i in range(first, last + 1):
-            block = self._block(f.entry, i)
             lo = offset - i * BLOCK_BYTES if i == first else 0
-            hi = end - i * BLOCK_BYTES if i == last else len(block)
-            parts.append(block[lo:hi])
+            hi = end - i * BLOCK_BYTES if i == last else e.block_span(i)[1]
+            parts.append(self._block_range(e, i, lo, hi))
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _block_range(self, e: Entry, i: int, lo: int, hi: int) -> bytes:
+        """Bytes ``lo:hi`` of block ``i``: from memory, else only their pages from the disk cache.
+
+        A part of a block that memory does not hold (a random reader; many sequential readers at
+        once, which push each other's blocks out of memory) is read from the disk cache alone,
+        checked page by page, rather than the whole block read and checked for a few KiB of it.
+        """
+        key = self._key(e, i)
+        block = self._memory.get(key)
+        if block is None and hi - lo < e.block_span(i)[1]:
+            part = self.cache.get_range(key, lo, hi - lo)
+            if part is not None and len(part) == hi - lo:
+                return part
+        if block is None:
+            block = self._block(e, i)
+        return block[lo:hi]
 
     # --- small files --------------------------------------------------------------------------
 

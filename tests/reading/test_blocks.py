@@ -143,6 +143,25 @@ def test_a_second_pass_over_a_file_reads_ahead_again(version, tmp_path: Path) ->
         assert got == BIG
 
 
+def test_a_part_of_a_block_not_in_memory_reads_only_its_pages_from_disk(version, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    store, record, _ = version
+    first, index = reads_of(store, record, tmp_path, readahead=0)
+    f = open_file(index, "big.bin")
+    assert b"".join(first.read(f, off, 1 << 20) for off in range(0, len(BIG), 1 << 20)) == BIG  # all on disk now
+    again, index2 = reads_of(store, record, tmp_path, readahead=0)  # another process: nothing in memory
+    calls = count_gets(store, monkeypatch)
+
+    def whole_block(key: str) -> bytes:
+        raise AssertionError(f"a 4 KiB read loaded the whole block {key}")
+
+    monkeypatch.setattr(again.cache, "get", whole_block)
+    g = open_file(index2, "big.bin")
+    for off in (0, 5, BLOCK_BYTES - 2048, 2 * BLOCK_BYTES + 300_000, len(BIG) - 4096):
+        assert again.read(g, off, 4096) == BIG[off:off + 4096]
+    assert calls == []
+
+
 def test_an_old_manifest_without_block_hashes_checks_the_whole_file_once(version, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch,
                                                                         caplog: pytest.LogCaptureFixture) -> None:

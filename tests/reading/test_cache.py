@@ -154,6 +154,32 @@ def test_hit_touches_are_throttled(tmp_path: Path) -> None:
     assert entry_file(cache, "k").stat().st_mtime_ns > time.time_ns() - 5 * 10**9
 
 
+def test_ranges_of_a_large_entry_read_only_their_pages(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path, 64 * MiB)
+    page = cache_module.PAGE_BYTES
+    data = os.urandom(8 * MiB + 123)
+    cache.put("big", data)
+    assert entry_file(cache, "big").stat().st_size == cache_module.entry_bytes(len(data)) == cache.usage().bytes
+    for offset, length in [(0, 4096), (page - 10, 20), (3 * page, page), (len(data) - 5, 100), (len(data), 10),
+                           (0, len(data)), (5, 0)]:
+        assert cache.get_range("big", offset, length) == data[offset:offset + length], (offset, length)
+    assert cache.get("big") == data
+    assert cache.get_range("absent", 0, 10) is None
+    small = b"small entry"
+    cache.put("small", small)
+    assert cache.get_range("small", 2, 3) == small[2:5]
+
+    # A damaged page: a range over it is a miss (and the file goes); one over other pages was
+    # served from pages that check out, which is why each page has its own crc.
+    path = entry_file(cache, "big")
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) - len(data) + 5 * page + 7] ^= 0x01
+    path.write_bytes(bytes(raw))
+    assert cache.get_range("big", 0, 4096) == data[:4096]
+    assert cache.get_range("big", 5 * page, 10) is None
+    assert not path.exists() and cache.get_range("big", 0, 4096) is None
+
+
 @pytest.mark.parametrize("damage", ["flip payload byte", "flip header byte", "truncate", "append", "empty",
                                     "other key's file"])
 def test_damaged_entry_is_a_miss_and_removed(tmp_path: Path, damage: str) -> None:
