@@ -208,11 +208,9 @@ class CachedReader:
         block = self._memory.get(key)
         if block is None and hi - lo < e.block_span(i)[1]:
             part = self.cache.get_range(key, lo, hi - lo)
-            if part is not None and len(part) == hi - lo:
+            if part is not None:
                 return part
-        if block is None:
-            block = self._block(e, i)
-        return block[lo:hi]
+        return (block if block is not None else self._block(e, i))[lo:hi]
 
     # --- small files --------------------------------------------------------------------------
 

@@ -357,25 +357,7 @@ class BlockCache:
         Returns:
             Exactly the bytes given to :meth:`put`, or None. A damaged entry file is deleted.
         """
-        digest = _digest(key)
-        path = self._path(digest)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        try:
-            st = os.fstat(fd)
-            payload = self._read_entry(fd, st.st_size, digest)
-            if payload is None:
-                self._discard(path, st)
-                return None
-            # Refresh the LRU age, throttled: a hot entry would otherwise cost a write per hit.
-            if time.time_ns() - st.st_mtime_ns > TOUCH_SECONDS * 1e9:
-                with contextlib.suppress(OSError):  # e.g. another user's entry: age is advisory
-                    os.utime(fd)
-            return payload
-        finally:
-            os.close(fd)
+        return self._lookup(key, 0, None)
 
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key`` (replacing what was there), atomically.
@@ -401,6 +383,10 @@ class BlockCache:
         Reads and checks only the pages the range touches; a damaged page makes it a miss and
         deletes the file, as :meth:`get` does.
         """
+        return self._lookup(key, offset, length)
+
+    def _lookup(self, key: str, offset: int, length: int | None) -> bytes | None:
+        """What :meth:`get` (``length`` None: the whole payload) and :meth:`get_range` return."""
         digest = _digest(key)
         path = self._path(digest)
         try:
@@ -413,8 +399,9 @@ class BlockCache:
             if payload is None:
                 self._discard(path, st)
                 return None
+            # Refresh the LRU age, throttled: a hot entry would otherwise cost a write per hit.
             if time.time_ns() - st.st_mtime_ns > TOUCH_SECONDS * 1e9:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError):  # e.g. another user's entry: age is advisory
                     os.utime(fd)
             return payload
         finally:
