@@ -31,6 +31,7 @@ stops answering is a :class:`~datastore.errors.ReadTimedOut` (``EIO`` for the ca
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -54,6 +55,9 @@ MiB = 1024 * 1024
 
 NEIGHBOURS = 256
 """Files after a small file that may come with it in one ranged GET (its run decides how many)."""
+
+FLUSH_SECONDS = 30.0
+"""Longest wait in :meth:`CachedReader.close` for the cache's queued entries to be written."""
 
 READAHEAD_BLOCKS = 8
 """Blocks fetched ahead of a sequential reader at most (64 MiB of 8 MiB blocks)."""
@@ -165,9 +169,11 @@ class CachedReader:
         self._ahead_lock = threading.Lock()
 
     def close(self) -> None:
-        """Stop the worker threads (pending read-ahead is dropped)."""
+        """Stop the worker threads (pending read-ahead is dropped) and write what the cache queued."""
         self._ahead.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if not self.cache.flush(FLUSH_SECONDS):
+            log.warning("block cache: entries still unwritten after %.0f s; they will be fetched again", FLUSH_SECONDS)
 
     # --- the read call ------------------------------------------------------------------------
 
@@ -236,7 +242,7 @@ class CachedReader:
             except ChecksumMismatch as exc:  # a bad neighbour is not served; its own read reports it
                 log.error("%s", exc)
                 continue
-            self.cache.put(self._key(n), bytes(piece))
+            self.cache.put_later(self._key(n), bytes(piece))
         self.fetched_bytes += run.length
         assert mine is not None  # the run starts with the file asked for
         return mine
@@ -335,7 +341,7 @@ class CachedReader:
         if data is None:
             data = self.cache.get(key)
             if data is None:
-                data = self._wait(e, self.cache.get_or_fetch, key, fetch)
+                data = self._wait(e, functools.partial(self.cache.get_or_fetch, key, fetch, later=True))
             self._memory.put(key, data)
         return data
 

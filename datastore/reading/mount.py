@@ -53,8 +53,11 @@ FSTYPE = "fuse.datastore"
 STATS_INTERVAL = 2.0
 """Seconds between updates of a mount's counters in its registry entry."""
 
-MALLOC_MMAP_BYTES = 1024 * 1024
-"""Allocations this large or larger get their own mapping in the mount process (:func:`fixed_malloc_threshold`)."""
+MALLOC_MMAP_BYTES = 32 * 1024 * 1024
+"""Allocations this large or larger get their own mapping in the mount process (:func:`tune_malloc`)."""
+
+MALLOC_ARENAS = 2
+"""Heaps glibc may keep in the mount process (:func:`tune_malloc`)."""
 
 READ_AHEAD_KIB = 1024
 """Kernel read-ahead asked for each mount (:func:`raise_read_ahead`): one full FUSE request."""
@@ -436,7 +439,7 @@ def serve(record: VersionRecord, target: Path, settings: Settings,
     from datastore.reading.index import ManifestIndex
     from datastore.reading.reader import Reader
 
-    fixed_malloc_threshold()
+    tune_malloc()
     reported = threading.Event()
 
     def tell(what: MountInfo | BaseException) -> None:
@@ -446,6 +449,7 @@ def serve(record: VersionRecord, target: Path, settings: Settings,
 
     stop = threading.Event()
     info: MountInfo | None = None
+    reads: CachedReader | None = None
     try:
         mfusepy = load_binding()
         store = open_store(settings.store, settings)
@@ -483,6 +487,8 @@ def serve(record: VersionRecord, target: Path, settings: Settings,
         raise
     finally:
         stop.set()
+        if reads is not None:
+            reads.close()  # writes the cache entries still queued, for the next mount to find
         _entry_file(settings, target).unlink(missing_ok=True)
         try:
             lease.release()
@@ -497,25 +503,29 @@ def serve(record: VersionRecord, target: Path, settings: Settings,
     return info
 
 
-def fixed_malloc_threshold(nbytes: int = MALLOC_MMAP_BYTES) -> bool:
-    """Make glibc give every allocation of ``nbytes`` or more its own mapping, freed back at once.
+def tune_malloc(nbytes: int = MALLOC_MMAP_BYTES, arenas: int = MALLOC_ARENAS) -> bool:
+    """Make glibc serve the mount's blocks from a few reused heaps (call before threads start).
 
-    glibc raises its mmap threshold each time a large block is freed, up to 32 MiB, after which
-    the mount's 8 MiB blocks come from the heaps of its many threads and stay there: the process
-    grew to 590 MiB reading a 1 GiB file with 128 MiB of block memory. A fixed threshold (what
-    ``MALLOC_MMAP_THRESHOLD_`` does) keeps it near 200 MiB (``bench``, peak RSS). Elsewhere than
-    glibc, nothing to do.
+    Left alone, glibc gives each of the mount's ~60 threads a heap of its own (up to 8 per core)
+    and raises its mmap threshold as large blocks are freed, so freed 8 MiB blocks pile up in
+    every heap: the process grew to 590 MiB reading a 1 GiB file with 128 MiB of block memory.
+    The previous cure, a fixed 1 MiB threshold, gave every block (and every 1 MiB slice handed
+    to the kernel) a fresh mapping, and on a VM each fresh page costs a fault in the
+    hypervisor too: a cold ``dd`` of 1 GiB took 4.3-6.4 s, and a second one from the disk cache
+    2-3 s. Two heaps and a fixed 32 MiB threshold reuse the same pages for every block: 3.4-3.7 s
+    and 1.1-1.3 s, peak RSS 290-308 MiB (``/tmp`` script in the closing note of issue 13).
+    Elsewhere than glibc, nothing to do.
 
     Returns:
-        Whether the threshold was set.
+        Whether glibc took both settings.
     """
     import ctypes
     import ctypes.util
 
-    m_mmap_threshold = -3  # <malloc.h>
+    m_mmap_threshold, m_arena_max = -3, -8  # <malloc.h>
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(m_mmap_threshold, nbytes))
+        return bool(libc.mallopt(m_arena_max, arenas)) and bool(libc.mallopt(m_mmap_threshold, nbytes))
     except (OSError, AttributeError):
         return False
 

@@ -3,6 +3,7 @@ and processes (also when the fetcher is killed), fork safety, usage accounting a
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import pickle
@@ -480,3 +481,91 @@ def test_scan_removes_temporary_files_of_killed_writers(tmp_path: Path) -> None:
     (tmp_path / "usage").unlink()
     assert cache.usage() == CacheUsage(4 + HEADER_BYTES, 1, MiB)  # temporary files are not entries
     assert not old.exists() and fresh.exists()
+
+
+# --- written behind the reader ------------------------------------------------------------------
+
+
+@pytest.fixture
+def held_writer(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """The writer thread waits for the returned event before publishing anything."""
+    release = threading.Event()
+    publish = BlockCache._publish
+
+    def held(self: BlockCache, key: str, data: bytes, direct: object = None) -> object:
+        if threading.current_thread().name == "cache-writer":
+            assert release.wait(10), "the test never released the writer"
+        return publish(self, key, data, direct)
+
+    monkeypatch.setattr(BlockCache, "_publish", held)
+    yield release
+    release.set()
+
+
+def test_a_fetch_written_behind_is_seen_at_once_and_fetched_once_per_machine(
+        tmp_path: Path, held_writer: threading.Event) -> None:
+    root, log = tmp_path / "cache", tmp_path / "fetches"
+    cache = BlockCache(root, 64 * MiB)
+    expected = os.urandom(3 * MiB)
+    assert cache.get_or_fetch("block", lambda: expected, later=True) == expected
+    assert not entry_file(cache, "block").exists()  # not written yet...
+    assert cache.get("block") == expected  # ...yet this process has it
+    assert cache.get_range("block", MiB, 10) == expected[MiB:MiB + 10]
+
+    def child() -> int:
+        def fetch() -> bytes:
+            log.write_text("fetched again")
+            return b"wrong"
+        return 0 if BlockCache(root, 64 * MiB).get_or_fetch("block", fetch) == expected else 3
+
+    pid = fork(child)  # waits on the fetch lock, which the writer holds until the entry is in place
+    time.sleep(0.3)
+    held_writer.set()
+    assert wait_child(pid, 10) == 0
+    assert not log.exists()
+    assert cache.flush(5)
+    assert entry_file(cache, "block").stat().st_size == cache_module.entry_bytes(len(expected))
+
+
+def test_put_later_is_visible_at_once_and_written_inline_when_the_queue_is_full(
+        tmp_path: Path, held_writer: threading.Event, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_module, "WRITE_BEHIND_BYTES", 2 * MiB)
+    cache = BlockCache(tmp_path / "cache", 64 * MiB)
+    first, second = os.urandom(2 * MiB), os.urandom(MiB)
+    cache.put_later("first", first)
+    assert cache.get("first") == first and not entry_file(cache, "first").exists()
+    cache.put_later("second", second)  # the queue holds 2 MiB already: written now, by this thread
+    assert entry_file(cache, "second").exists()
+    held_writer.set()
+    assert cache.flush(5)
+    fresh = fork(lambda: 0 if BlockCache(tmp_path / "cache", 64 * MiB).get("first") == first else 3)
+    assert wait_child(fresh, 10) == 0
+    assert cache.usage().entries == 2
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_the_writer_bypasses_the_page_cache_where_it_can_and_writes_the_same_entry(
+        tmp_path: Path, direct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """O_DIRECT where the file system takes it; where it refuses (EINVAL), buffered writes for good."""
+    if not direct:
+        real_open = os.open
+
+        def refusing(path: str, flags: int, *args: object) -> int:
+            if flags & os.O_DIRECT:
+                raise OSError(errno.EINVAL, "Invalid argument", path)
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(os, "open", refusing)
+    root = tmp_path / "cache"
+    cache = BlockCache(root, 64 * MiB)
+    payloads = {f"k{n}": os.urandom(size) for n, size in enumerate((MiB, 8 * MiB + 5, 3 * MiB - 1, 1000))}
+    for key, data in payloads.items():
+        cache.put_later(key, data)
+    assert cache.flush(10)
+    assert cache._local().writer._direct.supported is direct
+    cache_module._registry.clear()  # a new process's view: nothing queued, only the files
+    fresh = BlockCache(root, 64 * MiB)
+    for key, data in payloads.items():
+        assert entry_file(fresh, key).stat().st_size == cache_module.entry_bytes(len(data))
+        assert fresh.get(key) == data
+        assert fresh.get_range(key, len(data) - 7, 100) == data[-7:]
