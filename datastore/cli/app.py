@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from datastore.errors import DatastoreError, OrchestrationError, UsageError, one_line
+from datastore.errors import DatastoreError, DatastoreNotFound, OrchestrationError, UsageError, one_line
 from datastore.model import progress
 from datastore.orchestration import runtime
 from datastore.settings import Settings
@@ -304,14 +304,28 @@ def delete(
             out.print(f"deleted {rec.name} version {rec.version} "
                       f"(reclaimed {gone.objects} objects only it used, {human_bytes(gone.bytes)})")
             return
-        live = deletion.live_versions(name)
+        # --all also dismisses the name's failed creations: a name with only those is not "missing".
+        failed = deletion.failed_creations(name)
+        try:
+            live = deletion.live_versions(name)
+        except DatastoreNotFound:
+            if not failed:
+                raise
+            live = []
+        what = ", ".join(x for x in (
+            f"all {len(live)} versions of {name!r} ({', '.join(map(str, live))})" if live else "",
+            f"{len(failed)} failed creation{'s' if len(failed) != 1 else ''} of {name!r}" if failed else "") if x)
         if not yes:
             if not sys.stdin.isatty():
-                raise UsageError(f"refusing to delete all {len(live)} versions of {name!r} without confirmation",
-                                     "pass --yes to confirm in a script")
-            typer.confirm(f"delete all {len(live)} versions of {name!r} ({', '.join(map(str, live))})?", abort=True)
-        gone = deletion.delete_all(name)
-        out.print(f"deleted {name} versions {', '.join(map(str, gone.numbers))} (reclaimed {human_bytes(gone.bytes)})")
+                raise UsageError(f"refusing to delete {what} without confirmation", "pass --yes to confirm in a script")
+            typer.confirm(f"delete {what}?", abort=True)
+        if live:
+            gone = deletion.delete_all(name)
+            out.print(f"deleted {name} versions {', '.join(map(str, gone.numbers))} (reclaimed {human_bytes(gone.bytes)})")
+        if failed:
+            dismissed = deletion.dismiss_failed(name)
+            out.print(f"removed {len(dismissed)} failed creation{'s' if len(dismissed) != 1 else ''} of {name} "
+                      "from 'list' and 'status' (their flow runs stay in Prefect)")
 
     guarded(run)
 

@@ -181,6 +181,9 @@ class Monitor:
             if self.store is not None:
                 try:
                     inflight.remove(self.store, snap.run_id)
+                    # Earlier failures of the same source are superseded: the version now stands.
+                    inflight.dismiss_failed(self.store, self.settings.lease_ttl, snap.name, source=snap.source,
+                                            before=snap.started_at)
                 except Exception as exc:  # noqa: BLE001
                     self.log.warning("status record %s not removed: %s", snap.run_id, exc)
 

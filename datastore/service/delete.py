@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from datastore.errors import DatastoreNotFound
 from datastore.orchestration import events
-from datastore.store import Store, deletion, open_store, versions
+from datastore.settings import Settings
+from datastore.store import Store, deletion, inflight, open_store, versions
 from datastore.store.gc import reclaim_version
+from datastore.store.inflight import RunRecord
 from datastore.store.versions import VersionRecord
 
 
@@ -69,3 +71,16 @@ def delete_all(name: str, *, store: Store | None = None) -> Deleted:
     """
     store = store or open_store()
     return _finish(store, name, deletion.delete_all(store, name))
+
+
+def failed_creations(name: str, *, settings: Settings | None = None) -> list[RunRecord]:
+    """The store's records of failed creations of ``name`` (the ``failed`` rows of ``list``/``status``)."""
+    settings = settings or Settings.from_env()
+    store = open_store(settings.store, settings)
+    return [r for r in inflight.read_all(store, settings.lease_ttl) if r.name == name and r.status == "failed"]
+
+
+def dismiss_failed(name: str, *, settings: Settings | None = None) -> list[RunRecord]:
+    """Remove the failed creations of ``name`` from ``list`` and ``status`` (their runs stay in Prefect)."""
+    settings = settings or Settings.from_env()
+    return inflight.dismiss_failed(open_store(settings.store, settings), settings.lease_ttl, name)

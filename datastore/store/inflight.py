@@ -255,6 +255,27 @@ def recent(store: Store, stale_after: float, retention: float, name: str | None 
             and (r.status == "processing" or now - (r.finished_at or r.updated_at) <= retention)]
 
 
+def dismiss_failed(store: Store, stale_after: float, name: str, *, source: str | None = None,
+                   before: float | None = None) -> list[RunRecord]:
+    """Remove the failed run records of ``name``; returns them.
+
+    Args:
+        store: The store.
+        stale_after: As in :func:`read_all` (a silent record counts as failed, as it is shown).
+        name: The datastore name.
+        source: Only failures of this (credential-free) source.
+        before: Only failures that started before this POSIX time (a creation that commits
+            dismisses the failures it supersedes, not one that started after it).
+    """
+    gone = [r for r in read_all(store, stale_after)
+            if r.name == name and r.status == "failed" and (source is None or r.source == source)
+            and (before is None or r.started_at < before)]
+    for rec in gone:
+        store.delete(layout.run_key(rec.run_id))
+        _local_path(store, rec.run_id).unlink(missing_ok=True)
+    return gone
+
+
 def expire(store: Store, stale_after: float, retention: float, dry_run: bool = False) -> list[str]:
     """Remove failed (and long-silent) run records older than ``retention``; returns their keys."""
     now = time.time()

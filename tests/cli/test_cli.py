@@ -281,3 +281,40 @@ def test_download_writes_a_verified_read_only_copy_independent_of_the_store(cli:
     # A written copy holds no lease: the version can be deleted, and the copy keeps every byte.
     assert cli.run("delete", "--name", "mnt", "--version", "1").returncode == 0
     assert {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == tree
+
+
+def test_failed_creations_can_be_dismissed_and_a_later_commit_of_the_source_drops_them(
+        cli: Cli, tmp_path: Path, local_store: str) -> None:
+    """Defect (issue 14, checked against 737561e): a failed row stayed for 7 days, ``delete --all``
+    said the name did not exist, and a later successful create left the row beside the version."""
+    def listed() -> list[tuple]:
+        shown = cli.run("list", "--json")
+        assert shown.returncode == 0, shown.stderr
+        return [(r["name"], r["version"], r["status"]) for r in json.loads(shown.stdout)]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.run("create", str(empty), "--name", "emptysrc").returncode != 0
+    assert listed() == [("emptysrc", None, "failed")]
+    gone = cli.run("delete", "--name", "emptysrc", "--all", "--yes")
+    assert gone.returncode == 0, gone.stderr
+    assert " ".join(gone.stdout.split()) == ("removed 1 failed creation of emptysrc from 'list' and 'status' "
+                                   "(their flow runs stay in Prefect)")
+    assert listed() == []
+    missing = cli.run("delete", "--name", "emptysrc", "--all", "--yes")
+    assert_one_line_error(missing)
+    assert "datastore 'emptysrc' does not exist" in missing.stderr
+
+    # The same source fails, then commits: the failure is superseded. Another source's stays.
+    other = tmp_path / "other"
+    other.mkdir()
+    assert cli.run("create", str(empty), "--name", "later").returncode != 0
+    assert cli.run("create", str(other), "--name", "later").returncode != 0
+    assert listed() == [("later", None, "failed"), ("later", None, "failed")]
+    (empty / "now.txt").write_text("not empty any more")
+    made = cli.run("create", str(empty), "--name", "later")
+    assert made.returncode == 0, made.stderr
+    shown = cli.run("list", "--json")
+    rows = json.loads(shown.stdout)
+    assert [(r["name"], r["version"], r["status"]) for r in rows] == [("later", 1, "succeeded"), ("later", None, "failed")]
+    assert rows[1]["source"] == str(other)

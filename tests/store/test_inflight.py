@@ -100,3 +100,21 @@ def test_a_failed_record_the_store_refused_is_shown_from_the_local_copy(
     assert inflight.read(other, "full", stale_after=120).status == "processing"
     assert inflight.expire(store, 120, retention=3600) == ["runs/full.json"]
     assert not kept.exists() and inflight.read(store, "full", stale_after=120) is None
+
+
+def test_dismiss_failed_removes_only_the_failures_asked_for(local_store: str) -> None:
+    store = open_store(local_store)
+    t = time.time()
+    recs = [inflight.RunRecord(run_id="a1", name="a", kind="local", source="/a", status="failed", started_at=t - 30),
+            inflight.RunRecord(run_id="a2", name="a", kind="local", source="/other", status="failed", started_at=t - 20),
+            inflight.RunRecord(run_id="a3", name="a", kind="local", source="/a", status="failed", started_at=t + 5),
+            inflight.RunRecord(run_id="a4", name="a", kind="local", source="/a", started_at=t - 10),  # processing
+            inflight.RunRecord(run_id="b1", name="b", kind="local", source="/a", status="failed", started_at=t - 30)]
+    for rec in recs:
+        inflight.write(store, rec)
+    # What a commit of /a that started at t does: earlier failures of /a only.
+    assert [r.run_id for r in inflight.dismiss_failed(store, 120, "a", source="/a", before=t)] == ["a1"]
+    assert sorted(r.run_id for r in inflight.read_all(store, 120)) == ["a2", "a3", "a4", "b1"]
+    # What 'delete --all' does: every failure of the name, never a creation still processing.
+    assert sorted(r.run_id for r in inflight.dismiss_failed(store, 120, "a")) == ["a2", "a3"]
+    assert sorted(r.run_id for r in inflight.read_all(store, 120)) == ["a4", "b1"]
