@@ -14,7 +14,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from datastore.creation.sources import http
 from datastore.errors import is_transient
 from datastore.model.kinds import Kind
-from datastore_flows.common import monitored, run_name, settings_for
+from datastore_flows.common import monitored, run_name, settings_for, worker_refusals
 from datastore_flows.pipeline import run_batched
 from datastore_tasks.commit import commit_version
 from datastore_tasks.http_archive import download_archive, extract_archive
@@ -38,7 +38,7 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
         archive's sha256.
     """
     settings = settings_for(store)
-    with monitored(Kind.HTTP_ARCHIVE, source, name, settings) as mon:
+    with monitored(Kind.HTTP_ARCHIVE, source, name, settings) as mon, worker_refusals():
         job = mon.started(http.prepare(source, name, settings))
         try:
             mon.phase("downloading")

@@ -6,31 +6,15 @@ commit (1 task). Everything before commit is invisible; a re-run resumes finishe
 
 from __future__ import annotations
 
-import socket
-
 from prefect import flow
-from prefect.runtime import deployment, flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from datastore.creation.pipeline import prepare
 from datastore.creation.sources.local import resolve_source
 from datastore.model.kinds import Kind
-from datastore_flows.common import monitored, run_name, settings_for
+from datastore_flows.common import monitored, run_name, settings_for, worker_host
 from datastore_flows.pipeline import run_batched
 from datastore_tasks.local import scan_local, transfer_local_batch
-
-
-def _worker_host() -> str | None:
-    """This host when a worker runs the flow (deployment, --submit, schedule), else None.
-
-    Passed to :func:`resolve_source` only for its error message: a worker's filesystem may not
-    be the user's. Looked up lazily (an API call) and never allowed to fail the creation.
-    """
-    try:
-        on_worker = deployment.id or flow_run.parent_deployment_id
-    except Exception:  # noqa: BLE001 - only a hint in an error message
-        return None
-    return socket.gethostname() if on_worker else None
 
 
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
@@ -51,6 +35,6 @@ def create_from_local(source: str, name: str | None = None, store: str | None = 
     """
     settings = settings_for(store)
     with monitored(Kind.LOCAL, source, name, settings) as mon:
-        root = resolve_source(source, worker=_worker_host)
+        root = resolve_source(source, worker=worker_host)
         job = mon.started(prepare(str(root), name, Kind.LOCAL, settings))
         return run_batched(mon, job, settings, scan=scan_local, transfer=transfer_local_batch, if_changed=if_changed)

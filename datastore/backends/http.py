@@ -65,6 +65,8 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ALLOW_PRIVATE_ENV = "DATASTORE_HTTP_ALLOW_PRIVATE"
 PUBLIC_ONLY_HINT = "datastore only fetches public archive URLs"
 PRIVATE_HINT = f"datastore only fetches public archive URLs unless {ALLOW_PRIVATE_ENV}=1 is set (trusted networks)"
+PRIVATE_SUFFIX = f"; set {ALLOW_PRIVATE_ENV}=1 to allow it"
+"""How a refusal that the setting would lift ends (:func:`check_address`)."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -194,7 +196,7 @@ def check_address(ip: IPAddress, allow_private: bool) -> str | None:
     if allowable and allow_private:
         return None
     reason = f"{subject} {label}"
-    return f"{reason}; set {ALLOW_PRIVATE_ENV}=1 to allow it" if allowable else reason
+    return reason + PRIVATE_SUFFIX if allowable else reason
 
 
 def resolve_checked(host: str, port: int, allow_private: bool, *, url: str | None = None) -> list[str]:
@@ -233,7 +235,7 @@ def resolve_checked(host: str, port: int, allow_private: bool, *, url: str | Non
         if reason is not None:
             literal = host.strip("[]").split("%", 1)[0] == text
             raise UrlRefused(shown, reason if literal else f"{host} resolves to a refused address: {reason}",
-                             PRIVATE_HINT if reason.endswith("to allow it") else PUBLIC_ONLY_HINT)
+                             PRIVATE_HINT if reason.endswith(PRIVATE_SUFFIX) else PUBLIC_ONLY_HINT)
         if text not in addresses:
             addresses.append(text)
     if not addresses:

@@ -118,6 +118,7 @@ def create(
     submit_: Annotated[bool, typer.Option("--submit", help="Run it as a flow run on the work pool (a worker) and return.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --submit: follow the run to its end.")] = False,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="With --wait: stop waiting after SECONDS.")] = None,
+    worker_path: Annotated[bool, typer.Option("--worker-path", help="SOURCE is a path on the worker's machine: do not check it here.")] = False,
 ) -> None:
     """Create the next version of a datastore from SOURCE."""
 
@@ -128,11 +129,14 @@ def create(
         show = not as_json and sys.stderr.isatty()
         if timeout is not None and not wait:
             raise UsageError("--timeout limits --wait", "add --submit --wait, or drop --timeout")
+        if worker_path and not submit_:
+            raise UsageError("--worker-path is for a path only a worker's machine has",
+                             "add --submit, or drop --worker-path (without --submit the create reads it here)")
         if wait and not submit_:
             raise UsageError("--wait follows a submitted run", "add --submit, or drop --wait (without --submit "
                                  "the create runs here and always waits)")
         if submit_:
-            record = _create_submitted(source, name, no_copy, credentials, wait, as_json, show, timeout)
+            record = _create_submitted(source, name, no_copy, credentials, wait, as_json, show, timeout, worker_path)
             if record is None:
                 return
         else:
@@ -147,11 +151,11 @@ def create(
 
 
 def _create_submitted(source: str, name: str | None, no_copy: bool, credentials: str | None,
-                      wait: bool, as_json: bool, show: bool, timeout: float | None) -> dict | None:
+                      wait: bool, as_json: bool, show: bool, timeout: float | None, worker_path: bool) -> dict | None:
     """Hand the creation to a worker; with ``wait`` follow it and return the committed record."""
     from datastore.service import create as creation
 
-    sub = creation.submit(source, name, no_copy=no_copy, credentials=credentials)
+    sub = creation.submit(source, name, no_copy=no_copy, credentials=credentials, worker_path=worker_path)
     run = sub.run
     if not wait:
         if as_json:
@@ -540,6 +544,7 @@ def schedule(
     list_: Annotated[bool, typer.Option("--list", help="List the scheduled datastores.")] = False,
     remove: Annotated[bool, typer.Option("--remove", help="Remove the schedule of --name.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    worker_path: Annotated[bool, typer.Option("--worker-path", help="SOURCE is a path on the worker's machine: do not check it here.")] = False,
 ) -> None:
     """Re-upload SOURCE into NAME periodically (a deployment with a schedule on the Prefect server)."""
 
@@ -571,7 +576,7 @@ def schedule(
         if source is None:
             raise UsageError("SOURCE is required to schedule", f"for example: datastore schedule ./data --name {name} --every 1d")
         done = periodic.schedule(source, name, cron=cron, every=every, timezone=timezone, no_copy=no_copy,
-                                 credentials=credentials, always=always)
+                                 credentials=credentials, always=always, worker_path=worker_path)
         if as_json:
             print(json.dumps(done.to_json(), indent=2))
         else:

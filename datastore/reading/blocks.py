@@ -62,7 +62,7 @@ FLUSH_SECONDS = 30.0
 READAHEAD_BLOCKS = 8
 """Blocks fetched ahead of a sequential reader at most (64 MiB of 8 MiB blocks)."""
 
-MEMORY_BYTES = 128 * MiB
+MEMORY_BYTES = 64 * MiB
 """Checked blocks kept in process memory (the disk cache holds the rest)."""
 
 

@@ -110,7 +110,7 @@ STALE_TMP_SECONDS = 3600.0
 POLL_MAX = 0.02
 """Longest sleep between attempts to take another process's fetch lock."""
 
-WRITE_BEHIND_BYTES = 64 * 1024 * 1024
+WRITE_BEHIND_BYTES = 32 * 1024 * 1024
 """Most payload bytes a process holds waiting to be written (see :class:`_WriteBehind`); past
 this a fetcher writes its entry itself, so a slow disk slows fetches instead of growing memory."""
 

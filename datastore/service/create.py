@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -81,11 +80,12 @@ class Submission:
 
 
 def submit(source: str, name: str | None = None, *, no_copy: bool = False, credentials: str | None = None,
-           settings: Settings | None = None) -> Submission:
+           worker_path: bool = False, settings: Settings | None = None) -> Submission:
     """Hand the creation to a worker (a flow run of the creation deployment) and return at once.
 
-    Only what can be checked without the worker's view is checked here: syntax and the name.
-    Access to the source is the worker's (its credentials, its filesystem), so the worker checks it.
+    Checked here: syntax, the name, and that a local path exists on this machine (unless
+    ``worker_path``: a path only the worker's machine has). Access to an S3 or HTTP source is the
+    worker's (its credentials, its network), so the worker checks it.
 
     Raises:
         NoPrefectServer: no server configured.
@@ -105,7 +105,9 @@ def submit(source: str, name: str | None = None, *, no_copy: bool = False, crede
 
         check_url(source)
     else:
-        source = os.path.abspath(os.path.expanduser(source))
+        from datastore.creation.sources.local import check_submitted
+
+        source = check_submitted(source, worker_path)
     final = validate_name(name) if name is not None else derive_name(source)
     params: dict = {"source": source, "name": final, "store": store.url}
     if kind == "s3":

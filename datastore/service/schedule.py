@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,7 +42,7 @@ class ScheduleSet:
 
 def schedule(source: str, name: str, *, cron: str | None = None, every: str | None = None,
              timezone: str | None = None, no_copy: bool = False, credentials: str | None = None,
-             always: bool = False, settings: Settings | None = None) -> ScheduleSet:
+             always: bool = False, worker_path: bool = False, settings: Settings | None = None) -> ScheduleSet:
     """Re-upload ``source`` into ``name`` periodically (creates or replaces its deployment).
 
     Args:
@@ -55,6 +54,7 @@ def schedule(source: str, name: str, *, cron: str | None = None, every: str | No
         no_copy: Reference S3 objects in place.
         credentials: ``AwsCredentials`` block for an S3 source.
         always: Commit a version every run, even if nothing changed.
+        worker_path: A local ``source`` is the worker's path: do not check that it exists here.
         settings: Default: from the environment (the store the runs write to).
 
     Raises:
@@ -63,7 +63,12 @@ def schedule(source: str, name: str, *, cron: str | None = None, every: str | No
     check_name(name)
     kind = check_options(source, no_copy, credentials)
     sched = launch.build_schedule(cron, every, timezone)
-    src = source if kind != "local" else os.path.abspath(os.path.expanduser(source))
+    if kind == "local":
+        from datastore.creation.sources.local import check_submitted
+
+        src = check_submitted(source, worker_path)
+    else:
+        src = source
     settings = settings or Settings.from_env()
     dep_id = launch.upsert_schedule(name, src, sched, no_copy=no_copy, credentials=credentials, always=always,
                                     store=open_store(settings.store, settings).url)

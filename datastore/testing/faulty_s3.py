@@ -9,6 +9,7 @@ S3 server and, for the requests a :class:`Fault` matches, at its rate:
 * ``"reset"``: sends the real status and headers and half the body, then resets the connection;
 * ``"cross"``: answers with the previous GET's answer (another request's), as a connection
   shared by two processes does.
+* ``"latency"``: waits :attr:`Fault.delay` seconds before forwarding (a slow or distant store).
 
 Decisions come from a seeded random generator, so a failing run can be replayed. Counts of what
 was injected are kept per fault, so a test can check faults really happened.
@@ -23,6 +24,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,11 +45,12 @@ class Fault:
     """One kind of fault, for requests whose method and path (with query) match.
 
     Attributes:
-        kind: ``"500-after"``, ``"503-before"`` or ``"reset"``.
+        kind: ``"500-after"``, ``"503-before"``, ``"reset"``, ``"cross"`` or ``"latency"``.
         rate: Probability per matching request (1.0: every one).
         method: Request method to match (``None``: any).
         path: Regular expression searched in the request path and query (``None``: any).
         limit: Inject at most this many times (``None``: no limit), e.g. "the first two tries".
+        delay: Seconds a ``"latency"`` fault waits.
         injected: How many times this fault was injected.
     """
 
@@ -56,6 +59,7 @@ class Fault:
     method: str | None = None
     path: str | None = None
     limit: int | None = None
+    delay: float = 0.05
     injected: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -123,6 +127,9 @@ def _handler(proxy: FaultyS3) -> type[BaseHTTPRequestHandler]:
             method, path = self.command, self.path
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            slow = proxy.decide(method, path, ("latency",))
+            if slow is not None:
+                time.sleep(slow.delay)
             if proxy.decide(method, path, ("503-before",)):
                 self._answer(503, _SLOW)
                 return

@@ -318,3 +318,25 @@ def test_failed_creations_can_be_dismissed_and_a_later_commit_of_the_source_drop
     rows = json.loads(shown.stdout)
     assert [(r["name"], r["version"], r["status"]) for r in rows] == [("later", 1, "succeeded"), ("later", None, "failed")]
     assert rows[1]["source"] == str(other)
+
+
+def test_submit_and_schedule_check_a_local_path_here_unless_it_is_the_workers(cli: Cli, tmp_path: Path,
+                                                                                local_store: str) -> None:
+    """Defect (issue 14, checked against 737561e): both accepted a path that does not exist and
+    failed later on the worker, blaming it."""
+    missing = str(tmp_path / "no-such-folder")
+    hint = ("check the path (the worker reads it where you submit from); if only the worker's machine has it, "
+            "add --worker-path")
+    for args in (["create", missing, "--submit"], ["schedule", missing, "--name", "nightly", "--every", "1d"]):
+        proc = cli.run(*args)
+        assert_one_line_error(proc)
+        assert proc.stderr.strip() == f"error: source {missing!r} does not exist: {hint}", args
+    # --worker-path: nothing checked here, so the next thing missing is the server (none in this test).
+    for args in (["create", missing, "--submit", "--worker-path"],
+                 ["schedule", missing, "--name", "nightly", "--every", "1d", "--worker-path"]):
+        proc = cli.run(*args)
+        assert_one_line_error(proc, "PREFECT_API_URL is not set")
+    proc = cli.run("create", missing, "--worker-path")
+    assert_one_line_error(proc)
+    assert proc.stderr.strip() == ("error: --worker-path is for a path only a worker's machine has: add --submit, or "
+                                   "drop --worker-path (without --submit the create reads it here)")

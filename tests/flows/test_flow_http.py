@@ -157,3 +157,27 @@ def test_a_rerun_after_a_later_failure_does_not_download_again(local_store: str)
         http_archive.cleanup(job, settings)
         gets = [m for m, _, _ in server.requests_for("/again.tar.gz") if m == "GET"]
     assert first == second and len(gets) == 1
+
+
+@pytest.mark.parametrize("on_worker", [True, False])
+def test_a_private_address_refused_on_a_worker_names_the_workers_setting(
+        local_store: str, monkeypatch: pytest.MonkeyPatch, on_worker: bool) -> None:
+    """Defect (issue 14, checked against 737561e): with the variable set where the user submitted,
+    the worker told them to set it, without saying that it is the worker's environment that counts."""
+    import socket
+
+    from datastore.errors import UrlRefused
+
+    monkeypatch.delenv("DATASTORE_HTTP_ALLOW_PRIVATE")  # the worker's environment lacks it
+    if on_worker:  # what a deployment's flow run sees (prefect.runtime's documented override)
+        monkeypatch.setenv("PREFECT__RUNTIME__DEPLOYMENT__ID", "00000000-0000-0000-0000-000000000001")
+    with serve({"/a.zip": build("zip", {"a.txt": b"a"})}) as server:
+        with pytest.raises(UrlRefused) as caught:
+            create_from_http(server.url("/a.zip"), name="private")
+    message = caught.value.line()
+    if on_worker:
+        assert (f"is a private/loopback address; set DATASTORE_HTTP_ALLOW_PRIVATE=1 on the worker on "
+                f"{socket.gethostname()} to allow it: the worker's environment decides") in message, message
+    else:
+        assert "is a private/loopback address; set DATASTORE_HTTP_ALLOW_PRIVATE=1 to allow it: " in message, message
+    assert versions.scan_versions(open_store(local_store)) == {}

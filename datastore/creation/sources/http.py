@@ -21,9 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from datastore.backends.http import ALLOW_PRIVATE_ENV, PRIVATE_SUFFIX
 from datastore.creation import pipeline as creation
 from datastore.creation.pipeline import CreateJob
-from datastore.errors import ArchiveInvalid, UnsafeArchive
+from datastore.errors import ArchiveInvalid, UnsafeArchive, UrlRefused
 from datastore.model.details import HttpDetail, detail_from_json
 from datastore.model.kinds import Kind
 from datastore.model.naming import derive_name, validate_name
@@ -31,6 +32,15 @@ from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.model.urls import recorded_url
 from datastore.settings import Settings
 from datastore.store import layout, open_store, versions
+
+
+def refused_on_worker(exc: UrlRefused, host: str) -> UrlRefused:
+    """``exc`` as a worker on ``host`` should say it: the setting that allows it is the worker's."""
+    if not exc.reason.endswith(PRIVATE_SUFFIX):
+        return exc  # refused whatever the setting (metadata, link-local): nothing to add
+    reason = f"{exc.reason.removesuffix(PRIVATE_SUFFIX)}; set {ALLOW_PRIVATE_ENV}=1 on the worker on {host} to allow it"
+    return UrlRefused(exc.url, reason, f"the worker's environment decides (where 'prefect worker start' runs on "
+                                       f"{host}); setting {ALLOW_PRIVATE_ENV} where you submit does not reach it")
 
 
 def prepare(url: str, name: str | None, settings: Settings) -> CreateJob:

@@ -72,6 +72,24 @@ def resolve_source(source: str, worker: Callable[[], str | None] | None = None) 
     return p
 
 
+def check_submitted(source: str, worker_path: bool = False) -> str:
+    """The absolute path of a local source handed to a worker, checked here unless ``worker_path``.
+
+    A worker usually shares the submitting machine's filesystem (the same machine, or a shared
+    mount); a path missing here is far more often a typo than a path only the worker has, and
+    finding out from the worker costs a flow run. ``worker_path`` says the path is the
+    worker's own: then only the worker can check it.
+
+    Raises:
+        SourceNotFound: the path does not exist here (and ``worker_path`` is not set).
+    """
+    path = os.path.abspath(os.path.expanduser(source))
+    if not worker_path and not os.path.exists(path):
+        raise SourceNotFound(source, "check the path (the worker reads it where you submit from); if only the "
+                                     "worker's machine has it, add --worker-path")
+    return path
+
+
 def _classify(st: os.stat_result) -> str | None:
     mode = st.st_mode
     if stat.S_ISREG(mode):
