@@ -252,7 +252,7 @@ def test_delete_from_the_command_line(cli: Cli, tmp_path: Path, local_store: str
     assert_one_line_error(cli.run("delete", "--name", "del", "--version", "9"), "datastore 'del' version 9 does not exist")
     assert_one_line_error(cli.run("delete", "--name", "nope", "--all", "--yes"), "datastore 'nope' does not exist")
     assert_one_line_error(cli.run("delete", "--name", "del", "--all"),
-                          "refusing to delete all 2 versions of 'del' without confirmation", "--yes")
+                          "refusing to delete all 2 versions of 'del' (1, 2) without confirmation", "--yes")
     done = cli.run("delete", "--name", "del", "--version", "1")
     assert done.returncode == 0 and "deleted del version 1 (reclaimed" in done.stdout
     assert_one_line_error(cli.run("delete", "--name", "del", "--version", "1"), "was already deleted")
