@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Fixtures that start a real server or process (Prefect API, S3 servers, the CLI in a
 # subprocess). A test that uses none of them is a unit test: `make test-fast` runs only those.
 SERVER_FIXTURES = frozenset({"prefect_api", "seaweed", "moto", "seaweed_store", "moto_store", "cli", "cli_home",
-                             "private_s3"})
+                             "cli_prefect", "cli_ephemeral", "private_s3"})
 SERVER_PARAMS = frozenset({"moto", "seaweed"})  # parametrized tests that pick a server by name
 # What these packages test is a whole command or flow run: every test in them is integration.
 INTEGRATION_PACKAGES = frozenset({"cli", "flows", "deployments", "service"})
@@ -122,20 +122,43 @@ def make_tree(root: Path, files: dict[str, bytes]) -> Path:
 
 @pytest.fixture(scope="session")
 def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """PREFECT_HOME and HOME shared by CLI subprocesses (ephemeral Prefect, no server)."""
+    """PREFECT_HOME and HOME shared by CLI subprocesses."""
     return tmp_path_factory.mktemp("cli-home")
 
 
-class Cli:
-    """Runs the console script in subprocesses with the test's current DATASTORE_*/AWS_* vars."""
+@pytest.fixture(scope="session")
+def cli_prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``prefect server`` that CLI subprocesses talk to (its API URL).
 
-    def __init__(self, home: Path) -> None:
+    A user with a server configured is the setup the product recommends; without one, every
+    ``create`` would start Prefect's ephemeral server (~9 s each, hundreds of times in a run).
+    Tests of the no-server setup use :func:`cli_ephemeral`.
+    """
+    from datastore.testing.prefect_server import prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("cli-prefect"), dict(os.environ), ui=False) as server:
+        yield server.env["PREFECT_API_URL"]
+
+
+class Cli:
+    """Runs the console script in subprocesses with the test's current DATASTORE_*/AWS_* vars.
+
+    Args:
+        home: HOME and PREFECT_HOME of the subprocesses.
+        api_url: The Prefect API they use; None for the out-of-the-box setup (no server
+            configured: Prefect runs an ephemeral one per command).
+    """
+
+    def __init__(self, home: Path, api_url: str | None = None) -> None:
         self.home = home
+        self.api_url = api_url
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment a subprocess gets (read at call time, after fixtures set variables)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(PREFECT_HOME=str(self.home / "prefect"), HOME=str(self.home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        if self.api_url:
+            env["PREFECT_API_URL"] = self.api_url
         env.update(extra)
         return env
 
@@ -149,6 +172,12 @@ class Cli:
 
 
 @pytest.fixture
-def cli(cli_home: Path) -> Cli:
-    """Run the CLI as a user would, in a subprocess."""
+def cli(cli_home: Path, cli_prefect: str) -> Cli:
+    """Run the CLI as a user with a Prefect server would, in a subprocess."""
+    return Cli(cli_home, cli_prefect)
+
+
+@pytest.fixture
+def cli_ephemeral(cli_home: Path) -> Cli:
+    """Run the CLI as a user who configured no Prefect server (the out-of-the-box setup)."""
     return Cli(cli_home)

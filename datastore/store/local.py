@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from datastore import failpoints
 from datastore.errors import (
     AlreadyExists,
     ObjectNotFound,
@@ -96,6 +97,7 @@ class LocalStore(Store):
         return self._tmp / uuid.uuid4().hex
 
     def _publish(self, tmp: Path, key: str, if_absent: bool) -> None:
+        failpoints.hit("store-write")
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         if if_absent:
@@ -199,6 +201,7 @@ class LocalStore(Store):
         yield from walk(base, f"{head}/" if head else "")
 
     def delete(self, key: str) -> None:
+        failpoints.hit("store-write")
         try:
             self._path(key).unlink(missing_ok=True)
         except OSError as exc:

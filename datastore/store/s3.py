@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
+from datastore import failpoints
 from datastore.backends import s3
 from datastore.errors import (
     AlreadyExists,
@@ -54,11 +55,13 @@ class S3Store(Store):
             self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
 
     def put_bytes(self, key: str, data: bytes | bytearray, *, if_absent: bool = False) -> None:
+        failpoints.hit("store-write")
         extra = {"IfNoneMatch": "*"} if if_absent else {}
         with s3.translated(self.url, key):
             self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data, **extra)
 
     def put_file(self, key: str, path: Path) -> None:
+        failpoints.hit("store-write")
         with open(path, "rb") as fh, s3.translated(self.url, key):
             self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=fh)
 
@@ -116,6 +119,7 @@ class S3Store(Store):
         Raises:
             SourceChanged: the source object no longer has ``etag``.
         """
+        failpoints.hit("store-write")
         loc = f"s3://{copy_source['Bucket']}/"
         guard = {"CopySourceIfMatch": f'"{etag}"'}
         dest = self._k(key)
@@ -163,6 +167,7 @@ class S3Store(Store):
                     yield ObjectInfo(obj["Key"][len(self.prefix) :], obj["Size"], obj["LastModified"].timestamp())
 
     def delete(self, key: str) -> None:
+        failpoints.hit("store-write")
         with s3.translated(self.url, key):
             self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
 
@@ -310,6 +315,7 @@ class _S3BlobWriter(BlobWriter):
                 self._send(bytes(self.buf))
                 self.buf = bytearray()
             done = [f.result() for f in self.parts]
+            failpoints.hit("store-write")
             with s3.translated(st.url, self.key):
                 st.client.complete_multipart_upload(
                     Bucket=st.bucket, Key=st._k(self.key), UploadId=self.upload_id, MultipartUpload={"Parts": done}

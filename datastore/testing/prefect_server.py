@@ -123,4 +123,4 @@ def prefect_server(home: Path, base_env: dict[str, str], startup_timeout: float 
     finally:
         for p in server.procs:
             _stop_group(p)
-        _stop_group(proc)
+        _stop_group(proc, timeout=5)  # busy after flow runs it can take 20 s+ to exit; its database is scratch

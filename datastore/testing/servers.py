@@ -173,7 +173,9 @@ def seaweedfs(workdir: Path | None = None, timeout: float = 90, identities: list
         metrics_url = None if metrics_port is None else f"http://127.0.0.1:{metrics_port}/metrics"
         yield S3Server(endpoint, ACCESS_KEY, SECRET_KEY, proc, metrics_url)
     finally:
-        stop(proc)
+        # weed waits ~25 s on SIGTERM (or SIGINT) before it exits; its data is scratch, so a
+        # short grace then SIGKILL saves that per server and loses nothing.
+        stop(proc, timeout=3)
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""The console script as a user runs it: subprocesses, ephemeral Prefect, real stores."""
+"""The console script as a user runs it: subprocesses, a real Prefect server (or none), real stores."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def assert_nothing_stored(store_url: str) -> None:
     assert [o.key for o in store.list("staging/")] == []
 
 
-def test_create_list_show_json(cli: Cli, tmp_path: Path, local_store: str) -> None:
+def test_create_list_show_json(cli_ephemeral: Cli, tmp_path: Path, local_store: str) -> None:
+    cli = cli_ephemeral  # no server configured: the out-of-the-box setup
     src = make_tree(tmp_path / "My Photos", {"a.jpg": b"a" * 100, "sub/b.jpg": b"b" * 50})
     created = cli.run("create", str(src), "--json")
     assert created.returncode == 0, created.stderr
@@ -320,10 +321,11 @@ def test_failed_creations_can_be_dismissed_and_a_later_commit_of_the_source_drop
     assert rows[1]["source"] == str(other)
 
 
-def test_submit_and_schedule_check_a_local_path_here_unless_it_is_the_workers(cli: Cli, tmp_path: Path,
+def test_submit_and_schedule_check_a_local_path_here_unless_it_is_the_workers(cli_ephemeral: Cli, tmp_path: Path,
                                                                                 local_store: str) -> None:
     """Defect (issue 14, checked against 737561e): both accepted a path that does not exist and
     failed later on the worker, blaming it."""
+    cli = cli_ephemeral  # no server configured: the out-of-the-box setup
     missing = str(tmp_path / "no-such-folder")
     hint = ("check the path (the worker reads it where you submit from); if only the worker's machine has it, "
             "add --worker-path")

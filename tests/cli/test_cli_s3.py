@@ -1,4 +1,4 @@
-"""``datastore create s3://…`` as a user runs it: subprocesses, ephemeral Prefect, real S3 servers."""
+"""``datastore create s3://…`` as a user runs it: subprocesses, a real Prefect server, real S3 servers."""
 
 from __future__ import annotations
 

@@ -25,9 +25,12 @@ def data_bytes() -> int:
     return sum(o.size for o in open_store().list("data/"))
 
 
-def kill_at(cli: Cli, failpoint: str, marker: Path, *args: str) -> None:
-    """Start ``datastore ARGS``, wait until it freezes at ``failpoint``, kill -9 its whole process group."""
-    env = cli.env(DATASTORE_FAILPOINT=failpoint, DATASTORE_FAILPOINT_FILE=str(marker), **SETTINGS)
+def kill_at(cli: Cli, failpoint: str, marker: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    """Start ``datastore ARGS``, wait until it freezes at ``failpoint``, kill -9 its whole process group.
+
+    ``env`` replaces this module's batch settings (and adds variables) for the killed process.
+    """
+    env = cli.env(DATASTORE_FAILPOINT=failpoint, DATASTORE_FAILPOINT_FILE=str(marker), **(SETTINGS if env is None else env))
     proc = subprocess.Popen([DATASTORE, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
