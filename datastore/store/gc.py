@@ -98,7 +98,12 @@ def reclaim_version(store: Store, record: versions.VersionRecord) -> Report:
     report = Report()
     if not record.manifest:
         return report
-    mine = {e.object for e in entries(store, record) if e.object}
+    try:
+        mine = {e.object for e in entries(store, record) if e.object}
+    except FileNotFoundError:
+        # A concurrent gc saw the tombstone first and reclaimed the manifest (and with it this
+        # version's own data): the delete is done, there is nothing left for it to reclaim.
+        return report
     _, live_data = _live_references(store)
     # The deleted version's own staging folder, untouched since its commit, is its leftover
     # (kept for resume) and does not protect anything; written to after the commit, it belongs

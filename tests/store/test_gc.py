@@ -146,6 +146,19 @@ def test_delete_reclaims_what_only_that_version_used_at_once(tmp_path: Path, sea
     assert verify(store, versions.read_record(store, "prompt", 1)).ok
 
 
+def test_a_delete_whose_version_gc_reclaimed_first_still_succeeds(tmp_path: Path, local_store: str) -> None:
+    """Found by the soak (tests/service/test_soak.py): a gc between the tombstone and the delete's
+    own reclaim took the manifest, and ``delete`` failed (ObjectNotFound) although it had deleted."""
+    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(5000)})
+    create_from_local(str(src), name="raced")
+    store = open_store()
+    rec = delete_version(store, "raced", 1)
+    assert collect(store, grace_s=0).objects >= 2  # the manifest and the pack: gc got there first
+    freed = reclaim_version(store, rec)
+    assert (freed.objects, freed.bytes) == (0, 0)
+    assert versions.read_record(store, "raced", 1).deleted_at and data_bytes(store) == 0
+
+
 @pytest.mark.parametrize("store_fixture", ["local_store", "seaweed_store", "moto_store"])
 def test_gc_drops_unfinished_writes_of_dead_creations(request: pytest.FixtureRequest, store_fixture: str) -> None:
     request.getfixturevalue(store_fixture)
