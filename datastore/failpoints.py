@@ -4,8 +4,10 @@
 knows the process got there) and then block forever; ``<name>#<n>`` does so at the n-th hit of
 ``name`` in the process (``#0``: never, only counting the hits into the file), which is how the
 kill matrix stops a creation before a seeded random store write. Unset, :func:`hit` is one
-dictionary lookup. This is how the crash-safety tests stop a create exactly after a finished
-batch, just before the commit or before any write, instead of guessing with timers.
+dictionary lookup. With ``DATASTORE_FAILPOINT_RELEASE=<file>`` the process goes on once that
+file exists (a test changes the world while it waits: permissions, the disk). This is how the
+crash-safety tests stop a create exactly after a finished batch, just before the commit or
+before any write, instead of guessing with timers.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def hit(name: str) -> None:
         if str(seen) != nth:
             return
     _mark(str(os.getpid()))
-    while True:  # until the test kills the process
-        time.sleep(3600)
+    release = os.environ.get("DATASTORE_FAILPOINT_RELEASE")
+    while not (release and os.path.exists(release)):  # until the test kills (or releases) the process
+        time.sleep(0.05 if release else 3600)
 
 
 def _mark(text: str) -> None:

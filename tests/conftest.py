@@ -166,9 +166,9 @@ class Cli:
         """Run ``datastore ARGS`` to completion; ``restricted`` drops root's permission bypass."""
         return run_cli(*args, env=self.env(**extra), restricted=restricted)
 
-    def start(self, *args: str, **extra: str) -> subprocess.Popen:
+    def start(self, *args: str, restricted: bool = False, **extra: str) -> subprocess.Popen:
         """Start ``datastore ARGS`` without waiting."""
-        return popen_cli(*args, env=self.env(**extra))
+        return popen_cli(*args, env=self.env(**extra), restricted=restricted)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def run_cli(*args: str, env: dict[str, str], restricted: bool = False, timeout: 
                           stdin=subprocess.DEVNULL)
 
 
-def popen_cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
+def popen_cli(*args: str, env: dict[str, str], restricted: bool = False) -> subprocess.Popen:
     """Start ``datastore ARGS`` without waiting."""
-    return subprocess.Popen(_cmd(args, False), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(_cmd(args, restricted), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
