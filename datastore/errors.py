@@ -146,14 +146,26 @@ class EmptySource(DatastoreError, ValueError):
 
 
 class SourceUnreadable(DatastoreError, PermissionError):
-    """A file of the source cannot be read."""
+    """A file or folder of the source (or the source folder itself) cannot be read.
 
-    def __init__(self, path: str, reason: str) -> None:
+    Args:
+        path: Relative to the source; the source as given when ``root``.
+        reason: Why (``permission denied``).
+        folder: A folder that cannot be listed, not a file that cannot be read.
+        root: The source folder itself.
+    """
+
+    def __init__(self, path: str, reason: str, folder: bool = False, root: bool = False) -> None:
         self.path = path
         self.reason = reason
+        self.folder = folder
+        self.root = root
+        what = "folder" if folder or root else "file"
+        fix = "chmod +rx" if folder or root else "chmod +r"
         super().__init__(
-            f"cannot read source file {path!r} ({reason})",
-            "fix its permissions (chmod +r) or move it out of the source folder",
+            f"cannot read source {what} {path!r} ({reason})",
+            f"fix its permissions ({fix}) or "
+            + ("choose another source" if root else "move it out of the source folder"),
         )
 
 
@@ -280,6 +292,17 @@ class AlreadyDeleted(DatastoreError, LookupError):
         self.deleted_at = deleted_at
         super().__init__(f"datastore {name!r} version {version} was already deleted (at {deleted_at})",
                          "nothing to do; 'datastore list' shows the live versions")
+
+
+class VersionDeleted(DatastoreNotFound):
+    """The version asked to be read (verify, download, mount) was deleted: a :class:`DatastoreNotFound`."""
+
+    def __init__(self, name: str, version: int, deleted_at: str | None) -> None:
+        self.deleted_at = deleted_at
+        DatastoreError.__init__(self, f"datastore {name!r} version {version} was deleted (at {deleted_at})",
+                                f"its files are gone; 'datastore list {name}' shows the live versions")
+        self.name = name
+        self.version = version
 
 
 class VersionInUse(DatastoreError, PermissionError):

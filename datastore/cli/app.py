@@ -71,6 +71,44 @@ def guarded(fn: Callable[[], None]) -> None:
                             "run again with DATASTORE_DEBUG=1 for the traceback and report it"))
 
 
+class BadValue(typer.BadParameter):
+    """A value an option cannot take, with the fix to show after it (see :func:`main`)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+# Typer (0.29) vendors Click; its public BadParameter reaches the classes main() translates.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def version_number(value: str) -> int:
+    """``--version N``: a whole number from 1 (versions are numbered from 1 and never reused).
+
+    Raises:
+        BadValue: anything else (``0``, ``-1``, ``abc``), with the fix.
+    """
+    text = str(value).strip()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise BadValue(f"{text!r} is not a version number (versions are numbered 1, 2, 3 …)",
+                   "'datastore list' shows the versions that exist")
+
+
+def usage_line(exc: Exception) -> str:
+    """A Click usage error (unknown option, missing argument, bad value) as the one line users see."""
+    text = " ".join(exc.format_message().split()).rstrip(".")
+    text = text[:1].lower() + text[1:]
+    hint = getattr(exc, "hint", None)
+    if hint is None:
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "datastore"
+        hint = f"see '{command} --help'"
+    return f"{text}: {hint}"
+
+
 def human_bytes(n: int) -> str:
     """1536 -> '1.5 KiB'."""
     size = float(n)
@@ -229,8 +267,9 @@ def list_(
 
 @app.command()
 def show(
-    name: Annotated[str, typer.Argument(help="Datastore name.")],
-    version: Annotated[Optional[int], typer.Option("--version", help="Version (default: newest live).")] = None,
+    name: Annotated[str, typer.Argument(help="Datastore name (NAME or NAME@VERSION).")],
+    version: Annotated[Optional[int], typer.Option("--version", parser=version_number,
+                                                              help="Version (default: newest live).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the version record as JSON.")] = False,
 ) -> None:
     """Show the details of one version, including its original source."""
@@ -238,7 +277,7 @@ def show(
     def run() -> None:
         from datastore.service.status import show as lookup
 
-        shown = lookup(name, version)
+        shown = lookup(*split_ref(name, version))
         r, store = shown.record, shown.store
         if as_json:
             print(json.dumps(r.to_json(), indent=2))
@@ -290,7 +329,8 @@ def _print_skipped(skipped: Iterator[tuple[str, str]], limit: int = 20) -> None:
 @app.command()
 def delete(
     name: Annotated[str, typer.Option("--name", help="Datastore name.")],
-    version: Annotated[Optional[int], typer.Option("--version", help="The version to delete.")] = None,
+    version: Annotated[Optional[int], typer.Option("--version", parser=version_number,
+                                                              help="The version to delete.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Delete every version of NAME (asks first).")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
 ) -> None:
@@ -343,7 +383,7 @@ def split_ref(name: str, version: int | None) -> tuple[str, int | None]:
     if "@" not in name:
         return name, version
     base, _, v = name.rpartition("@")
-    if not v.isdigit() or not base:
+    if not v.isdigit() or int(v) < 1 or not base:
         raise UsageError(f"{name!r} is not NAME or NAME@VERSION", f"for example: {base or 'NAME'}@1")
     if version is not None and version != int(v):
         raise UsageError(f"{name!r} and --version {version} name different versions", "give one of them")
@@ -353,7 +393,8 @@ def split_ref(name: str, version: int | None) -> tuple[str, int | None]:
 @app.command()
 def mount(
     name: Annotated[str, typer.Argument(help="Datastore name (NAME or NAME@VERSION).")],
-    version: Annotated[Optional[int], typer.Option("--version", help="Version (default: newest live).")] = None,
+    version: Annotated[Optional[int], typer.Option("--version", parser=version_number,
+                                                              help="Version (default: newest live).")] = None,
     dir_: Annotated[Optional[str], typer.Option("--dir", help="Mount directory (default: DATASTORE_MOUNT_DIR/NAME).")] = None,
     foreground: Annotated[bool, typer.Option("--foreground", help="Serve from this process until unmounted.")] = False,
 ) -> None:
@@ -428,7 +469,8 @@ def mounts_(
 def download(
     name: Annotated[str, typer.Argument(help="Datastore name (NAME or NAME@VERSION).")],
     dir_: Annotated[str, typer.Option("--dir", help="Target folder (empty or new).")],
-    version: Annotated[Optional[int], typer.Option("--version", help="Version (default: newest live).")] = None,
+    version: Annotated[Optional[int], typer.Option("--version", parser=version_number,
+                                                              help="Version (default: newest live).")] = None,
 ) -> None:
     """Write a verified read-only copy of a version (independent of the store once written)."""
 
@@ -477,8 +519,9 @@ def gc(
 
 @app.command()
 def verify(
-    name: Annotated[str, typer.Argument(help="Datastore name.")],
-    version: Annotated[Optional[int], typer.Option("--version", help="Version (default: newest live).")] = None,
+    name: Annotated[str, typer.Argument(help="Datastore name (NAME or NAME@VERSION).")],
+    version: Annotated[Optional[int], typer.Option("--version", parser=version_number,
+                                                              help="Version (default: newest live).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check that every file of a version is still there as recorded (pinned S3 objects too)."""
@@ -486,7 +529,7 @@ def verify(
     def run() -> None:
         from datastore.service.verify import verify as check
 
-        checked = check(name, version)
+        checked = check(*split_ref(name, version))
         r, report = checked.record, checked.report
         if as_json:
             print(json.dumps(report.to_json(), indent=2))
@@ -587,9 +630,21 @@ def schedule(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
-
+    """Console-script entry point: usage errors (unknown option, bad value) become one ``error:`` line too, exit 2."""
+    try:
+        code = app(standalone_mode=False)
+    except _UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed: Typer's own exit code
+            sys.exit(exc.exit_code)
+        err.print(f"error: {usage_line(exc)}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except _ClickException as exc:
+        err.print(f"error: {' '.join(exc.format_message().split())}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted", highlight=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":
     main()

@@ -76,5 +76,7 @@ def derive_name(source: str) -> str:
                                        f"longer than the limit of {MAX_LEN}",
                           rule=f"pass --name {cut}")
     if not _VALID.fullmatch(name):
-        raise InvalidName(raw, f"cannot derive a name from {source!r}; pass --name ({NAME_RULE})")
+        raise InvalidName(raw, f"pass --name ({NAME_RULE})",
+                          message=f"cannot derive a datastore name from {source!r} "
+                                  f"(no ASCII letter or digit is left of {raw!r})")
     return name

@@ -278,7 +278,7 @@ def mount(name: str, version: int | None = None, dest: str | Path | None = None,
     settings = settings or Settings.from_env()
     check_available(name)
     store = open_store(settings.store, settings)
-    record = versions.resolve(store, name, version)
+    record = versions.resolve_live(store, name, version)
     target = Path(dest if dest is not None else Path(settings.mount_dir) / record.name).absolute()
     prepare_target(target, settings)
     if foreground:

@@ -54,7 +54,7 @@ def use_datastore(name: str, version: int | None = None, *, dir: str | Path | No
     if not copy:
         check_available(name)
     store = open_store(settings.store, settings)
-    record = versions.resolve(store, name, version)
+    record = versions.resolve_live(store, name, version)
     with contextlib.ExitStack() as stack:
         stack.enter_context(leases.acquire(store, record.name, record.version, ttl=settings.lease_ttl))
         if dir is not None:

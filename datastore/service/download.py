@@ -43,7 +43,7 @@ def download(name: str, version: int | None = None, dest: str | Path | None = No
 
     settings = settings or Settings.from_env()
     store = open_store(settings.store, settings)
-    r = versions.resolve(store, name, version)
+    r = versions.resolve_live(store, name, version)
     target = Path(dest) if dest else Path(r.name)
     with leases.acquire(store, r.name, r.version, ttl=settings.lease_ttl):
         summary = materialize(store, r, target)

@@ -32,5 +32,5 @@ class Verified:
 def verify(name: str, version: int | None = None, *, store: Store | None = None) -> Verified:
     """Check every file of ``name`` version ``version`` (default: newest live), pinned S3 objects too."""
     store = store or open_store()
-    r = versions.resolve(store, name, version)
+    r = versions.resolve_live(store, name, version)
     return Verified(r, check(store, r))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datastore.errors import InvalidSource
+from datastore.errors import ConfigError
 from datastore.settings import Settings
 from datastore.store.base import DATA_PREFIX, BlobWriter, ObjectInfo, Store
 from datastore.store.local import LocalStore
@@ -18,5 +18,6 @@ def open_store(url: str | None = None, settings: Settings | None = None) -> Stor
     if url.startswith("s3://") or url.startswith("S3://"):
         return S3Store("s3://" + url[5:], settings)
     if "://" in url:
-        raise InvalidSource(url, "unknown store scheme", "set DATASTORE_STORE to a local path or s3://bucket/prefix")
+        raise ConfigError("DATASTORE_STORE", url, f"has an unknown scheme {url.split('://', 1)[0]!r}",
+                          "set DATASTORE_STORE to a local path or s3://bucket/prefix")
     return LocalStore(url)

@@ -16,8 +16,8 @@ from datastore import failpoints
 from datastore.backends import s3
 from datastore.errors import (
     AlreadyExists,
+    ConfigError,
     DatastoreError,
-    InvalidSource,
     MismatchedAnswer,
     ObjectNotFound,
 )
@@ -32,7 +32,9 @@ class S3Store(Store):
     def __init__(self, url: str, settings: Settings | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
-            raise InvalidSource(url, "not an s3://bucket/prefix URL", "set DATASTORE_STORE to s3://bucket/prefix")
+            problem = "names no bucket" if parts.scheme == "s3" else "is not an S3 URL"
+            raise ConfigError("DATASTORE_STORE", url, problem,
+                              "set DATASTORE_STORE to s3://bucket/prefix (for example s3://my-bucket/datastore)")
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         self.prefix = f"{self.prefix}/" if self.prefix else ""

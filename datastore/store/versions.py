@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from datastore.errors import DatastoreNotFound, ObjectNotFound, QuotaExceeded
+from datastore.errors import DatastoreNotFound, ObjectNotFound, QuotaExceeded, VersionDeleted
 from datastore.model.records import JsonRecord
 from datastore.store import Store, layout
 
@@ -116,6 +116,19 @@ def resolve(store: Store, name: str, version: int | None = None) -> VersionRecor
     rec = latest_live(store, name)
     if rec is None:
         raise DatastoreNotFound(name)
+    return rec
+
+
+def resolve_live(store: Store, name: str, version: int | None = None) -> VersionRecord:
+    """Like :func:`resolve`, for reading the version's files: a deleted version is refused.
+
+    Raises:
+        DatastoreNotFound: no such name or version.
+        VersionDeleted: ``version`` was deleted (its files may already be reclaimed).
+    """
+    rec = resolve(store, name, version)
+    if rec.deleted_at:
+        raise VersionDeleted(name, rec.version, rec.deleted_at)
     return rec
 
 

@@ -129,7 +129,9 @@ def walk(root: Path) -> Iterator[LocalFile | Skipped]:
             with os.scandir(directory) as it:
                 entries = list(it)
         except PermissionError:
-            raise SourceUnreadable(rel.rstrip("/") or ".", "permission denied on the directory") from None
+            if not rel:
+                raise SourceUnreadable(str(root), "permission denied", root=True) from None
+            raise SourceUnreadable(rel.rstrip("/"), "permission denied", folder=True) from None
         items = []
         for e in entries:
             try:
