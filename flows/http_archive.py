@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import SecretStr
 
 from datastore.creation.sources import http
 from datastore.errors import is_transient
@@ -24,7 +25,7 @@ from datastore_tasks.local import scan_local, transfer_local_batch
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
 @flow(name="datastore-create-http-archive", flow_run_name=run_name, task_runner=ThreadPoolTaskRunner())
 def create_from_http(source: str, name: str | None = None, store: str | None = None,
-                     if_changed: bool = False) -> dict:
+                     if_changed: bool = False, url: SecretStr | None = None) -> dict:
     """Create the next version of a datastore from the contents of an archive at ``source``.
 
     Args:
@@ -32,12 +33,16 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
         name: Datastore name; derived from the file name without archive suffixes when omitted.
         store: Store location; ``DATASTORE_STORE`` or the embedded default when omitted.
         if_changed: Commit only if the contents differ from the newest version (periodic runs).
+        url: The real URL when ``source`` shows it with secret query values masked (a presigned
+            URL): Prefect stores this parameter masked, so the signature never reaches its database.
 
     Returns:
         The committed version record; ``source_detail`` has the URL, ETag, Last-Modified and the
         archive's sha256.
     """
     settings = settings_for(store)
+    if url is not None:
+        source = url.get_secret_value()
     with monitored(Kind.HTTP_ARCHIVE, source, name, settings) as mon, worker_refusals():
         job = mon.started(http.prepare(source, name, settings))
         try:

@@ -4,7 +4,8 @@ Safety (the URL comes from a user, the fetch runs on a worker that may sit next 
 metadata service or an internal network):
 
 * only ``http://`` and ``https://``; credentials in the URL are refused (and never shown:
-  every message, record and return value uses :func:`redact`);
+  every message, record and return value uses :func:`recorded_url`: no user-info, secret-looking
+  query values such as presigned signatures masked);
 * every address the host resolves to is checked (:func:`check_address`) and the connection
   is made to exactly the checked address: the TCP socket is opened to the pre-resolved IP
   while the ``Host`` header, TLS SNI and certificate verification keep the host name, so a
@@ -51,7 +52,7 @@ from urllib3.util import connection as urllib3_connection
 
 from datastore.errors import DownloadFailed, UrlRefused
 from datastore.model import progress
-from datastore.model.urls import redact
+from datastore.model.urls import recorded_url, redact  # noqa: F401 - redact is re-exported
 
 CHUNK = 1024 * 1024
 # The sidecar's byte count is refreshed this often while streaming, so a killed process loses
@@ -101,7 +102,7 @@ def check_url(url: str) -> None:
     Raises:
         UrlRefused: not http/https, credentials in the URL, no host, or a bad port.
     """
-    shown = redact(url)
+    shown = recorded_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -498,7 +499,7 @@ class _Fetch:
                  reporter: progress.Reporter) -> None:
         self.url = url
         self.reporter = reporter
-        self.shown = redact(url)
+        self.shown = recorded_url(url)
         self.dest = dest
         self.allow_private = allow_private
         self.timeout = timeout
@@ -554,10 +555,10 @@ class _Fetch:
                 except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                         requests.exceptions.InvalidSchema, UnicodeError):
                     # Not retryable, and requests' own message would repeat the whole URL.
-                    raise UrlRefused(redact(current), "the URL is not valid",
+                    raise UrlRefused(recorded_url(current), "the URL is not valid",
                                      "pass a well-formed http(s):// URL") from None
             host, port = _host_port(prepared.url or current)
-            ips = resolve_checked(host, port, self.allow_private, url=redact(current))
+            ips = resolve_checked(host, port, self.allow_private, url=recorded_url(current))
             session = _pinned_session(ips)
             try:
                 resp = session.send(prepared, stream=True, allow_redirects=False, timeout=self.timeout, verify=True)
@@ -570,7 +571,7 @@ class _Fetch:
             resp.close()
             session.close()
             if not location:
-                raise DownloadFailed(redact(current), f"{_status_text(resp.status_code)} without a Location header",
+                raise DownloadFailed(recorded_url(current), f"{_status_text(resp.status_code)} without a Location header",
                                      hint="the server's redirect is broken; ask its owner or use the final URL")
             current = urljoin(current, location)
         raise DownloadFailed(self.shown, f"more than {self.max_redirects} redirects",
@@ -611,7 +612,7 @@ class _Fetch:
                     if code in (401, 403, 407) else
                     "check the URL in a browser; the server has no file there" if code in (404, 410) else
                     "check the URL in a browser and run the same create again")
-            raise DownloadFailed(redact(final), _status_text(code), hint=hint)
+            raise DownloadFailed(recorded_url(final), _status_text(code), hint=hint)
 
         start = 0
         if code == 206:
@@ -663,7 +664,7 @@ class _Fetch:
             self._report_done(size)
             return resp
         if size is not None and self.total is not None and size != self.total:
-            raise DownloadFailed(redact(final), f"the server announced {self.total} bytes but now reports {size}",
+            raise DownloadFailed(recorded_url(final), f"the server announced {self.total} bytes but now reports {size}",
                                  hint="the server's sizes do not add up; try again later or use another mirror")
         self.use_range = False
         raise _Retry(_status_text(416), delay=0.0)
@@ -771,7 +772,7 @@ def download(
         fetch._report_total(size)
     fetch.sidecar.delete()
     return Download(
-        url=redact(final),
+        url=recorded_url(final),
         size=size,
         sha256=fetch.hasher.hexdigest(),
         etag=resp.headers.get("ETag"),

@@ -38,9 +38,13 @@ def recorded_url(url: str) -> str:
     """The URL as records, logs and messages show it: no user-info, and the values of query
     parameters that look like secrets (presigned signatures, SAS tokens, API keys) masked.
 
-    The real URL is still what gets downloaded.
+    The real URL is still what gets downloaded. Never raises, like :func:`redact` (a URL that
+    cannot be parsed is shown without its query).
     """
-    parts = urlsplit(redact(url))
+    try:
+        parts = urlsplit(redact(url))
+    except ValueError:
+        return redact(url).split("?", 1)[0]
     if not parts.query:
         return parts.geturl()
     pairs = [(k, "***" if any(m in k.lower() for m in _SECRET_PARAMS) else v)

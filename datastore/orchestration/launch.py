@@ -31,7 +31,17 @@ def run_creation(kind: Kind | str, **params: Any) -> dict:
     elif kind is Kind.S3_COPY:
         from datastore_flows.s3_copy import create_from_s3 as flow
     elif kind is Kind.HTTP_ARCHIVE:
+        from pydantic import SecretStr
+
+        from datastore.model.urls import recorded_url
         from datastore_flows.http_archive import create_from_http as flow
+
+        # Prefect keeps a run's parameters (API, UI, database): ``source`` gets the URL as records
+        # show it; a signed URL itself goes as a SecretStr, which Prefect stores masked.
+        real = params["source"]
+        params["source"] = recorded_url(real)
+        if params["source"] != real:
+            params["url"] = SecretStr(real)
     else:
         from datastore_flows.local_folder import create_from_local as flow
     return flow(**params)
