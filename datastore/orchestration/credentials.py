@@ -7,6 +7,7 @@ Prefect itself is imported only when a block is first loaded or listed.
 from __future__ import annotations
 
 from datastore.errors import CredentialsNotFound
+from datastore.orchestration.imports import importing
 
 
 class PrefectBlocks:
@@ -20,7 +21,8 @@ class PrefectBlocks:
                 cannot be resolved (the reason names the exception type, never the secret).
         """
         try:
-            from prefect_aws import AwsCredentials
+            with importing:
+                from prefect_aws import AwsCredentials
         except ImportError as exc:  # pragma: no cover - prefect-aws is a pinned dependency
             raise CredentialsNotFound(block, "prefect-aws is not installed") from exc
         try:
@@ -54,7 +56,8 @@ class PrefectBlocks:
     def names(self) -> list[str]:
         """Names of the ``AwsCredentials`` blocks registered with the Prefect API (none if unreachable)."""
         try:
-            from prefect.client.orchestration import get_client
+            with importing:
+                from prefect.client.orchestration import get_client
 
             with get_client(sync_client=True) as client:
                 docs = client.read_block_documents_by_type("aws-credentials")

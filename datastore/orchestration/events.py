@@ -15,6 +15,8 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from datastore.orchestration.imports import importing
+
 if TYPE_CHECKING:
     from datastore.store.versions import VersionRecord
 
@@ -40,7 +42,8 @@ def emit(event: str, name: str, payload: dict) -> bool:
         payload: JSON-serializable details; must include ``version``.
     """
     try:
-        from prefect.events import emit_event
+        with importing:
+            from prefect.events import emit_event
 
         return emit_event(event=event, resource=resource(name), payload=payload) is not None
     except Exception as exc:  # noqa: BLE001 - see the module docstring
@@ -57,7 +60,8 @@ def api_configured() -> bool:
     if os.environ.get("PREFECT_API_URL"):
         return True
     try:
-        from prefect.settings import PREFECT_API_URL
+        with importing:
+            from prefect.settings import PREFECT_API_URL
 
         return bool(PREFECT_API_URL.value())
     except Exception:  # noqa: BLE001
@@ -67,7 +71,8 @@ def api_configured() -> bool:
 def flush() -> None:
     """Wait until emitted events are sent (a short-lived command exits right after)."""
     try:
-        from prefect.events.worker import EventsWorker
+        with importing:
+            from prefect.events.worker import EventsWorker
 
         EventsWorker.drain_all(timeout=10)
     except Exception as exc:  # noqa: BLE001

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from datastore.backends.runs import RunIdentity
+from datastore.orchestration.imports import importing
 
 #: Prefect state types after which a flow run does nothing more (leases, ``--wait``).
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
@@ -14,7 +15,8 @@ TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 def flow_run_state(run_id: str) -> str | None:
     """The state type of flow run ``run_id`` (``COMPLETED``, ``RUNNING``, …), or None if unknown."""
     try:
-        from prefect.client.orchestration import get_client
+        with importing:
+            from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(run_id)
@@ -31,7 +33,8 @@ class PrefectRuns:
         if "prefect" not in sys.modules:  # not inside a flow run; importing Prefect would cost ~1 s
             return None
         try:
-            from prefect.runtime import flow_run
+            with importing:  # "prefect" is in sys.modules while another thread is still importing it
+                from prefect.runtime import flow_run
 
             run_id = flow_run.id
         except Exception:  # noqa: BLE001 - not inside a flow run (or Prefect absent): a plain process

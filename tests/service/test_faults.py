@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import subprocess
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from datastore.reading.filesystem import DatastoreFileSystem
 from datastore.reading.verify import verify
 from datastore.service import delete as deletion
 from datastore.service.download import download
@@ -35,6 +33,7 @@ from datastore_flows.local_folder import create_from_local
 from datastore_flows.s3_copy import create_from_s3
 from datastore_flows.s3_reference import reference_s3
 from tests.conftest import make_tree, use_s3_env
+from tests.readers import forked_read, mounted_tree, tree_of
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -84,46 +83,6 @@ def tar_gz(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def tree_of(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def forked_fsspec_read(name: str, version: int, paths: list[str]) -> dict[str, str]:
-    """sha256 of each path read through ``datastore://`` in a forked child (a DataLoader worker)."""
-    fs = DatastoreFileSystem()
-    fs.cat_file(f"{name}@{version}/{paths[0]}", 0, 10)  # the parent reads first: state a child inherits
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            with os.fdopen(w, "w") as out:
-                for p in paths:
-                    out.write(f"{p}\t{hashlib.sha256(fs.cat_file(f'{name}@{version}/{p}')).hexdigest()}\n")
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r) as got:
-        lines = got.read().splitlines()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return dict(line.split("\t") for line in lines)
-
-
-def mounted_tree(name: str, version: int, where: Path) -> dict[str, bytes]:
-    """Every file of ``name@version`` read through a real FUSE mount (its process gets the faults too)."""
-    where.mkdir()
-    env = dict(os.environ)
-    done = run_cli("mount", f"{name}@{version}", "--dir", str(where), env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    try:
-        return tree_of(where)
-    finally:
-        done = run_cli("unmount", str(where), env=env, timeout=120)
-        assert done.returncode == 0, done.stderr
-
-
 @pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse (FUSE); CI machines have it")
 def test_every_operation_survives_ten_percent_faults_and_every_version_verifies(
         proxy: FaultyS3, seaweed: S3Server, tmp_path: Path) -> None:
@@ -140,14 +99,13 @@ def test_every_operation_survives_ten_percent_faults_and_every_version_verifies(
         }
     store = open_store()
     assert {r.name: r.version for r in versions.list_records(store)} == {n: 1 for n in made}
-    expected_sha = {p: hashlib.sha256(d).hexdigest() for p, d in TREE.items()}
 
     for name in made:
         report = verify(store, versions.read_record(store, name, 1))
         assert report.ok and report.files == len(TREE), report.to_json()
         got = download(name, 1, tmp_path / f"copy-{name}")
         assert tree_of(got.path) == TREE
-        assert forked_fsspec_read(name, 1, sorted(TREE)) == expected_sha
+        assert forked_read(name, 1, sorted(TREE)) == TREE
     assert mounted_tree("copy", 1, tmp_path / "mnt") == TREE
 
     # Delete two, collect, and what is left still reads back exactly.

@@ -1,5 +1,6 @@
-"""The concurrency soak: creators (same and different names), a deleter, readers (``download``
-and ``datastore://``) and ``gc`` with a short grace, all at once on one S3 store.
+"""The concurrency soak: creators (same and different names), a deleter, readers (``download``,
+``datastore://`` in threads and in forked children as a DataLoader's workers read, and the FUSE
+mount) and ``gc`` with a short grace, all at once on one S3 store.
 
 Afterwards: every version number was handed out once and is never reused, every live version
 verifies and holds exactly what its creation was given, no reader ever saw a wrong byte, and a
@@ -32,6 +33,7 @@ from datastore.service.verify import verify
 from datastore.settings import Settings
 from datastore.store import open_store, versions
 from tests.conftest import Cli, make_tree
+from tests.readers import forked_read, mounted_tree, tree_of
 
 SECONDS = float(os.environ.get("DATASTORE_SOAK_SECONDS", "45"))
 NAMES = ("soak-a", "soak-b", "soak-c")
@@ -142,16 +144,25 @@ def test_creators_deleters_readers_and_gc_at_once_keep_every_invariant(
                 if kind == "download":
                     dest = tmp_path / f"dl-{threading.get_ident()}-{name}-{version}"
                     download(name, version, dest, settings=settings)
-                    seen = {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+                    seen = tree_of(dest)
                     for p in sorted(dest.rglob("*"), reverse=True):  # the copy is read-only
                         p.chmod(0o755 if p.is_dir() else 0o644)
                     shutil.rmtree(dest)
-                else:
+                elif kind == "fsspec":
                     fs = fsspec.filesystem("datastore")
                     paths = rng.sample(sorted(expected), 5)
                     seen = {p: fs.cat_file(f"{name}@{version}/{p}") for p in paths}
                     time.sleep(0.01)  # leave the cores to the creators
                     expected = {p: expected[p] for p in paths}
+                elif kind == "forked":
+                    paths = rng.sample(sorted(expected), 5)
+                    seen = forked_read(name, version, paths)
+                    expected = {p: expected[p] for p in paths}
+                elif kind == "mount":
+                    seen = mounted_tree(name, version, tmp_path / f"mnt-{name}-{version}-{time.monotonic_ns()}",
+                                        may_be_deleted=True)
+                else:
+                    raise AssertionError(f"unknown reader kind {kind!r}")
             except (DatastoreError, FileNotFoundError) as exc:  # deleted meanwhile: an error, never wrong bytes
                 ledger.count(f"read refused: {type(exc).__name__}")
                 return
@@ -169,7 +180,8 @@ def test_creators_deleters_readers_and_gc_at_once_keep_every_invariant(
     rngs = random.Random(1203)
     actors = [soak_actor(stop, errors, creator(random.Random(rngs.random()))) for _ in range(3)]
     actors += [soak_actor(stop, errors, deleter(random.Random(rngs.random())))]
-    actors += [soak_actor(stop, errors, reader_by(k, random.Random(rngs.random()))) for k in ("download", "fsspec")]
+    kinds = ("download", "fsspec", "forked", *(("mount",) if os.path.exists("/dev/fuse") else ()))
+    actors += [soak_actor(stop, errors, reader_by(k, random.Random(rngs.random()))) for k in kinds]
     actors += [soak_actor(stop, errors, collector)]
     for a in actors:
         a.start()
@@ -185,7 +197,8 @@ def test_creators_deleters_readers_and_gc_at_once_keep_every_invariant(
         assert len(lines) == 1 and lines[0].startswith("error: "), failure
     assert ledger.counts.get("created", 0) >= 6, ledger.counts
     assert ledger.counts.get("deleted", 0) >= 1 and ledger.counts.get("gc", 0) >= 3, ledger.counts
-    assert ledger.counts.get("read download", 0) >= 1 and ledger.counts.get("read fsspec", 0) >= 1, ledger.counts
+    for kind in kinds:
+        assert ledger.counts.get(f"read {kind}", 0) >= 1, (kind, ledger.counts)
 
     # Numbers: handed out once each, and what the store holds is exactly what was handed out.
     assert len(set(ledger.handed_out)) == len(ledger.handed_out), ledger.handed_out
