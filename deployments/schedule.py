@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from datastore.errors import DeploymentMissing, InvalidSchedule
-from datastore.model.kinds import safe_source
+from datastore.model.kinds import check_options, safe_source
+from datastore_deployments import secret_urls
+from datastore_deployments.submit import with_url_stashed
 from datastore_deployments.names import PERIODIC_ENTRYPOINT, PERIODIC_FLOW, REPO, server_api, work_pool
 
 COMMAND = "datastore schedule"
@@ -112,6 +114,11 @@ def upsert(name: str, source: str, schedule, *, no_copy: bool = False, credentia
         flow_id = client.create_flow_from_name(PERIODIC_FLOW)
         params = {"source": source, "name": name, "no_copy": no_copy, "credentials": credentials,
                   "always": always, "store": store}
+        block = secret_urls.schedule_block(name)
+        if check_options(source, no_copy, credentials) == "http":
+            params = with_url_stashed("http-archive", params, block)
+        if "url_block" not in params:
+            secret_urls.drop(block)  # a signed URL it was scheduled with before
         dep_id = client.create_deployment(
             flow_id=flow_id,
             name=name,
@@ -179,3 +186,4 @@ def remove(name: str) -> None:
                                         "see the scheduled names with: datastore schedule --list") from None
             dep_id = ids[0]
         client.delete_deployment(dep_id)
+    secret_urls.drop(secret_urls.schedule_block(name))

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from datastore.errors import CreationFailed, DeploymentMissing, OrchestrationError, WaitTimedOut
 from datastore.model.kinds import mask_urls
+from datastore.model.urls import recorded_url
 from datastore.orchestration.runs import TERMINAL_STATES
 from datastore.store import Store, inflight, versions
+from datastore_deployments import secret_urls
 from datastore_deployments.names import full_name, server_api, work_pool
 
 
@@ -37,6 +39,15 @@ def ui_link(flow_run_id: str) -> str:
     return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}"
 
 
+def with_url_stashed(kind: str, parameters: dict, block: str | None = None) -> dict:
+    """``parameters`` with a signed archive URL moved into a Secret block (see :mod:`.secret_urls`):
+    ``source`` as records show it, ``url_block`` naming the block."""
+    source = parameters.get("source")
+    if kind != "http-archive" or not isinstance(source, str) or recorded_url(source) == source:
+        return parameters
+    return {**parameters, "source": recorded_url(source), "url_block": secret_urls.stash(source, block)}
+
+
 def submit(kind: str, name: str, parameters: dict) -> Submitted:
     """Create a flow run of the creation deployment for ``kind`` and return at once.
 
@@ -54,6 +65,7 @@ def submit(kind: str, name: str, parameters: dict) -> Submitted:
 
     url = server_api("--submit")
     deployment = full_name(kind)
+    parameters = with_url_stashed(kind, parameters)
     with get_client(sync_client=True) as client:
         try:
             dep = client.read_deployment_by_name(deployment)

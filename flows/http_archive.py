@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from datastore.creation.sources import http
 from datastore.errors import is_transient
 from datastore.model.kinds import Kind
+from datastore_deployments import secret_urls
 from datastore_flows.common import monitored, run_name, settings_for, worker_refusals
 from datastore_flows.pipeline import run_batched
 from datastore_tasks.commit import commit_version
@@ -25,7 +26,7 @@ from datastore_tasks.local import scan_local, transfer_local_batch
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
 @flow(name="datastore-create-http-archive", flow_run_name=run_name, task_runner=ThreadPoolTaskRunner())
 def create_from_http(source: str, name: str | None = None, store: str | None = None,
-                     if_changed: bool = False, url: SecretStr | None = None) -> dict:
+                     if_changed: bool = False, url: SecretStr | None = None, url_block: str | None = None) -> dict:
     """Create the next version of a datastore from the contents of an archive at ``source``.
 
     Args:
@@ -35,6 +36,8 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
         if_changed: Commit only if the contents differ from the newest version (periodic runs).
         url: The real URL when ``source`` shows it with secret query values masked (a presigned
             URL): Prefect stores this parameter masked, so the signature never reaches its database.
+        url_block: Instead of ``url``, for a run on a worker (``--submit``, ``schedule``): the
+            Prefect Secret block holding the real URL (see :mod:`datastore_deployments.secret_urls`).
 
     Returns:
         The committed version record; ``source_detail`` has the URL, ETag, Last-Modified and the
@@ -43,6 +46,8 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
     settings = settings_for(store)
     if url is not None:
         source = url.get_secret_value()
+    elif url_block is not None:
+        source = secret_urls.load(url_block, source)
     with monitored(Kind.HTTP_ARCHIVE, source, name, settings) as mon, worker_refusals():
         job = mon.started(http.prepare(source, name, settings))
         try:
@@ -66,4 +71,6 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
             http.release(job)
             raise
         http.cleanup(job, settings)
+        if url_block is not None and url_block.startswith(secret_urls.ONE_OFF):
+            secret_urls.drop(url_block)  # used: a one-off signed URL does not outlive its run
         return record

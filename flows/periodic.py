@@ -22,7 +22,7 @@ def _run_name() -> str:
 
 @flow(name="datastore-periodic", flow_run_name=_run_name)
 def refresh_datastore(source: str, name: str, no_copy: bool = False, credentials: str | None = None,
-                      always: bool = False, store: str | None = None) -> dict:
+                      always: bool = False, store: str | None = None, url_block: str | None = None) -> dict:
     """Create the next version of ``name`` from ``source`` if the source changed.
 
     Args:
@@ -32,6 +32,8 @@ def refresh_datastore(source: str, name: str, no_copy: bool = False, credentials
         credentials: Prefect ``AwsCredentials`` block for an S3 source.
         always: Commit a version every run, even when nothing changed.
         store: Store location; ``DATASTORE_STORE`` (of the worker) or the default when omitted.
+        url_block: The Prefect Secret block holding a signed archive URL (``source`` then shows
+            it masked); see :mod:`datastore_deployments.secret_urls`.
 
     Returns:
         The committed version record, or the newest one with ``status: "unchanged"``.
@@ -50,7 +52,7 @@ def refresh_datastore(source: str, name: str, no_copy: bool = False, credentials
     elif kind == "http":
         from datastore_flows.http_archive import create_from_http
 
-        record = create_from_http(source=source, name=name, store=store, if_changed=if_changed)
+        record = create_from_http(source=source, name=name, store=store, if_changed=if_changed, url_block=url_block)
     else:
         from datastore_flows.local_folder import create_from_local
 

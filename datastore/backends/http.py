@@ -65,7 +65,8 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 ALLOW_PRIVATE_ENV = "DATASTORE_HTTP_ALLOW_PRIVATE"
 PUBLIC_ONLY_HINT = "datastore only fetches public archive URLs"
-PRIVATE_HINT = f"datastore only fetches public archive URLs unless {ALLOW_PRIVATE_ENV}=1 is set (trusted networks)"
+# The reason already names the setting; the hint says when to use it (the one line names it once).
+PRIVATE_HINT = "datastore fetches only public archive URLs by default; allow private ones on trusted networks only"
 PRIVATE_SUFFIX = f"; set {ALLOW_PRIVATE_ENV}=1 to allow it"
 """How a refusal that the setting would lift ends (:func:`check_address`)."""
 

@@ -106,7 +106,9 @@ def test_refused_urls(cli: Cli, local_store: str, url: str, fragments: list[str]
 
 def test_loopback_needs_the_setting(cli: Cli, local_store: str, server) -> None:  # noqa: ANN001
     proc = cli.run("create", server.url("/good.tar.gz"))
-    assert_one_line_error(proc, "is a private/loopback address; set DATASTORE_HTTP_ALLOW_PRIVATE=1 to allow it")
+    assert_one_line_error(proc, "is a private/loopback address; set DATASTORE_HTTP_ALLOW_PRIVATE=1 to allow it",
+                          "allow private ones on trusted networks only")
+    assert proc.stderr.count("DATASTORE_HTTP_ALLOW_PRIVATE") == 1, proc.stderr  # the fix, named once
     assert_nothing_stored(local_store)
 
 

@@ -266,6 +266,48 @@ def test_bad_schedules_fail_with_one_line(deployed: Deployed, tmp_path: Path) ->
     assert not [x for x in json.loads(deployed.cli("schedule", "--list", "--json").stdout) if x["name"] == "bad"]
 
 
+SIGNATURE = "SIGNEDSIG-do-not-leak-5b27c0"
+SIGNED = f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600&X-Amz-Signature={SIGNATURE}"
+MASKED = "?X-Amz-Algorithm=***&X-Amz-Expires=***&X-Amz-Signature=***"
+
+
+def test_a_signed_url_reaches_the_worker_only_through_a_secret_block(deployed: Deployed) -> None:
+    """--submit and schedule of a presigned URL: the worker fetches the real URL, while every run
+    and deployment parameter, log and database row Prefect keeps shows it masked."""
+    deployed.http.files["/signed/drop.tar.gz"] = tar_gz({"a.txt": b"alpha\n"})
+    url = deployed.http.url("/signed/drop.tar.gz")
+
+    def secret_blocks() -> list[str]:
+        docs = deployed.api("POST", "/block_documents/filter", {"block_types": {"slug": {"any_": ["secret"]}}})
+        return sorted(d["name"] for d in docs if d["name"].startswith("datastore-url-"))
+
+    r = deployed.cli("create", url + SIGNED, "--name", "signed-drop", "--submit", "--wait", "--json")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert rec["source"] == url + MASKED and rec["files"] == 1
+    params = deployed.flow_run(rec["flow_run_id"])["parameters"]
+    assert params["source"] == url + MASKED and params["url_block"].startswith("datastore-url-run-")
+    assert secret_blocks() == []  # the one-off block went with the run that committed
+    assert any(SIGNATURE in p for m, p, _ in deployed.http.requests_for("/signed/drop.tar.gz") if m == "GET")
+
+    r = deployed.cli("schedule", url + SIGNED, "--name", "signed-feed", "--every", "4s")
+    assert r.returncode == 0, r.stderr
+    dep = deployed.deployment("datastore-periodic/signed-feed")
+    assert dep["parameters"]["source"] == url + MASKED
+    assert secret_blocks() == [dep["parameters"]["url_block"]]  # lives as long as the schedule
+    wait_until("the scheduled version", lambda: json.loads(deployed.cli("list", "signed-feed", "--json").stdout),
+               why=deployed.server.log_tail)
+    listed = json.loads(deployed.cli("schedule", "--list", "--json").stdout)
+    assert [x["source"] for x in listed if x["name"] == "signed-feed"] == [url + MASKED]
+    assert deployed.cli("schedule", "--remove", "--name", "signed-feed").returncode == 0
+    assert secret_blocks() == []
+
+    # What Prefect and the worker kept: the database (WAL included), the server's and worker's logs.
+    for path in deployed.server.home.rglob("*"):
+        if path.is_file():
+            assert SIGNATURE.encode() not in path.read_bytes(), f"the signature leaked into {path}"
+
+
 def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
