@@ -305,6 +305,17 @@ class VersionDeleted(DatastoreNotFound):
         self.version = version
 
 
+class DeletedWhileReading(VersionDeleted, FileNotFoundError):
+    """A store object of a version is gone because the version was deleted (and collected) while
+    it was being read without a lease (``datastore://``); a ``FileNotFoundError`` for fsspec callers."""
+
+    def __init__(self, name: str, version: int, deleted_at: str | None) -> None:
+        VersionDeleted.__init__(self, name, version, deleted_at)
+        when = f" at {deleted_at}" if deleted_at else ""
+        DatastoreError.__init__(self, f"datastore {name!r} version {version} was deleted{when} while it was being read",
+                                f"its files are gone; 'datastore list {name}' shows the live versions")
+
+
 class VersionInUse(DatastoreError, PermissionError):
     """A live lease protects the version from deletion."""
 

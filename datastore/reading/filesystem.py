@@ -23,7 +23,8 @@ name ``NAME@VERSION/...``. A query that lists and then reads (pandas, pyarrow, D
 therefore reads exactly the version it listed, even if a newer one is committed meanwhile,
 never a mix of two versions. (``datastore://`` itself lists the names, unversioned.)
 (A ``NAME@VERSION`` deleted after an instance listed it stays listable in that instance; its
-bytes stay readable until garbage collection removes them, then reads fail with ObjectNotFound.)
+bytes stay readable until garbage collection removes them, then reads fail with
+DeletedWhileReading, a FileNotFoundError that says so.)
 
 ``modified``/``created`` are the manifest's mtime of a file (timezone-aware UTC); a file without
 one (S3 and HTTP sources, a local file changed just before the create) and a folder have the

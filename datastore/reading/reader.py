@@ -34,12 +34,22 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from datastore.errors import BlocksNotRecorded, ChecksumMismatch, InvalidRange, ReferenceBroken, SourceChanged
+from datastore.errors import (
+    BlocksNotRecorded,
+    ChecksumMismatch,
+    DatastoreNotFound,
+    DeletedWhileReading,
+    InvalidRange,
+    ObjectNotFound,
+    ReferenceBroken,
+    SourceChanged,
+)
 from datastore.model.details import S3Detail
 from datastore.model.hashing import Hashed, chunks
 from datastore.model.manifest import Entry
 from datastore.store import Store
 from datastore.store.manifests import entries, manifest_items  # noqa: F401 - part of the reading API
+from datastore.store import versions
 from datastore.store.versions import VersionRecord
 
 MiB = 1024 * 1024
@@ -140,7 +150,8 @@ class Reader:
             with self._pinned(entry) as source:
                 data = source.get(entry.source or {})
         else:
-            data = self.store.get_range(entry.object or "", entry.offset, entry.size)
+            with self._live():
+                data = self.store.get_range(entry.object or "", entry.offset, entry.size)
         self.check_bytes(entry, data)
         return data
 
@@ -178,7 +189,8 @@ class Reader:
         if entry.referenced:
             with self._pinned(entry) as source:
                 return source.get(entry.source or {}, offset, length)
-        return self.store.get_range(entry.object or "", entry.offset + offset, length)
+        with self._live():
+            return self.store.get_range(entry.object or "", entry.offset + offset, length)
 
     # --- blocks -------------------------------------------------------------------------------
 
@@ -249,7 +261,7 @@ class Reader:
         """
         size = chunk_bytes or STREAM_CHUNK
         if not entry.referenced and entry.offset == 0:
-            with self.store.open_read(entry.object or "") as body:
+            with self._live(), self.store.open_read(entry.object or "") as body:
                 yield from chunks(body, size, limit=entry.size)
             return
         done = 0
@@ -323,12 +335,30 @@ class Reader:
             ChecksumMismatch: a piece does not match its entry (``check`` only).
             ObjectNotFound: the store object is gone.
         """
-        view = memoryview(self.store.get_range(run.key, run.start, run.length))
+        with self._live():
+            view = memoryview(self.store.get_range(run.key, run.start, run.length))
         for e in run.entries:
             piece = view[e.offset - run.start: e.offset - run.start + e.size]
             if check:
                 self.check_bytes(e, piece)
             yield e, piece
+
+    @contextlib.contextmanager
+    def _live(self) -> Iterator[None]:
+        """Around a read of the version's own store objects: an object that is gone because the
+        version was deleted and collected meanwhile (a reader without a lease, ``datastore://``)
+        is that, named, and not a store changed outside datastore."""
+        try:
+            yield
+        except ObjectNotFound:
+            name, version = self.record.name, self.record.version
+            try:
+                now = versions.resolve(self.store, name, version)
+            except DatastoreNotFound:  # collected down to its record
+                raise DeletedWhileReading(name, version, None) from None
+            if now.deleted_at:
+                raise DeletedWhileReading(name, version, now.deleted_at) from None
+            raise
 
     # --- references -----------------------------------------------------------------------------
 

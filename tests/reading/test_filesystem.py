@@ -14,7 +14,9 @@ import duckdb
 import fsspec
 import pytest
 
-from datastore.errors import ChecksumMismatch, DatastoreError, InvalidRead, PathBelowFile
+from datastore.errors import ChecksumMismatch, DatastoreError, DeletedWhileReading, InvalidRead, PathBelowFile
+from datastore.service.delete import delete_version
+from datastore.service.gc import gc
 from datastore.store import Store, layout, open_store
 from datastore_flows.local_folder import create_from_local
 from tests.conftest import make_tree
@@ -223,6 +225,24 @@ def test_a_truncated_object_fails_ranged_reads(own_version: dict) -> None:
     with pytest.raises(ChecksumMismatch):  # even a range in the bytes still there: the file is damaged
         fs.cat_file("datastore://ds@1/dir/sub/g.bin", start=100, end=200)
     assert fs.cat("datastore://ds@1/dir/f.txt") == TREE["dir/f.txt"]  # before the cut: fine
+
+
+def test_a_version_deleted_and_collected_while_read_says_so(own_version: dict,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # datastore:// holds no lease: a listed version may be deleted and collected under a reader.
+    fs = fresh_fs()
+    assert fs.cat("datastore://ds@1/top.txt") == TREE["top.txt"]  # listed and read once
+    delete_version("ds", 1)  # reclaims what only this version referenced, now
+    monkeypatch.setenv("DATASTORE_GC_GRACE", "0")
+    gc()
+    assert not [p for p in Path(os.environ["DATASTORE_STORE"], "data").rglob("*") if p.is_file()]
+    with pytest.raises(DeletedWhileReading, match=r"^datastore 'ds' version 1 was deleted at .+ while it was being "
+                                                  r"read: its files are gone; 'datastore list ds' shows the live"):
+        fs.cat("datastore://ds@1/dir/f.txt")
+    with pytest.raises(FileNotFoundError):  # what fsspec callers catch
+        fs.open("datastore://ds@1/dir/sub/g.bin", block_size=1000).read()
+    with pytest.raises(FileNotFoundError):  # a new instance does not find it at all
+        fresh_fs().cat("datastore://ds@1/dir/f.txt")
 
 
 def test_round_trip_of_every_kind(created: tuple[dict, dict]) -> None:  # noqa: F811 - the imported fixture

@@ -164,7 +164,7 @@ def test_creators_deleters_readers_and_gc_at_once_keep_every_invariant(
                 else:
                     raise AssertionError(f"unknown reader kind {kind!r}")
             except (DatastoreError, FileNotFoundError) as exc:  # deleted meanwhile: an error, never wrong bytes
-                ledger.count(f"read refused: {type(exc).__name__}")
+                ledger.count(f"read refused: {kind} {type(exc).__name__}")
                 return
             if seen != expected:
                 with ledger.lock:
