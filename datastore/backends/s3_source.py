@@ -219,8 +219,14 @@ class S3Source:
         if length is None:  # whole small objects: the hot path of copying many small files
             # If-Match even with a VersionId: the "null" version of a suspended bucket is
             # overwritten in place, so only the ETag can tell its bytes changed.
-            with self._tr(obj["key"]):
-                return self.fast.get(self.bucket, obj["key"], if_match=obj["etag"], version_id=obj.get("version_id"))
+            # The fast client retries a broken connection once, then hands over to boto3, whose
+            # retries end when the answer starts: a reset in the body is retried here, whole.
+            def whole() -> bytes:
+                with self._tr(obj["key"]):
+                    return self.fast.get(self.bucket, obj["key"], if_match=obj["etag"],
+                                         version_id=obj.get("version_id"))
+
+            return s3.retried(whole)
         if length == 0:
             return b""
         last = offset + length - 1

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from datastore.backends import credentials
+from datastore.backends import credentials, s3
 from datastore.backends.s3_source import S3Location, S3Object, S3Source, parse_url, path_ordered, path_rule
 from datastore.errors import InvalidSource, SourceAccessDenied
 from datastore.model.manifest import Skipped
+from datastore.testing.faulty_s3 import Fault, faulty_s3
 from datastore.testing.servers import S3Server
 from tests.conftest import use_s3_env
 from tests.flows.test_flow_s3 import source_bucket
@@ -120,3 +121,21 @@ def test_choose_prefers_explicit_then_default_then_blocks(monkeypatch: pytest.Mo
     allowed.clear()
     with pytest.raises(SourceAccessDenied, match="registered AwsCredentials blocks bad, good, later could not read it"):
         credentials.choose(probe, None)
+
+
+def test_a_pinned_get_whose_answer_breaks_off_is_retried_whole(seaweed: S3Server,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fast client retries a broken connection once, then boto3 takes over, whose retries end
+    # when the answer starts: three resets in a row must still give the bytes, not a failed read.
+    data = bytes(range(256)) * 40
+    bucket = source_bucket(seaweed, {"p/a.bin": data})
+    with faulty_s3(seaweed, seed=3) as proxy:
+        use_s3_env(proxy.server(), monkeypatch)
+        s3.reset_clients()
+        src = S3Source(parse_url(f"s3://{bucket}/p/"))
+        ((_, obj),) = list(src.files(versioned=False))
+        reset = Fault("reset", 1.0, method="GET", path=r"/p/a\.bin", limit=3)
+        proxy.faults.append(reset)
+        assert src.get(obj.pin()) == data
+        assert reset.injected == 3
+    s3.reset_clients()
