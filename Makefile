@@ -21,8 +21,12 @@ demo: install
 	$(BIN)/datastore list
 	$(BIN)/datastore show sample
 
+# Two pytest workers, one test file each at a time (a file's module fixtures, e.g. the deployed
+# Prefect server, are set up once): the suite is CPU-bound on 2 cores, more workers only add load.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/lint-imports && $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/lint-imports && $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Unit tests only (no server, no subprocess): the quick loop while editing.
 test-fast: install

@@ -43,7 +43,16 @@ class Deployed:
         return run_cli(*args, env=self.env, timeout=timeout)
 
     def api(self, method: str, path: str, body: dict | None = None):  # noqa: ANN201
-        r = requests.request(method, f"{self.server.api_url}{path}", json=body, timeout=30)
+        # The server (SQLite, 2 cores shared with the other pytest worker) can stall under load:
+        # a read that times out is asked again rather than failing the test.
+        for attempt in range(3):
+            try:
+                r = requests.request(method, f"{self.server.api_url}{path}", json=body, timeout=60)
+                break
+            except (requests.Timeout, requests.ConnectionError):
+                if attempt == 2:
+                    raise
+                time.sleep(2)
         r.raise_for_status()
         return r.json() if r.content else None
 

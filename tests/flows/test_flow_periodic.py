@@ -42,7 +42,9 @@ def test_periodic_refuses_options_of_another_source_kind(tmp_path: Path, local_s
         refresh_datastore(source=str(tmp_path), name="x", no_copy=True)
 
 
-def test_a_failed_creation_leaves_its_reason_for_status(tmp_path: Path, local_store: str, cli: Cli) -> None:
+def test_a_failed_creation_leaves_its_reason_for_status(tmp_path: Path, local_store: str, cli_ephemeral: Cli) -> None:
+    # The store's records only: the CLI gets no Prefect server (a shared one shows other tests' runs).
+    cli = cli_ephemeral
     with pytest.raises(SourceNotFound):
         create_from_local(source=str(tmp_path / "nope"), name="gone")
     (rec,) = inflight.read_all(open_store(), 120)
@@ -50,12 +52,11 @@ def test_a_failed_creation_leaves_its_reason_for_status(tmp_path: Path, local_st
     assert rec.reason and rec.reason.startswith(f"source '{tmp_path / 'nope'}' does not exist")
     assert rec.flow_run_id
 
-    # By name: the CLI's Prefect server is shared by the CLI tests and shows their failed runs too.
-    r = cli.run("status", "gone", "--json")
+    r = cli.run("status", "--json")
     (row,) = json.loads(r.stdout)
     assert (row["name"], row["status"], row["flow_run_id"]) == ("gone", "failed", rec.flow_run_id)
     assert row["detail"] == rec.reason
-    r = cli.run("status", "gone")
+    r = cli.run("status")
     assert "gone failed (local, started" in r.stdout and "does not exist" in r.stdout
     r = cli.run("list", "--json")
     assert [(x["name"], x["status"], x["version"]) for x in json.loads(r.stdout)] == [("gone", "failed", None)]

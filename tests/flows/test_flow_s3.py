@@ -35,14 +35,15 @@ AWKWARD = {
 }
 
 
-def source_bucket(server: S3Server, objects: dict[str, bytes], versioned: bool = False) -> str:
-    """A fresh bucket on ``server`` holding ``objects`` (uploaded in parallel)."""
+def source_bucket(server: S3Server, objects: dict[str, bytes], versioned: bool = False,
+                  threads: int = 16) -> str:
+    """A fresh bucket on ``server`` holding ``objects`` (uploaded by ``threads`` threads)."""
     bucket = f"src-{uuid.uuid4().hex[:10]}"
     c = server.client()
     c.create_bucket(Bucket=bucket)
     if versioned:
         c.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda kv: c.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), objects.items()))
     return bucket
 
@@ -198,10 +199,11 @@ def test_a_key_that_is_also_a_folder_is_skipped_and_the_folder_kept(server: S3Se
     import fsspec
 
     objects = {"d/a": b"file a", "d/a-x": b"between", "d/a/b": b"below a", "d/a/c/d": b"deeper", "d/b": b"b"}
-    bucket = source_bucket(server, objects)
+    # One at a time: SeaweedFS (a file system underneath) holds "d/a" and "d/a/b" together when
+    # they come one after the other, but loses one of them when they race.
+    bucket = source_bucket(server, objects, threads=1)
     listed = {o["Key"]: o["Size"] for o in server.client().list_objects_v2(Bucket=bucket, Prefix="d/")["Contents"]}
-    if listed != {k: len(v) for k, v in objects.items()}:
-        pytest.skip(f"this server cannot hold a key and keys below it at once (it lists {sorted(listed)})")
+    assert listed == {k: len(v) for k, v in objects.items()}
     create = reference_s3 if no_copy else create_from_s3
     record = create(f"s3://{bucket}/d/", name="clash")
     assert (record["files"], record["skipped"]) == (4, 1)

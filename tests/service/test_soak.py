@@ -186,6 +186,12 @@ def test_creators_deleters_readers_and_gc_at_once_keep_every_invariant(
     for a in actors:
         a.start()
     stop.wait(SECONDS)
+    # A slow machine may not have finished one read of each kind yet (a mount is a process that
+    # starts, and each pick may be deleted under it): go on, all actors at once, a while longer.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(ledger.counts.get(f"read {k}", 0) for k in kinds) \
+            and not errors:
+        time.sleep(0.5)
     stop.set()
     for a in actors:
         a.join(300)
