@@ -157,7 +157,7 @@ class Cli:
         """The environment a subprocess gets (read at call time, after fixtures set variables)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(PREFECT_HOME=str(self.home / "prefect"), HOME=str(self.home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-        env.setdefault("COLUMNS", "250")  # tables of long temporary paths stay on one line per row
+        env["COLUMNS"] = "250"  # tables of long temporary paths stay one line per row (whatever the caller's terminal)
         if self.api_url:
             env["PREFECT_API_URL"] = self.api_url
         env.update(extra)
