@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import uuid
@@ -12,6 +13,7 @@ import pytest
 
 from datastore.backends import s3
 from datastore.orchestration import runtime
+from datastore.store import open_store
 from datastore.testing.cli import popen_cli, run_cli
 from datastore.testing.servers import S3Server, moto_server, seaweedfs
 
@@ -109,6 +111,20 @@ def moto_store(moto: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
 def any_store(request: pytest.FixtureRequest) -> str:
     """Each store backend in turn."""
     return request.getfixturevalue(f"{request.param}_store")
+
+
+def store_objects(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """Every object of the store ``env`` names (``DATASTORE_STORE``, ``AWS_*``), by key, gzip'd
+    ones (manifests) decompressed: what a test greps for a secret."""
+    s3.reset_clients()  # the clients of this process were made for other settings
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    store = open_store()
+    out: dict[str, bytes] = {}
+    for obj in store.list(""):
+        data = store.get_bytes(obj.key)
+        out[obj.key] = gzip.decompress(data) if obj.key.endswith(".gz") else data
+    return out
 
 
 def make_tree(root: Path, files: dict[str, bytes]) -> Path:

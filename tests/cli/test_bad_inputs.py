@@ -13,9 +13,7 @@ live and a deleted version (made once, by real creates), or a bucket on SeaweedF
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,8 +25,9 @@ from datastore.store import open_store, versions
 from datastore.testing.cli import can_drop_privileges
 from datastore.testing.http_server import serve
 from datastore.testing.servers import S3Server
+from tests.archives import build, symlink_escape
 from tests.conftest import Cli, make_tree
-from tests.flows.test_flow_http import TREE, build
+from tests.flows.test_flow_http import TREE
 
 NAME_RULE = ("a name is 1-64 characters of lowercase letters a-z, digits, '-', '_' or '.', starting with a letter "
              "or digit (for example 'imagenet-2024')")
@@ -154,22 +153,12 @@ def http_url(ctx: Ctx) -> dict[str, str]:
 # --- archives the HTTP server serves ---------------------------------------------------------------
 
 
-def _symlink_escape() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
-        info = tarfile.TarInfo("link")
-        info.type = tarfile.SYMTYPE
-        info.linkname = "../../etc/passwd"
-        t.addfile(info)
-    return buf.getvalue()
-
-
 SERVED = {
     "/good.tar.gz": build("tar.gz", TREE),
     "/page.zip": b"<!DOCTYPE html><html><body>Sign in</body></html>",
     "/notes.txt": b"just some text, not an archive\n" * 20,
     "/slip.zip": build("zip", {"../../evil.sh": b"#!/bin/sh"}),
-    "/escape.tar.gz": _symlink_escape(),
+    "/escape.tar.gz": symlink_escape(),
     "/four.tar.gz": build("tar.gz", {f"e{i}.txt": b"" for i in range(4)}),
 }
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from datastore.testing.http_server import serve
+from tests.archives import build, symlink_escape
 from tests.cli.test_cli import assert_nothing_stored, assert_one_line_error
 from tests.conftest import Cli
-from tests.flows.test_flow_http import TREE, build, scratch_left
+from tests.flows.test_flow_http import TREE, scratch_left
 
 
 def _truncated() -> bytes:
@@ -28,16 +28,6 @@ def _empty_zip() -> bytes:
     return buf.getvalue()
 
 
-def _symlink_escape() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
-        info = tarfile.TarInfo("link")
-        info.type = tarfile.SYMTYPE
-        info.linkname = "../../etc/passwd"
-        t.addfile(info)
-    return buf.getvalue()
-
-
 SERVED = {
     "/good.tar.gz": build("tar.gz", TREE),
     "/page.zip": b"<!DOCTYPE html><html><body>Sign in</body></html>",
@@ -45,7 +35,7 @@ SERVED = {
     "/empty.zip": _empty_zip(),
     "/mismatch.zip": build("tar.gz", TREE),
     "/slip.zip": build("zip", {"../../evil.sh": b"#!/bin/sh"}),
-    "/escape.tar.gz": _symlink_escape(),
+    "/escape.tar.gz": symlink_escape(),
     "/clash.zip": build("zip", {"a": b"a file", "a/b": b"below the file"}),
 }
 

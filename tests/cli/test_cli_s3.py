@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import subprocess
 import sys
@@ -12,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from datastore.backends import s3
-from datastore.store import open_store
 from datastore.testing.servers import ACCESS_KEY, SECRET_KEY, S3Server, seaweedfs
 from tests.cli.test_cli import assert_nothing_stored, assert_one_line_error
-from tests.conftest import Cli, use_s3_env
+from tests.conftest import Cli, store_objects, use_s3_env
 from tests.flows.test_flow_s3 import source_bucket
 
 
@@ -173,13 +170,7 @@ def test_private_bucket_needs_a_block_and_leaks_no_secret(tmp_path: Path, privat
     # Grep everything the test produced: CLI output, every object in the store (manifests
     # decompressed), and the Prefect database (flow run parameters, logs, artifacts, events).
     haystacks: list[bytes] = [o.encode() for o in outputs]
-    s3.reset_clients()
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    store = open_store()
-    for obj in store.list(""):
-        data = store.get_bytes(obj.key)
-        haystacks.append(gzip.decompress(data) if obj.key.endswith(".gz") else data)
+    haystacks += store_objects(env, monkeypatch).values()
     db_files = [p for p in (tmp_path / "home" / "prefect").rglob("*") if p.is_file()]
     assert any(p.name.startswith("prefect.db") for p in db_files)
     haystacks += [p.read_bytes() for p in db_files]

@@ -12,12 +12,9 @@ through SQLite, table by table.
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import sqlite3
 import subprocess
-import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from datastore.backends import s3
-from datastore.store import open_store
 from datastore.testing.http_server import Server, serve
 from datastore.testing.servers import S3Server
-from tests.conftest import Cli, make_tree
+from tests.archives import tar_gz
+from tests.conftest import Cli, make_tree, store_objects
 
 SECRET_KEY = "AWSSECRET-do-not-leak-7c41e2"  # noqa: S105 - test secrets we grep for
 SESSION_TOKEN = "SESSIONTOKEN-do-not-leak-93ab0f"  # noqa: S105
@@ -44,16 +40,6 @@ SIGNED_QUERY = (f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={SIGNED_CRE
                 f"&X-Amz-Security-Token={SIGNED_TOKEN}&X-Amz-Signature={SIGNATURE}")
 SHOWN_QUERY = ("?X-Amz-Algorithm=***&X-Amz-Credential=***&X-Amz-Date=***&X-Amz-Expires=***"
                "&X-Amz-SignedHeaders=***&X-Amz-Security-Token=***&X-Amz-Signature=***")
-
-
-def _archive(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 FILES = {"data/a.txt": b"alpha\n", "data/sub/b.csv": b"x,y\n1,2\n"}
@@ -123,7 +109,7 @@ CASES: dict[str, Callable[[World], None]] = {
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[Server]:
-    with serve({"/signed/data.tar.gz": _archive(FILES), "/a.tar.gz": _archive(FILES)}) as server:
+    with serve({"/signed/data.tar.gz": tar_gz(FILES), "/a.tar.gz": tar_gz(FILES)}) as server:
         yield server
 
 
@@ -217,13 +203,7 @@ def test_creation_leaks_no_secret(case: str, tmp_path: Path, moto: S3Server, htt
 
     # The haystacks: CLI output, every store object, every file the test's processes wrote.
     haystacks: dict[str, bytes] = {f"output {i}": o.encode() for i, o in enumerate(outputs)}
-    s3.reset_clients()
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    store = open_store()
-    for obj in store.list(""):
-        data = store.get_bytes(obj.key)
-        haystacks[f"store {obj.key}"] = gzip.decompress(data) if obj.key.endswith(".gz") else data
+    haystacks |= {f"store {key}": data for key, data in store_objects(env, monkeypatch).items()}
     assert any(k.startswith("store manifests/") for k in haystacks) == bool(good)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     haystacks |= {f"file {p}": p.read_bytes() for p in files}

@@ -11,12 +11,10 @@ store, so dedup across points cannot hide a resume that redid work.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
 import dataclasses
-import tarfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from datastore.service.verify import verify
 from datastore.settings import Settings
 from datastore.store import inflight, open_store, versions
 from datastore.testing.http_server import serve
+from tests.archives import tar_gz
 from tests.conftest import Cli, make_tree, use_s3_env
 from tests.creation.test_crash import kill_at
 from tests.flows.test_flow_s3 import source_bucket
@@ -50,16 +49,6 @@ class Case:
     path: str
     args: tuple[str, ...]
     store_base: str  # a local directory or an s3:// prefix; each kill point gets its own under it
-
-
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

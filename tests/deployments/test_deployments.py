@@ -8,11 +8,9 @@ process's Prefect settings.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import requests
 from datastore.testing.cli import run_cli
 from datastore.testing.http_server import Server, serve
 from datastore.testing.prefect_server import POOL, REPO, PrefectServer, prefect_server
+from tests.archives import tar_gz
 from tests.conftest import make_tree
 
 pytestmark = pytest.mark.slow
@@ -82,16 +81,6 @@ def wait_until(what: str, check: Callable[[], object], timeout: float = 180, eve
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}\n{why()}")
         time.sleep(every)
-
-
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
-        for path, data in files.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

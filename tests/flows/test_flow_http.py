@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from datastore.reading import reader
 from datastore.store import open_store, versions
 from datastore.testing.http_server import serve
 from datastore_flows.http_archive import create_from_http
+from tests.archives import build
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -28,22 +26,6 @@ TREE = {
     "trainingSet/naïve 日本/ü.csv": b"a,b\n1,2\n",
     "trainingSet/labels.json": b'{"cat": 1}',
 }
-
-
-def build(fmt: str, tree: dict[str, bytes]) -> bytes:
-    """An archive of ``tree`` in ``fmt`` (zip, tar, tar.gz), built in memory."""
-    buf = io.BytesIO()
-    if fmt == "zip":
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            for name, data in tree.items():
-                z.writestr(name, data)
-    else:
-        with tarfile.open(fileobj=buf, mode={"tar": "w", "tar.gz": "w:gz"}[fmt]) as t:
-            for name, data in tree.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture(autouse=True)

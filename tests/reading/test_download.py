@@ -96,7 +96,7 @@ def _s3(tmp_path: Path, request: pytest.FixtureRequest, no_copy: bool) -> tuple[
 def _http(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict, dict[str, bytes]]:
     from datastore.testing.http_server import serve
     from datastore_flows.http_archive import create_from_http
-    from tests.flows.test_flow_http import build
+    from tests.archives import build
 
     request.getfixturevalue("local_store")
     monkeypatch = request.getfixturevalue("monkeypatch")

@@ -10,9 +10,7 @@ rate, from a seeded generator.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from datastore_flows.http_archive import create_from_http
 from datastore_flows.local_folder import create_from_local
 from datastore_flows.s3_copy import create_from_s3
 from datastore_flows.s3_reference import reference_s3
+from tests.archives import tar_gz
 from tests.conftest import make_tree, use_s3_env
 from tests.readers import forked_read, mounted_tree, tree_of
 
@@ -71,16 +70,6 @@ def source_bucket(server: S3Server, files: dict[str, bytes]) -> str:
     for key, data in files.items():
         c.put_object(Bucket=bucket, Key=f"data/{key}", Body=data)
     return bucket
-
-
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
-        for path, data in files.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse (FUSE); CI machines have it")
