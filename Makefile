@@ -14,12 +14,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# Creates a datastore from the sample folder on the embedded default store (no server needed),
-# then lists it and shows its details.
+# Creates a datastore from the sample folder on the embedded default store (no server needed:
+# the first create starts the local Prefect server), lists it, shows its details, and says where
+# the Prefect UI with its flow run is ('datastore server stop' ends the local server).
 demo: install
 	$(BIN)/datastore create examples/sample
 	$(BIN)/datastore list
 	$(BIN)/datastore show sample
+	$(BIN)/datastore server status
 
 # Two pytest workers, one test file each at a time (a file's module fixtures, e.g. the deployed
 # Prefect server, are set up once): the suite is CPU-bound on 2 cores, more workers only add load.

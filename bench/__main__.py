@@ -20,6 +20,9 @@ small-s3     N files (``--files``, default 10,000) of K KiB (``--file-kb``, defa
              (AWS CLI v1 in its own venv, .venv-awscli). Ratio: files/s relative to s5cmd.
 large-s3     one file of M MiB (``--large-mb``, default 512) → SeaweedFS; the same three tools.
              Ratio: MiB/s relative to s5cmd.
+many-s3      like small-s3 with ``--many-files`` files (default 100,000); s5cmd and datastore.
+medium-s3    ``--medium-files`` files (default 100) of ``--medium-mb`` MiB (default 20) → SeaweedFS;
+             s5cmd and datastore. Ratio: MiB/s relative to s5cmd.
 small-local  the N small files → a fresh local directory: ``datastore create`` (local store,
              Prefect server as above) vs ``cp -r``. Ratio: files/s relative to cp.
 large-local  the large file → a fresh local directory; the same two tools. Ratio: MiB/s vs cp.
@@ -93,7 +96,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from bench.data import REF_SIZE
-from bench.harness import OUT, Context, Row, base_env, log, remove_tree
+from bench.harness import OUT, Context, Row, base_env, log, remove_tree, stop_helpers
 from bench.lazy import TOOL_KEYS
 from bench.report import add_ratios, machine_info, print_report, write_results
 from bench.scenarios import SCENARIOS, prepare, profile_small
@@ -125,6 +128,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--files", type=int, default=10_000, metavar="N", help="small files (default 10000)")
     p.add_argument("--file-kb", type=int, default=10, metavar="K", help="KiB per small file (default 10)")
     p.add_argument("--large-mb", type=int, default=512, metavar="M", help="MiB of the large file (default 512)")
+    p.add_argument("--many-files", type=int, default=100_000, metavar="N",
+                   help="small files of many-s3 (default 100000, of --file-kb KiB)")
+    p.add_argument("--medium-files", type=int, default=100, metavar="N", help="files of medium-s3 (default 100)")
+    p.add_argument("--medium-mb", type=int, default=20, metavar="M", help="MiB per medium-s3 file (default 20)")
     p.add_argument("--ref-files", type=int, default=100_000, metavar="M",
                    help=f"objects of {REF_SIZE} bytes for s3-nocopy (default 100000)")
     p.add_argument("--archive-files", type=int, default=20_000, metavar="A",
@@ -183,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 profile = profile_small(ctx)
     finally:
         log("cleaning up …")
+        stop_helpers(root / "state")
         remove_tree(root)
     write_results(OUT / "results.json", rows, args, machine, profile, archive_bytes)
     print(f"\nresults: {OUT / 'results.json'}")

@@ -123,6 +123,8 @@ class Context:
     archive: Path | None = None  # the http-archive source (.tar.gz), built by scenarios.prepare()
     mount_big_dir: Path | None = None  # lazy-mount: --mount-files-big tiny files
     mount_large_dir: Path | None = None  # lazy-mount: one file of --mount-large-mb MiB
+    many_dir: Path | None = None  # many-s3: --many-files small files of --file-kb KiB
+    medium_dir: Path | None = None  # medium-s3: --medium-files files of --medium-mb MiB
     s3: S3Server | None = None
     s3_error: str = ""
     metrics_error: str = ""  # why S3 requests cannot be counted, when they cannot
@@ -172,12 +174,19 @@ class RssSampler(threading.Thread):
 
     The main process's peak is its kernel high-water mark, ``VmHWM`` (exact up to the last
     sample, so a run shorter than one interval may show less); the tree's peak is the largest sum
-    of current RSS over the samples.
+    of current RSS over the samples. A ``datastore`` command that a warm runner ran for it lives in
+    the runner's child, not under the command's own process: the children of the runners (pid
+    files under :data:`STATE_DIR`'s ``warm/``) count as the command's, and the largest of them as
+    its main process (one command runs at a time, so they are this row's).
     """
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, state_dir: Path | None = None) -> None:
         super().__init__(daemon=True)
         self._stop_event = threading.Event()
+        self._runners: list[psutil.Process] = []
+        for f in sorted((state_dir / "warm").glob("*.pid")) if state_dir else []:
+            with contextlib.suppress(OSError, ValueError, psutil.Error):
+                self._runners.append(psutil.Process(int(f.read_text())))
         self.pid = pid
         self.peak_main = 0
         self.peak_tree = 0
@@ -196,6 +205,11 @@ class RssSampler(threading.Thread):
             if n % RESCAN_EVERY == 0:
                 with contextlib.suppress(psutil.Error):
                     children = self._root.children(recursive=True)
+                delegated: list[psutil.Process] = []
+                for runner in self._runners:
+                    with contextlib.suppress(psutil.Error):
+                        delegated += runner.children(recursive=True)
+                self._delegated = delegated
             self._sample(children)
             n += 1
             if self._stop_event.wait(SAMPLE_S):
@@ -212,6 +226,11 @@ class RssSampler(threading.Thread):
         for child in children:
             with contextlib.suppress(psutil.Error):
                 tree += child.memory_info().rss
+        for child in getattr(self, "_delegated", []):
+            with contextlib.suppress(psutil.Error):
+                rss = child.memory_info().rss
+                tree += rss
+                main = max(main, rss, _peak_rss(child.pid))
         self.peak_main = max(self.peak_main, main, _peak_rss(self.pid))
         self.peak_tree = max(self.peak_tree, tree)
         return main, tree
@@ -255,7 +274,7 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float)
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True)
-        sampler = RssSampler(proc.pid)
+        sampler = RssSampler(proc.pid, Path(env["DATASTORE_STATE_DIR"]) if env.get("DATASTORE_STATE_DIR") else None)
         sampler.start()
         # Not os.wait4's ru_maxrss: Linux carries the forking parent's (this process's) memory
         # into it across exec, so a 1 MiB cp would report this interpreter's size.
@@ -383,6 +402,9 @@ def base_env(root: Path) -> dict[str, str]:
         AWS_SHARED_CREDENTIALS_FILE=str(root / "no-aws-credentials"),
         # Nothing may fall back to the user's embedded default store.
         XDG_DATA_HOME=str(root / "xdg-data"),
+        # The warm runners and the local Prefect server the rows start live here, and are
+        # stopped when the run ends (bench/__main__.py).
+        DATASTORE_STATE_DIR=str(root / "state"),
     )
     return env
 
@@ -472,6 +494,14 @@ def datastore_cmd(source: Path | str, name: str, *flags: str) -> list[str]:
     """``datastore create SOURCE [FLAGS] --name NAME --json``."""
     return [str(BIN / "datastore"), "create", str(source), *flags, "--name", name, "--json"]
 
+
+
+def stop_helpers(state_dir: Path) -> None:
+    """Stop the warm runners and the local Prefect server that the rows started under ``state_dir``."""
+    from datastore.cli import warm
+    from datastore.settings import Settings
+
+    warm.stop_all(Settings(state_dir=str(state_dir)))
 
 
 def remove_tree(root: Path) -> None:

@@ -276,10 +276,13 @@ def print_report(rows: list[Row], args: argparse.Namespace, machine: dict, metri
               "sha256 and writes read-only files, s5cmd cp checks nothing")
     if flat:
         print(f"RSS: peak resident memory sampled every {SAMPLE_S * 1000:.0f} ms (main: kernel high-water mark; "
-              "tree: the process and all its descendants, incl. Prefect's ephemeral server; "
-              "- = ended before the first sample); SeaweedFS and the Prefect server are not counted")
-        print("note: datastore's local store fsyncs what it writes, cp does not; "
-              "datastore transfer rows report to a real Prefect server, fixed-cost rows run without one")
+              "tree: the process and all its descendants, incl. Prefect's ephemeral server and the warm runner's "
+              "child that ran the command; - = ended before the first sample); SeaweedFS, the Prefect servers and "
+              "idle warm runners are not counted")
+        print("note: datastore's local store fsyncs what it writes, cp does not; datastore rows report to a real "
+              "Prefect server and find a warm runner up (started by an untimed create), unless the row says "
+              "otherwise (fixed cost: 'not warm' = DATASTORE_WARM=0, 'no server' = the local server, 'ephemeral' = "
+              "DATASTORE_LOCAL_SERVER=0)")
     print(f"machine: nproc {machine['nproc']} ({machine['cpu']}), {machine['ram_gib']} GiB RAM, "
           f"load {'/'.join(map(str, machine['load_at_start']))} at start; Python {machine['python']}; "
           f"s5cmd {machine['s5cmd']}; {machine['aws']}; SeaweedFS {machine['seaweedfs']}; "

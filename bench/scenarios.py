@@ -35,6 +35,7 @@ from bench.harness import (
     s5cmd_binary,
     server_env,
     start_servers,
+    stop_helpers,
     tail,
 )
 from bench.lazy import PEAK_STEP, lazy_mount_rows
@@ -48,6 +49,7 @@ from bench.verify import (
     verify_s3,
     verify_scratch_empty,
     verify_tree,
+    verify_unchanged,
 )
 
 # The S3-source scenarios: where their (untimed) source data lives on the bench's SeaweedFS.
@@ -103,8 +105,10 @@ def datastore_row(ctx: Context, scenario: str, src: Path | str, name: str, files
                         verify or verify_record(files, nbytes), count_requests)
 
 
-def s3_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, name: str) -> list[Row]:
-    """s5cmd, the AWS CLI and datastore each copy ``src`` into a bucket of their own."""
+def s3_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, name: str, awscli: bool = True,
+            again: bool = False) -> list[Row]:
+    """s5cmd, the AWS CLI (``awscli``) and datastore each copy ``src`` into a bucket of their own;
+    with ``again`` datastore then creates from the unchanged ``src`` once more (nothing to send)."""
     if ctx.s3 is None:
         return [Row(scenario, tool, files, nbytes, error=f"FAILED: {ctx.s3_error}")
                 for tool in ("s5cmd", "aws s3 cp", "datastore")]
@@ -117,7 +121,9 @@ def s3_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, nam
     rows.append(measured_row(ctx, scenario, "s5cmd", cmd, s3_env, files, nbytes,
                              verify_s3(s3, bucket, "s5/", files, nbytes)))
 
-    if ctx.awscli is None:
+    if not awscli:
+        pass
+    elif ctx.awscli is None:
         rows.append(Row(scenario, "aws s3 cp", files, nbytes, error=f"n/a ({ctx.awscli_error})"))
     else:
         bucket = fresh_bucket(s3, scenario, "aws")
@@ -127,8 +133,11 @@ def s3_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, nam
                                  verify_s3(s3, bucket, "aws/", files, nbytes)))
 
     # A fresh bucket per scenario: nothing can be reused, so every byte is transferred.
-    rows.append(datastore_row(ctx, scenario, src, name, files, nbytes,
-                              lambda: (f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store", s3.env())))
+    store = f"s3://{fresh_bucket(s3, scenario, 'datastore')}/store"
+    rows.append(datastore_row(ctx, scenario, src, name, files, nbytes, lambda: (store, s3.env())))
+    if again:
+        rows.append(datastore_row(ctx, scenario, src, name, files, nbytes, lambda: (store, s3.env()),
+                                  tool="datastore, unchanged", verify=verify_unchanged(files, nbytes)))
     return rows
 
 
@@ -335,48 +344,90 @@ def local_rows(ctx: Context, scenario: str, src: Path, files: int, nbytes: int, 
 
 def warmed_row(ctx: Context, tool: str, cmd: list[str], warm_env: dict[str, str], env: dict[str, str],
                files: int, nbytes: int, verify: Callable[[Measurement], str]) -> Row:
-    """Run ``cmd`` once untimed with ``warm_env`` (creates the Prefect database), then measure it."""
+    """Run ``cmd`` once untimed with ``warm_env``, then measure it.
+
+    The untimed run is a user's first command: it creates Prefect's database, starts the local
+    server (no server configured) and a warm runner; the measured run is every command after it.
+    """
     log(f"fixed: warming {tool} …")
-    warm = run_measured(cmd, warm_env, ctx.root, ctx.args.timeout)
-    if warm.returncode != 0:
+    warm_run = run_measured(cmd, warm_env, ctx.root, ctx.args.timeout)
+    if warm_run.returncode != 0:
         return Row("fixed", tool, files, nbytes, command=cmd,
-                   error=f"FAILED: warm-up run exit {warm.returncode}: {tail(warm.stderr or warm.stdout)}")
+                   error=f"FAILED: warm-up run exit {warm_run.returncode}: {tail(warm_run.stderr or warm_run.stdout)}")
+    runner = wait_for_runner(Path(env["DATASTORE_STATE_DIR"])) if env.get("DATASTORE_WARM") != "0" and \
+        cmd[0].endswith("datastore") else ""
     row = measured_row(ctx, "fixed", tool, cmd, env, files, nbytes, verify)
     if row.error is None:
-        row.check += f"; untimed warm-up took {warm.seconds:.1f}s"  # mostly the database migrations
+        row.check += f"; untimed first run took {warm_run.seconds:.1f}s{runner}"
     return row
 
 
+def wait_for_runner(state_dir: Path, timeout: float = 120) -> str:
+    """Wait until a warm runner listens under ``state_dir``; a note for the row."""
+    from datastore.cli import warm
+    from datastore.settings import Settings
+
+    settings = Settings(state_dir=str(state_dir))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for f in warm.runners_dir(settings).glob("*.pid") if warm.runners(settings) else []:
+            sock = warm._connect(f.stem)
+            if sock is not None:
+                sock.close()
+                return "; warm runner up"
+        time.sleep(0.1)
+    return "; NO WARM RUNNER"
+
+
 def fixed_rows(ctx: Context) -> list[Row]:
-    """datastore create of one file vs a bare one-task flow, both in Prefect's ephemeral mode."""
+    """One-file ``datastore create`` against a bare one-task flow: with a server, out of the box, ephemeral.
+
+    Rows (the reference is the bare flow with the server running):
+    - datastore: the Prefect server running (PREFECT_API_URL set), a warm runner up;
+    - datastore, not warm: the same with DATASTORE_WARM=0 (Prefect imported in the command);
+    - datastore, no server: nothing configured, so the local server (started by the untimed run);
+    - datastore, ephemeral: DATASTORE_LOCAL_SERVER=0, Prefect's temporary server inside the command;
+    - bare flow, ephemeral: the same one-task flow in Prefect's ephemeral mode.
+    """
     size = ctx.args.file_kb * 1024
     one = ctx.root / "data" / "one"
     one.mkdir(parents=True, exist_ok=True)
     (one / "one.bin").write_bytes(os.urandom(size))
     homes = ctx.root / "homes"
-    for home in ("datastore", "bare-flow"):
+    for home in ("bare-flow", "bare-ephemeral", "no-server", "ephemeral"):
         # Prefect creates PREFECT_HOME without its parents; a missing parent leaves the ephemeral
         # server unable to open its database until the startup timeout.
-        (homes / home).mkdir(parents=True, exist_ok=True)
-
-    # No PREFECT_API_URL (base_env drops it): each process starts Prefect's ephemeral server. On a
-    # fresh PREFECT_HOME that server first migrates its database (~6 s here), which can come close
-    # to Prefect's 20 s startup timeout on a busy 2-core machine; a longer timeout changes only
-    # when it gives up, not how fast it starts.
-    eph_env = {**ctx.env, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
-    ds_env = {**eph_env, "PREFECT_HOME": str(homes / "datastore")}
-    rows = [warmed_row(ctx, "datastore", datastore_cmd(one, "benchfixed"),
-                       {**ds_env, "DATASTORE_STORE": str(ctx.root / "stores" / "fixed-warm")},
-                       {**ds_env, "DATASTORE_STORE": str(ctx.root / "stores" / "fixed")},
-                       1, size, verify_record(1, size))]
-
+        (homes / home / "prefect").mkdir(parents=True, exist_ok=True)
     script = ctx.root / "bare_flow.py"
     script.write_text(BARE_FLOW)
-    flow_env = {**eph_env, "PREFECT_HOME": str(homes / "bare-flow")}
-    rows.append(warmed_row(ctx, "bare flow", [sys.executable, str(script)], flow_env, flow_env, 0, 0,
-                           verify_prints_one))
-    return rows
+    stores = ctx.root / "stores"
 
+    def own(home: str, **extra: str) -> dict[str, str]:
+        return {"HOME": str(homes / home), "PREFECT_HOME": str(homes / home / "prefect"),
+                "DATASTORE_STATE_DIR": str(homes / home / "state"), **extra}
+
+    rows = [warmed_row(ctx, "bare flow", [sys.executable, str(script)], server_env(ctx, ""), server_env(ctx, ""),
+                       0, 0, verify_prints_one)]
+    for tool, env in (("datastore", server_env(ctx, "")),
+                      ("datastore, not warm", {**server_env(ctx, ""), "DATASTORE_WARM": "0"})):
+        rows.append(warmed_row(ctx, tool, datastore_cmd(one, "benchfixed"),
+                               {**env, "DATASTORE_STORE": str(stores / f"{tool}-warm")},
+                               {**env, "DATASTORE_STORE": str(stores / tool)}, 1, size, verify_record(1, size)))
+    # No PREFECT_API_URL (base_env drops it): the local server, or Prefect's ephemeral one. On a
+    # fresh PREFECT_HOME the ephemeral server first migrates its database (~6 s here), which can
+    # come close to Prefect's 20 s startup timeout on a busy 2-core machine; a longer timeout
+    # changes only when it gives up, not how fast it starts.
+    eph = {**ctx.env, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
+    for tool, env in (("datastore, no server", {**eph, **own("no-server")}),
+                      ("datastore, ephemeral", {**eph, **own("ephemeral", DATASTORE_LOCAL_SERVER="0")})):
+        rows.append(warmed_row(ctx, tool, datastore_cmd(one, "benchfixed"),
+                               {**env, "DATASTORE_STORE": str(stores / f"{tool}-warm")},
+                               {**env, "DATASTORE_STORE": str(stores / tool)}, 1, size, verify_record(1, size)))
+    rows.append(warmed_row(ctx, "bare flow, ephemeral", [sys.executable, str(script)], {**eph, **own("bare-ephemeral")},
+                           {**eph, **own("bare-ephemeral")}, 0, 0, verify_prints_one))
+    for helpers in ("no-server", "ephemeral"):
+        stop_helpers(homes / helpers / "state")
+    return rows
 
 
 # --- one function per scenario -------------------------------------------------------------------
@@ -385,13 +436,28 @@ def fixed_rows(ctx: Context) -> list[Row]:
 def small_s3(ctx: Context) -> list[Row]:
     """The N small files → SeaweedFS: s5cmd, the AWS CLI, datastore."""
     assert ctx.small_dir is not None, "prepare() generates the small files"
-    return s3_rows(ctx, "small-s3", ctx.small_dir, ctx.args.files, ctx.small_bytes, "benchsmall")
+    return s3_rows(ctx, "small-s3", ctx.small_dir, ctx.args.files, ctx.small_bytes, "benchsmall", again=True)
 
 
 def large_s3(ctx: Context) -> list[Row]:
     """The large file → SeaweedFS: s5cmd, the AWS CLI, datastore."""
     assert ctx.large_dir is not None, "prepare() generates the large file"
     return s3_rows(ctx, "large-s3", ctx.large_dir, 1, ctx.large_bytes, "benchlarge")
+
+
+def many_s3(ctx: Context) -> list[Row]:
+    """--many-files small files → SeaweedFS: s5cmd, datastore (the AWS CLI would take minutes)."""
+    assert ctx.many_dir is not None, "prepare() generates the files"
+    files = ctx.args.many_files
+    return s3_rows(ctx, "many-s3", ctx.many_dir, files, files * ctx.args.file_kb * 1024, "benchmany", awscli=False)
+
+
+def medium_s3(ctx: Context) -> list[Row]:
+    """--medium-files files of --medium-mb MiB → SeaweedFS: s5cmd, datastore."""
+    assert ctx.medium_dir is not None, "prepare() generates the files"
+    files = ctx.args.medium_files
+    return s3_rows(ctx, "medium-s3", ctx.medium_dir, files, files * ctx.args.medium_mb * MiB, "benchmedium",
+                   awscli=False)
 
 
 def small_local(ctx: Context) -> list[Row]:
@@ -415,6 +481,8 @@ class Data(enum.Enum):
     ARCHIVE = "archive"  # --archive-files files of --file-kb KiB in one .tar.gz
     MOUNT_BIG = "mount-big"  # --mount-files-big files of REF_SIZE bytes (lazy-mount)
     MOUNT_LARGE = "mount-large"  # one file of --mount-large-mb MiB (lazy-mount)
+    MANY = "many"  # --many-files files of --file-kb KiB (many-s3)
+    MEDIUM = "medium"  # --medium-files files of --medium-mb MiB (medium-s3)
 
 
 @dataclass(frozen=True)
@@ -438,9 +506,11 @@ SCENARIOS: dict[str, Scenario] = {
                          awscli=True),
     "large-s3": Scenario("one large file → SeaweedFS", large_s3, "s5cmd", "mib_per_s", (Data.LARGE,), s3=True,
                          awscli=True),
+    "many-s3": Scenario("100k small files → SeaweedFS", many_s3, "s5cmd", "files_per_s", (Data.MANY,), s3=True),
+    "medium-s3": Scenario("medium files → SeaweedFS", medium_s3, "s5cmd", "mib_per_s", (Data.MEDIUM,), s3=True),
     "small-local": Scenario("small files → local store", small_local, "cp", "files_per_s", (Data.SMALL,), s3=False),
     "large-local": Scenario("large file → local store", large_local, "cp", "mib_per_s", (Data.LARGE,), s3=False),
-    "fixed": Scenario("fixed cost (ephemeral)", fixed_rows, "bare flow", "seconds", (), s3=False, prefect=False),
+    "fixed": Scenario("fixed cost (one-file create)", fixed_rows, "bare flow", "seconds", (), s3=False),
     "s3-copy": Scenario("S3 prefix → S3 (copy)", s3_copy_rows, "s5cmd", "files_per_s", (Data.SMALL,), s3=True),
     "s3-nocopy": Scenario("S3 prefix, --no-copy", s3_nocopy_rows, "s5cmd ls", "files_per_s", (Data.REF,), s3=True),
     "http-archive": Scenario("HTTP .tar.gz → store", http_archive_rows, ARCHIVE_REF, "mib_per_s", (Data.ARCHIVE,),
@@ -470,6 +540,12 @@ def prepare(ctx: Context, selected: list[str], stack: contextlib.ExitStack) -> i
     if Data.LARGE in needed:
         log(f"generating one file of {args.large_mb} MiB …")
         ctx.large_dir = make_large_file(root / "data" / "large", ctx.large_bytes)
+    if Data.MANY in needed:
+        log(f"generating {args.many_files} files of {args.file_kb} KiB …")
+        ctx.many_dir = make_small_tree(root / "data" / "many", args.many_files, args.file_kb * 1024)
+    if Data.MEDIUM in needed:
+        log(f"generating {args.medium_files} files of {args.medium_mb} MiB …")
+        ctx.medium_dir = make_small_tree(root / "data" / "medium", args.medium_files, args.medium_mb * MiB)
     if Data.REF in needed:
         log(f"generating {args.ref_files} files of {REF_SIZE} bytes …")
         ctx.ref_dir = make_small_tree(root / "data" / "ref", args.ref_files, REF_SIZE)
@@ -487,7 +563,22 @@ def prepare(ctx: Context, selected: list[str], stack: contextlib.ExitStack) -> i
         log(f"built {archive_bytes / MiB:.1f} MiB in {time.perf_counter() - started:.1f}s")
     start_servers(ctx, stack, s3=any(s.s3 for s in chosen), prefect=any(s.prefect for s in chosen),
                   awscli=any(s.awscli for s in chosen))
+    if ctx.api_url:
+        warm_up_runner(ctx)
     return archive_bytes
+
+
+def warm_up_runner(ctx: Context) -> None:
+    """One untimed ``datastore create`` so that every measured one finds a warm runner, as a user's
+    commands after their first do (rows that run without one say so: DATASTORE_WARM=0)."""
+    one = ctx.root / "data" / "warm-up"
+    one.mkdir(parents=True, exist_ok=True)
+    (one / "a.txt").write_text("a")
+    log("starting a warm runner …")
+    done = run_measured(datastore_cmd(one, "warmup"), server_env(ctx, str(ctx.root / "stores" / "warm-up")),
+                        ctx.root, ctx.args.timeout)
+    log(f"warm runner: first create exit {done.returncode} in {done.seconds:.1f}s"
+        f"{wait_for_runner(Path(ctx.env['DATASTORE_STATE_DIR']))}")
 
 
 def profile_small(ctx: Context) -> dict:

@@ -39,6 +39,19 @@ def verify_record(files: int, nbytes: int) -> Callable[[Measurement], str]:
     return verify
 
 
+def verify_unchanged(files: int, nbytes: int) -> Callable[[Measurement], str]:
+    """A verifier for a create from an unchanged source: ``status: unchanged``, the same files and bytes."""
+
+    def verify(m: Measurement) -> str:
+        record = parse_record(m.stdout)
+        if record.get("status") != "unchanged" or record.get("files") != files or record.get("bytes") != nbytes:
+            raise VerifyError(f"expected an unchanged record of {files} files / {nbytes} bytes, got status "
+                              f"{record.get('status')!r}, {record.get('files')} / {record.get('bytes')}")
+        return f"unchanged, version {record.get('version')} kept, in-flow {record.get('duration_s')}s"
+
+    return verify
+
+
 def verify_s3(s3: S3Server, bucket: str, prefix: str, files: int, nbytes: int) -> Callable[[Measurement], str]:
     """A verifier that lists ``s3://bucket/prefix`` and compares object count and total size."""
 

@@ -349,6 +349,25 @@ class NoPrefectServer(DatastoreError, RuntimeError):
                          "worker (see the README, 'Deployments and schedules')")
 
 
+class LocalServerFailed(DatastoreError, RuntimeError):
+    """The local Prefect server of the out-of-the-box setup did not start.
+
+    Attributes:
+        reason: Why (its exit status, or how long it was given).
+        last_line: The last line of its log.
+        log: The log's path.
+    """
+
+    def __init__(self, reason: str, last_line: str, log: str = "") -> None:
+        self.reason = reason
+        self.last_line = last_line
+        self.log = log
+        detail = f": {last_line}" if last_line else ""
+        super().__init__(f"the local Prefect server did not start ({reason}){detail}",
+                         f"see {log or 'its log'}; or set PREFECT_API_URL to a running server, or "
+                         "DATASTORE_LOCAL_SERVER=0 for Prefect's ephemeral mode; nothing was committed")
+
+
 class DeploymentMissing(DatastoreError, LookupError):
     """The deployment or work pool a command needs is not on the Prefect server."""
 

@@ -28,8 +28,8 @@ def _path(default: Callable[[], object]) -> str:
     return field(default_factory=lambda: str(default()), metadata={"kind": "path"})
 
 
-def _flag() -> bool:
-    return field(default=False, metadata={"kind": "flag"})
+def _flag(default: bool = False) -> bool:
+    return field(default=default, metadata={"kind": "flag"})
 
 
 def default_store_path() -> Path:
@@ -42,6 +42,12 @@ def default_cache_dir() -> Path:
     """The block cache shared by every mount and reader on this machine (XDG cache)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "datastore" / "cache"
+
+
+def default_state_dir() -> Path:
+    """Long-lived state of this machine's helpers: the local Prefect server, warm runners (XDG state)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "datastore"
 
 
 def default_work_dir() -> Path:
@@ -88,6 +94,13 @@ class Settings:
             older ones).
         work_dir: Local scratch space of HTTP creations (download, extracted tree); a failed
             create leaves its download there so the next run resumes it.
+        state_dir: The local Prefect server's database and log, the warm runners' pid files.
+        local_server: With no Prefect server configured, start a local one on first use and keep
+            it (off: Prefect's ephemeral mode, a temporary server inside every command).
+        server_start_timeout: Seconds the first command waits for the local server to start.
+        warm: Run Prefect commands in a warm runner (a process that has Prefect imported
+            already; started in the background on first use) instead of importing it each time.
+        warm_idle: Seconds a warm runner waits for a command before it exits.
     """
 
     store: str = _path(default_store_path)
@@ -117,6 +130,11 @@ class Settings:
     read_timeout: int = _int(30, minimum=1)
     status_interval: int = _int(2, minimum=1)
     failed_retention: int = _int(7 * 24 * 3600, minimum=0)
+    state_dir: str = _path(default_state_dir)
+    local_server: bool = _flag(default=True)
+    server_start_timeout: int = _int(180, minimum=1)
+    warm: bool = _flag(default=True)
+    warm_idle: int = _int(600, minimum=1)
 
     def __post_init__(self) -> None:
         for f in fields(self):  # the same bound whether a value comes from the environment or a caller

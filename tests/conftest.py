@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Fixtures that start a real server or process (Prefect API, S3 servers, the CLI in a
 # subprocess). A test that uses none of them is a unit test: `make test-fast` runs only those.
 SERVER_FIXTURES = frozenset({"prefect_api", "seaweed", "moto", "seaweed_store", "moto_store", "cli", "cli_home",
-                             "cli_prefect", "cli_ephemeral", "private_s3"})
+                             "cli_prefect", "cli_ephemeral", "local_prefect", "private_s3"})
 SERVER_PARAMS = frozenset({"moto", "seaweed"})  # parametrized tests that pick a server by name
 # What these packages test is a whole command or flow run: every test in them is integration.
 INTEGRATION_PACKAGES = frozenset({"cli", "flows", "deployments", "service"})
@@ -47,6 +47,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def own_block_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test reads through a block cache of its own (a shared one would serve other tests' bytes)."""
     monkeypatch.setenv("DATASTORE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The local Prefect server and the warm runners that CLI subprocesses start live under a
+    state folder of this test session, whatever HOME a test gives them; stopped at the end."""
+    state = tmp_path_factory.mktemp("state")
+    os.environ["DATASTORE_STATE_DIR"] = str(state)
+    yield state
+    stop_helpers(state)
+
+
+def stop_helpers(state: Path) -> None:
+    """Stop the warm runners and the local Prefect server whose state lives in ``state``."""
+    from datastore.cli import warm
+    from datastore.settings import Settings
+
+    warm.stop_all(Settings(state_dir=str(state)))
+
+
+@pytest.fixture
+def own_state(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """``DATASTORE_STATE_DIR`` of this test only (for a CLI's extra env): the warm runner and
+    local server its commands start are this test's, and stopped after it."""
+    state = tmp_path / "state"
+    yield {"DATASTORE_STATE_DIR": str(state)}
+    stop_helpers(state)
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +189,8 @@ class Cli:
     Args:
         home: HOME and PREFECT_HOME of the subprocesses.
         api_url: The Prefect API they use; None for the out-of-the-box setup (no server
-            configured: Prefect runs an ephemeral one per command).
+            configured: the local server, started on first use; with DATASTORE_LOCAL_SERVER=0
+            Prefect's ephemeral one per command).
     """
 
     def __init__(self, home: Path, api_url: str | None = None) -> None:
@@ -194,7 +222,20 @@ def cli(cli_home: Path, cli_prefect: str) -> Cli:
     return Cli(cli_home, cli_prefect)
 
 
+@pytest.fixture(scope="session")
+def local_prefect(cli_home: Path) -> str:
+    """The local Prefect server of the out-of-the-box setup, started as a user's first create would.
+
+    Started once per session, as on a user's machine after the first command (what that first
+    start does is tests/cli/test_local_server.py's subject).
+    """
+    started = run_cli("server", "start", env=Cli(cli_home).env())
+    assert started.returncode == 0, started.stderr
+    return started.stdout
+
+
 @pytest.fixture
-def cli_ephemeral(cli_home: Path) -> Cli:
-    """Run the CLI as a user who configured no Prefect server (the out-of-the-box setup)."""
+def cli_ephemeral(cli_home: Path, local_prefect: str) -> Cli:
+    """Run the CLI as a user who configured no Prefect server (the out-of-the-box setup: the
+    local server, started on first use)."""
     return Cli(cli_home)

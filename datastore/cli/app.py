@@ -41,6 +41,13 @@ out = Console()
 err = Console(stderr=True)
 
 
+def reset_consoles() -> None:
+    """New consoles for a warm runner's child: width, colour and terminal are read from its client's environment."""
+    global out, err  # noqa: PLW0603 - the module's two consoles, used by every command
+    out = Console()
+    err = Console(stderr=True)
+
+
 def fail(exc: DatastoreError) -> None:
     """Print the one-line error and exit 1."""
     err.print(f"error: {exc.line()}", markup=False, highlight=False, soft_wrap=True)
@@ -629,10 +636,83 @@ def schedule(
     guarded(run)
 
 
-def main() -> None:
-    """Console-script entry point: usage errors (unknown option, bad value) become one ``error:`` line too, exit 2."""
+server_app = typer.Typer(help="The local Prefect server and the warm runners of this machine.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("status")
+def server_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Which Prefect server commands use, whether the local one runs, and the warm runners."""
+
+    def run() -> None:
+        from datastore.cli import warm
+        from datastore.orchestration import local_server
+
+        settings = Settings.from_env()
+        configured = local_server.configured_api_url()
+        local = local_server.running(settings)
+        runners = warm.runners(settings)
+        if as_json:
+            print(json.dumps({"configured_api_url": configured, "local_server": None if local is None else
+                              {"url": local.url, "api_url": local.api_url, "pid": local.pid},
+                              "local_server_enabled": settings.local_server, "warm_runners": runners,
+                              "warm_enabled": settings.warm}, indent=2))
+            return
+        if configured:
+            out.print(f"Prefect server: {configured} (configured; the local server is not used)", highlight=False)
+        elif not settings.local_server:
+            out.print("Prefect server: none (DATASTORE_LOCAL_SERVER=0: Prefect's ephemeral mode)", highlight=False)
+        if local:
+            out.print(f"local server: running at {local.url} (UI), pid {local.pid}, data in "
+                      f"{local_server.folder(settings)}", highlight=False)
+        else:
+            out.print("local server: not running (the next 'datastore create' starts it)" if not configured
+                      and settings.local_server else "local server: not running", highlight=False)
+        out.print(f"warm runners: {', '.join(f'pid {p}' for p in runners) if runners else 'none'}"
+                  f"{'' if settings.warm else ' (DATASTORE_WARM=0: off)'}", highlight=False)
+
+    guarded(run)
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the local Prefect server now (the first 'datastore create' otherwise does)."""
+
+    def run() -> None:
+        from datastore.orchestration import local_server
+
+        settings = Settings.from_env()
+        configured = local_server.configured_api_url()
+        if configured:
+            raise UsageError(f"a Prefect server is configured ({configured}), the local one would not be used",
+                             "unset PREFECT_API_URL (and the profile's) to use the local server")
+        server = local_server.ensure(settings, on_start=lambda text: err.print(f"note: {text}", highlight=False))
+        out.print(f"local server: running at {server.url} (UI), pid {server.pid}", highlight=False)
+
+    guarded(run)
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server and the warm runners (commands they run go on to their end)."""
+
+    def run() -> None:
+        from datastore.cli import warm
+
+        runners, stopped = warm.stop_all(Settings.from_env())
+        out.print(f"stopped the local server (pid {stopped.pid})" if stopped else "the local server was not running",
+                  highlight=False)
+        out.print(f"stopped {len(runners)} warm runner{'s' if len(runners) != 1 else ''}", highlight=False)
+
+    guarded(run)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run ``datastore ARGV`` (default: ``sys.argv``); usage errors (unknown option, bad value) become one ``error:`` line too, exit 2."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="datastore", standalone_mode=False)
     except _UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed: Typer's own exit code
             sys.exit(exc.exit_code)

@@ -132,10 +132,10 @@ def save_block(env: dict[str, str], name: str, endpoint: str, key: str = OWNER_K
 def test_private_bucket_needs_a_block_and_leaks_no_secret(tmp_path: Path, private_s3: S3Server,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "home").mkdir()
-    cli = Cli(tmp_path / "home")  # its own Prefect database: everything the runs wrote is in it
+    cli = Cli(tmp_path / "home")  # its own (ephemeral) Prefect database: everything the runs wrote is in it
     env = {"AWS_ENDPOINT_URL": private_s3.endpoint, "AWS_ACCESS_KEY_ID": STORE_KEY,
            "AWS_SECRET_ACCESS_KEY": STORE_SECRET, "AWS_DEFAULT_REGION": "us-east-1",
-           "DATASTORE_STORE": f"s3://storebkt/{uuid.uuid4().hex[:8]}"}
+           "DATASTORE_STORE": f"s3://storebkt/{uuid.uuid4().hex[:8]}", "DATASTORE_LOCAL_SERVER": "0"}
     outputs: list[str] = []
 
     def run(*args: str) -> subprocess.CompletedProcess:

@@ -141,13 +141,14 @@ def test_creation_leaks_no_secret(case: str, tmp_path: Path, moto: S3Server, htt
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    cli = Cli(home)  # an ephemeral Prefect whose database under this home holds only this test's runs
+    # Prefect's ephemeral mode (no local server): its database under this home holds only this test's runs.
+    cli = Cli(home)
     bucket = f"t-{uuid.uuid4().hex[:12]}"
     moto.client().create_bucket(Bucket=bucket)
     env = {"AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "AKIDSECRETSTEST", "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "AWS_SESSION_TOKEN": SESSION_TOKEN, "AWS_DEFAULT_REGION": "us-east-1",
            "DATASTORE_STORE": f"s3://{bucket}/store", "DATASTORE_HTTP_ALLOW_PRIVATE": "1",
-           "DATASTORE_WORK_DIR": str(tmp_path / "work"), "COLUMNS": "400"}
+           "DATASTORE_WORK_DIR": str(tmp_path / "work"), "COLUMNS": "400", "DATASTORE_LOCAL_SERVER": "0"}
     world = World(tmp_path, http, moto, bucket)
     CASES[case](world)
     outputs: list[str] = []

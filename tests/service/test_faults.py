@@ -22,7 +22,6 @@ from datastore.service import delete as deletion
 from datastore.service.download import download
 from datastore.service.gc import gc
 from datastore.store import open_store, versions
-from datastore.testing.cli import run_cli
 from datastore.testing.faulty_s3 import Fault, FaultyS3, faulty_s3
 from datastore.testing.http_server import serve
 from datastore.testing.servers import S3Server
@@ -31,7 +30,7 @@ from datastore_flows.local_folder import create_from_local
 from datastore_flows.s3_copy import create_from_s3
 from datastore_flows.s3_reference import reference_s3
 from tests.archives import tar_gz
-from tests.conftest import make_tree, use_s3_env
+from tests.conftest import Cli, make_tree, use_s3_env
 from tests.readers import forked_read, mounted_tree, tree_of
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -113,10 +112,10 @@ def test_every_operation_survives_ten_percent_faults_and_every_version_verifies(
 
 
 def test_at_one_hundred_percent_a_create_fails_with_one_line_and_leaves_nothing(
-        proxy: FaultyS3, tmp_path: Path) -> None:
+        proxy: FaultyS3, tmp_path: Path, cli_ephemeral: Cli) -> None:
     src = make_tree(tmp_path / "src", {"a.txt": b"a", "b.txt": b"b"})
     proxy.faults.append(Fault("503-before", 1.0))
-    done = run_cli("create", str(src), "--name", "never", env=dict(os.environ), timeout=300)
+    done = cli_ephemeral.run("create", str(src), "--name", "never")
     assert done.returncode == 1, done.stdout
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
