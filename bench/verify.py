@@ -40,14 +40,14 @@ def verify_record(files: int, nbytes: int) -> Callable[[Measurement], str]:
 
 
 def verify_unchanged(files: int, nbytes: int) -> Callable[[Measurement], str]:
-    """A verifier for a create from an unchanged source: ``status: unchanged``, the same files and bytes."""
+    """A verifier for a create from an unchanged source: the next version, the same files and bytes, 0 uploaded."""
 
     def verify(m: Measurement) -> str:
         record = parse_record(m.stdout)
-        if record.get("status") != "unchanged" or record.get("files") != files or record.get("bytes") != nbytes:
-            raise VerifyError(f"expected an unchanged record of {files} files / {nbytes} bytes, got status "
-                              f"{record.get('status')!r}, {record.get('files')} / {record.get('bytes')}")
-        return f"unchanged, version {record.get('version')} kept, in-flow {record.get('duration_s')}s"
+        if record.get("files") != files or record.get("bytes") != nbytes or record.get("bytes_uploaded") != 0:
+            raise VerifyError(f"expected {files} files / {nbytes} bytes with 0 uploaded, got {record.get('files')} / "
+                              f"{record.get('bytes')}, {record.get('bytes_uploaded')} uploaded")
+        return f"version {record.get('version')}, 0 bytes uploaded, in-flow {record.get('duration_s')}s"
 
     return verify
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -57,6 +58,27 @@ def own_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     os.environ["DATASTORE_STATE_DIR"] = str(state)
     yield state
     stop_helpers(state)
+    # A test that gave its commands a state folder of its own and did not stop what they started:
+    # fail the run, after stopping them (by the pid of each runner whose folder is this worker's).
+    left = stray_runners(tmp_path_factory.getbasetemp())
+    for pid in left:
+        os.kill(pid, signal.SIGTERM)
+    assert not left, f"warm runners left running by tests: {left}"
+
+
+def stray_runners(base: Path) -> list[int]:
+    """Pids of warm runners whose state folder is under ``base``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"datastore.cli.warm" in args and any(a.startswith(str(base).encode()) for a in args):
+            found.append(int(proc.name))
+    return found
 
 
 def stop_helpers(state: Path) -> None:

@@ -24,7 +24,7 @@ from datastore.testing.cli import run_cli
 from datastore.testing.http_server import Server, serve
 from datastore.testing.prefect_server import POOL, REPO, PrefectServer, prefect_server
 from tests.archives import tar_gz
-from tests.conftest import make_tree
+from tests.conftest import make_tree, stop_helpers
 
 pytestmark = pytest.mark.slow
 
@@ -89,12 +89,16 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     store = home / "store"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DATASTORE_", "AWS_"))}
     base.update(DATASTORE_STORE=str(store), DATASTORE_HTTP_ALLOW_PRIVATE="1", DATASTORE_STATUS_INTERVAL="1",
-                DATASTORE_WORK_DIR=str(home / "work"), DATASTORE_REPO_DIR=str(REPO))
-    with serve({}) as http, prefect_server(home, base) as server:
-        server.run("work-pool", "create", POOL, "--type", "process")
-        server.run("deploy", "--all", "--no-prompt")
-        server.start_worker()
-        yield Deployed(server, store, http, server.env)
+                DATASTORE_WORK_DIR=str(home / "work"), DATASTORE_REPO_DIR=str(REPO),
+                DATASTORE_STATE_DIR=str(home / "state"))  # the warm runners its CLI commands start
+    try:
+        with serve({}) as http, prefect_server(home, base) as server:
+            server.run("work-pool", "create", POOL, "--type", "process")
+            server.run("deploy", "--all", "--no-prompt")
+            server.start_worker()
+            yield Deployed(server, store, http, server.env)
+    finally:
+        stop_helpers(home / "state")
 
 
 def test_prefect_yaml_deploys_every_creation_flow_and_a_periodic_example(deployed: Deployed) -> None:
