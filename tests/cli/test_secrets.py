@@ -2,12 +2,13 @@
 
 Every path runs with S3 keys and a session token in the environment (the store is on moto,
 which accepts any token; SeaweedFS refuses unknown session tokens); the HTTP paths add a
-presigned-looking query string and user-info in the URL. Each test gives the CLI a HOME of its
-own, so the ephemeral Prefect database under it holds only that test's flow runs (parameters,
-logs, artifacts, events). Then every haystack is grepped for every secret: CLI stdout/stderr
-(``--json`` included), every store object (manifests decompressed), every file under the home
-and the test's folders (the SQLite WAL holds the newest writes), and the database read back
-through SQLite, table by table.
+presigned-looking query string and user-info in the URL. The CLI runs as out of the box: no
+server configured, so the local Prefect server (one for this module, started by the first
+case's create) holds the flow runs (parameters, logs, artifacts, events); each case counts the
+runs created since it started. Then every haystack is grepped for every secret: CLI
+stdout/stderr (``--json`` included), every store object (manifests decompressed), every file
+under the test's folders and the local server's (its log, the SQLite WAL with the newest
+writes), and the database read back through SQLite, table by table.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ import pytest
 from datastore.testing.http_server import Server, serve
 from datastore.testing.servers import S3Server
 from tests.archives import tar_gz
-from tests.conftest import Cli, make_tree, store_objects
+from tests.conftest import Cli, make_tree, stop_helpers, store_objects
 
 SECRET_KEY = "AWSSECRET-do-not-leak-7c41e2"  # noqa: S105 - test secrets we grep for
 SESSION_TOKEN = "SESSIONTOKEN-do-not-leak-93ab0f"  # noqa: S105
@@ -108,6 +110,14 @@ CASES: dict[str, Callable[[World], None]] = {
 
 
 @pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The state folder of this module's local Prefect server (and warm runner), stopped after it."""
+    folder = tmp_path_factory.mktemp("secrets-state")
+    yield folder
+    stop_helpers(folder)
+
+
+@pytest.fixture(scope="module")
 def http() -> Iterator[Server]:
     with serve({"/signed/data.tar.gz": tar_gz(FILES), "/a.tar.gz": tar_gz(FILES)}) as server:
         yield server
@@ -128,6 +138,19 @@ def _db_text(db: Path) -> list[str]:
     return out
 
 
+def _db_now(db: Path) -> str:
+    """The newest creation time in the database (rows created after it are this case's), or ''."""
+    if not db.exists():
+        return ""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        newest = max((con.execute(f"SELECT max(created) FROM {t}").fetchone()[0] or "")  # noqa: S608 - fixed names
+                     for t in ("flow_run", "log", "artifact"))
+        return newest + "~" if newest else ""  # "~" sorts after every digit: rows of that instant are older
+    finally:
+        con.close()
+
+
 def _count(db: Path, sql: str) -> int:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -137,20 +160,20 @@ def _count(db: Path, sql: str) -> int:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_creation_leaks_no_secret(case: str, tmp_path: Path, moto: S3Server, http: Server,
+def test_creation_leaks_no_secret(case: str, tmp_path: Path, moto: S3Server, http: Server, state: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    # Prefect's ephemeral mode (no local server): its database under this home holds only this test's runs.
-    cli = Cli(home)
+    cli = Cli(home)  # no server configured: the local one
     bucket = f"t-{uuid.uuid4().hex[:12]}"
     moto.client().create_bucket(Bucket=bucket)
     env = {"AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "AKIDSECRETSTEST", "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "AWS_SESSION_TOKEN": SESSION_TOKEN, "AWS_DEFAULT_REGION": "us-east-1",
            "DATASTORE_STORE": f"s3://{bucket}/store", "DATASTORE_HTTP_ALLOW_PRIVATE": "1",
-           "DATASTORE_WORK_DIR": str(tmp_path / "work"), "COLUMNS": "400", "DATASTORE_LOCAL_SERVER": "0"}
+           "DATASTORE_WORK_DIR": str(tmp_path / "work"), "COLUMNS": "400", "DATASTORE_STATE_DIR": str(state)}
     world = World(tmp_path, http, moto, bucket)
     CASES[case](world)
+    started = _db_now(state / "prefect-server" / "home" / "prefect.db")
     outputs: list[str] = []
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -206,16 +229,19 @@ def test_creation_leaks_no_secret(case: str, tmp_path: Path, moto: S3Server, htt
     haystacks: dict[str, bytes] = {f"output {i}": o.encode() for i, o in enumerate(outputs)}
     haystacks |= {f"store {key}": data for key, data in store_objects(env, monkeypatch).items()}
     assert any(k.startswith("store manifests/") for k in haystacks) == bool(good)
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    files = [p for p in [*tmp_path.rglob("*"), *state.rglob("*")] if p.is_file()]
     haystacks |= {f"file {p}": p.read_bytes() for p in files}
-    db = home / "prefect" / "prefect.db"
+    db = state / "prefect-server" / "home" / "prefect.db"
     runs = [c for c in world.creates if c.ok or c.recorded]
-    assert db.exists() == bool(runs)  # Prefect starts only for a creation that passed the checks
     if runs:  # the flow runs' parameters, logs, artifacts and events are in the haystack
+        time.sleep(3)  # the server persists events every ~2 s: this case's are in the database now
         haystacks["database cells"] = "\n".join(_db_text(db)).encode()
-        assert _count(db, "SELECT count(*) FROM flow_run") == len(runs)
-        assert _count(db, "SELECT count(*) FROM log") > 0
-        assert _count(db, "SELECT count(*) FROM artifact") > 0
+        mine = f"created >= '{started}'"  # this case's rows (timestamps sort as text)
+        assert _count(db, f"SELECT count(*) FROM flow_run WHERE {mine}") == len(runs)
+        assert _count(db, f"SELECT count(*) FROM log WHERE {mine}") > 0
+        assert _count(db, f"SELECT count(*) FROM artifact WHERE {mine}") > 0
+    else:  # Prefect runs only for a creation that passed the checks
+        assert not db.exists() or _count(db, f"SELECT count(*) FROM flow_run WHERE created >= '{started}'") == 0
     for where, blob in haystacks.items():
         for secret in SECRETS:
             assert secret.encode() not in blob, f"{secret} leaked into {where}"
