@@ -130,6 +130,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--large-mb", type=int, default=512, metavar="M", help="MiB of the large file (default 512)")
     p.add_argument("--many-files", type=int, default=100_000, metavar="N",
                    help="small files of many-s3 (default 100000, of --file-kb KiB)")
+    p.add_argument("--million-files", type=int, default=1_000_000, metavar="N",
+                   help="files of million-local, 1 KiB each (default 1000000)")
     p.add_argument("--medium-files", type=int, default=100, metavar="N", help="files of medium-s3 (default 100)")
     p.add_argument("--medium-mb", type=int, default=20, metavar="M", help="MiB per medium-s3 file (default 20)")
     p.add_argument("--ref-files", type=int, default=100_000, metavar="M",

@@ -125,6 +125,7 @@ class Context:
     mount_large_dir: Path | None = None  # lazy-mount: one file of --mount-large-mb MiB
     many_dir: Path | None = None  # many-s3: --many-files small files of --file-kb KiB
     medium_dir: Path | None = None  # medium-s3: --medium-files files of --medium-mb MiB
+    million_dir: Path | None = None  # million-local: --million-files files of 1 KiB
     s3: S3Server | None = None
     s3_error: str = ""
     metrics_error: str = ""  # why S3 requests cannot be counted, when they cannot

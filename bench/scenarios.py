@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
+import json
 import os
 import pstats
 import shlex
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,7 @@ from bench.harness import (
     log,
     measured_row,
     parse_record,
+    remove_tree,
     run_measured,
     s5cmd_binary,
     server_env,
@@ -44,6 +48,8 @@ from bench.verify import (
     verify_listing,
     verify_mount,
     verify_nocopy,
+    verify_listed,
+    verify_prints,
     verify_prints_one,
     verify_record,
     verify_s3,
@@ -430,6 +436,80 @@ def fixed_rows(ctx: Context) -> list[Row]:
     return rows
 
 
+# --- a million files ------------------------------------------------------------------------------
+
+MILLION_NAME = "benchmillion"
+# Reads one file of the million-file version through datastore:// and prints its sha256 (the
+# path is argv[1]); a fresh interpreter, as a training script's first read would be.
+READ_ONE = """\
+import hashlib, sys
+import fsspec
+with fsspec.open(sys.argv[1], "rb") as fh:
+    print(hashlib.sha256(fh.read()).hexdigest())
+"""
+
+
+def task_runs(ctx: Context, flow_run_id: str | None) -> int | None:
+    """The task runs of one flow run, counted by the Prefect server (None if it cannot say)."""
+    if not flow_run_id or not ctx.api_url:
+        return None
+    body = json.dumps({"task_runs": {"flow_run_id": {"any_": [flow_run_id]}}}).encode()
+    request = urllib.request.Request(f"{ctx.api_url}/task_runs/count", data=body,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return int(json.load(response))
+    except (OSError, ValueError):
+        return None
+
+
+def million_rows(ctx: Context) -> list[Row]:
+    """--million-files files of 1 KiB → a local store: ``cp -r`` and datastore create, then the
+    answers a user wants from the version at once: ``list``, ``show``, one file read through
+    ``datastore://`` (each a fresh command, timed from outside).
+
+    The create row's check carries its Prefect task runs (counted by the server) and its peak RSS
+    is in its columns (the goal: < 500 MB, <= 1,000 task runs; list/show/read < 2 s each).
+    """
+    assert ctx.million_dir is not None, "prepare() generates the files"
+    files, size = ctx.args.million_files, 1024
+    nbytes = files * size
+    scenario = "million-local"
+    rows = []
+    dst = ctx.root / "dest" / f"{scenario}-cp"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    cp = measured_row(ctx, scenario, "cp", ["cp", "-r", str(ctx.million_dir), str(dst)], ctx.env, files, nbytes,
+                      verify_tree(dst, files, nbytes))
+    cp.step = "create"
+    rows.append(cp)
+    remove_tree(dst)  # a million inodes less for the rest of the run
+    store = str(ctx.root / "stores" / scenario)
+    created = datastore_row(ctx, scenario, ctx.million_dir, MILLION_NAME, files, nbytes, lambda: (store, {}))
+    created.step = "create"
+    if created.error is None and created.record:
+        runs = task_runs(ctx, created.record.get("flow_run_id"))
+        created.check += f", task runs {runs:,}" if runs is not None else ", task runs not counted"
+    rows.append(created)
+    if created.error is not None:
+        return rows
+    env = server_env(ctx, store)
+    # The file in the middle of the tree (make_small_tree's layout) and its source bytes.
+    middle = files // 2
+    rel = f"{middle // 100 ** 2:03d}/{middle // 100 % 100:02d}/{middle:07d}.bin"
+    want = hashlib.sha256((ctx.million_dir / rel).read_bytes()).hexdigest()
+    script = ctx.root / "read_one.py"
+    script.write_text(READ_ONE)
+    for step, cmd, verify in (
+        ("list", [str(BIN / "datastore"), "list", "--json"], verify_listed(MILLION_NAME, files)),
+        ("show", [str(BIN / "datastore"), "show", MILLION_NAME, "--json"], verify_listed(MILLION_NAME, files)),
+        ("read one file", [sys.executable, str(script), f"datastore://{MILLION_NAME}/{rel}"], verify_prints(want)),
+    ):
+        row = measured_row(ctx, scenario, "datastore", cmd, env, 0, 0, verify)  # seconds only: no rate
+        row.step = step
+        rows.append(row)
+    return rows
+
+
 # --- one function per scenario -------------------------------------------------------------------
 
 
@@ -483,6 +563,7 @@ class Data(enum.Enum):
     MOUNT_LARGE = "mount-large"  # one file of --mount-large-mb MiB (lazy-mount)
     MANY = "many"  # --many-files files of --file-kb KiB (many-s3)
     MEDIUM = "medium"  # --medium-files files of --medium-mb MiB (medium-s3)
+    MILLION = "million"  # --million-files files of 1 KiB (million-local)
 
 
 @dataclass(frozen=True)
@@ -510,6 +591,9 @@ SCENARIOS: dict[str, Scenario] = {
     "medium-s3": Scenario("medium files → SeaweedFS", medium_s3, "s5cmd", "mib_per_s", (Data.MEDIUM,), s3=True),
     "small-local": Scenario("small files → local store", small_local, "cp", "files_per_s", (Data.SMALL,), s3=False),
     "large-local": Scenario("large file → local store", large_local, "cp", "mib_per_s", (Data.LARGE,), s3=False),
+    "million-local": Scenario("1M files → local store", million_rows, "cp", "files_per_s", (Data.MILLION,),
+                              s3=False, step_metrics={"list": "seconds", "show": "seconds",
+                                                      "read one file": "seconds"}),
     "fixed": Scenario("fixed cost (one-file create)", fixed_rows, "bare flow", "seconds", (), s3=False),
     "s3-copy": Scenario("S3 prefix → S3 (copy)", s3_copy_rows, "s5cmd", "files_per_s", (Data.SMALL,), s3=True),
     "s3-nocopy": Scenario("S3 prefix, --no-copy", s3_nocopy_rows, "s5cmd ls", "files_per_s", (Data.REF,), s3=True),
@@ -546,6 +630,9 @@ def prepare(ctx: Context, selected: list[str], stack: contextlib.ExitStack) -> i
     if Data.MEDIUM in needed:
         log(f"generating {args.medium_files} files of {args.medium_mb} MiB …")
         ctx.medium_dir = make_small_tree(root / "data" / "medium", args.medium_files, args.medium_mb * MiB)
+    if Data.MILLION in needed:
+        log(f"generating {args.million_files} files of 1 KiB …")
+        ctx.million_dir = make_small_tree(root / "data" / "million", args.million_files, 1024)
     if Data.REF in needed:
         log(f"generating {args.ref_files} files of {REF_SIZE} bytes …")
         ctx.ref_dir = make_small_tree(root / "data" / "ref", args.ref_files, REF_SIZE)

@@ -170,6 +170,34 @@ def verify_prints_one(m: Measurement) -> str:
     return "returned 1"
 
 
+def verify_listed(name: str, files: int) -> Callable[[Measurement], str]:
+    """A verifier for ``datastore list --json`` / ``show NAME --json``: ``name`` is there with ``files`` files."""
+
+    def verify(m: Measurement) -> str:
+        try:
+            shown = json.loads(m.stdout)
+        except ValueError as exc:
+            raise VerifyError(f"not JSON ({exc}): {tail(m.stdout)}") from None
+        records = shown if isinstance(shown, list) else [shown]
+        found = [r for r in records if r.get("name") == name and r.get("files") == files]
+        if not found:
+            raise VerifyError(f"no record of {name} with {files:,} files in {tail(m.stdout)}")
+        return f"{name} version {found[0].get('version')}: {files:,} files"
+
+    return verify
+
+
+def verify_prints(text: str) -> Callable[[Measurement], str]:
+    """A verifier for a command whose last line of output must be ``text``."""
+
+    def verify(m: Measurement) -> str:
+        last = m.stdout.strip().splitlines()[-1:] or [""]
+        if last[0].strip() != text:
+            raise VerifyError(f"expected {text!r}, got {tail(m.stdout)!r}")
+        return "the source's sha256"
+
+    return verify
+
 
 def verify_scratch_empty(work: Path, inner: Callable[[Measurement], str]) -> Callable[[Measurement], str]:
     """``inner``, then a note on what a create left in its scratch folder (it removes its download

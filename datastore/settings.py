@@ -63,12 +63,14 @@ class Settings:
     Attributes:
         store: Store location, a local path or ``s3://bucket/prefix``.
         max_versions: Quota of live versions across all names.
-        batch_files: At most this many files a transfer batch (one Prefect task run).
+        batch_files: At most this many files a transfer batch (the unit a re-run resumes from).
         batch_bytes: At most this many new bytes a transfer batch.
         pack_bytes: Small files are packed into objects of about this size.
         large_file_bytes: Files this big or bigger are stored as objects of their own.
         part_bytes: Multipart part size for large objects on S3.
-        workers: Concurrent transfer batches (Prefect thread pool size).
+        workers: Concurrent transfer task runs (Prefect thread pool size).
+        transfer_tasks: At most this many transfer task runs per creation; above, a task run
+            transfers several consecutive batches (a million files: 1,000 batches, 256 runs).
         part_workers: Concurrent multipart parts per large object.
         reuse_lines: A batch may carry at most this many reused (unchanged) entries.
         fetch_workers: Concurrent GETs of small S3 source objects per transfer batch.
@@ -111,6 +113,7 @@ class Settings:
     large_file_bytes: int = _int(32 * MiB, minimum=1)
     part_bytes: int = _int(8 * MiB, minimum=5 * MiB)
     workers: int = _int(4, minimum=1)
+    transfer_tasks: int = _int(256, minimum=1)
     part_workers: int = _int(8, minimum=1)
     reuse_lines: int = _int(100_000, minimum=1)
     fetch_workers: int = _int(16, minimum=1)

@@ -14,13 +14,13 @@ from typing import Any
 from prefect.futures import PrefectFuture, as_completed
 
 from datastore.creation.pipeline import CreateJob
-from datastore.creation.plan import PlanSummary
+from datastore.creation.plan import PlanSummary, groups
 from datastore.settings import Settings
 from datastore_flows.common import Monitor
 from datastore_tasks.commit import commit_version
 
 
-def _bounded_map(transfer: Any, keys: Iterable[str], limit: int, **kwargs: Any) -> list:
+def _bounded_map(transfer: Any, keys: Iterable[Any], limit: int, **kwargs: Any) -> list:
     """``transfer.submit(key, **kwargs)`` for each key, at most ``limit`` in flight; results in key order.
 
     Like ``Task.map``, every batch is submitted even after one fails (finished batches are what
@@ -40,7 +40,10 @@ def _bounded_map(transfer: Any, keys: Iterable[str], limit: int, **kwargs: Any) 
 def run_batched(mon: Monitor, job: CreateJob, settings: Settings, *, scan: Callable[..., Any],
                 transfer: Any | None = None, if_changed: bool = False,
                 phases: tuple[str, ...] = ("scanning", "transferring"), **source_args: Any) -> dict:
-    """Scan, transfer every batch (``settings.workers`` at a time), commit; return the committed record.
+    """Scan, transfer every batch (``settings.workers`` task runs at a time), commit; return the committed record.
+
+    The batches are cut into at most ``settings.transfer_tasks`` task runs of consecutive batches
+    (:func:`~datastore.creation.plan.groups`): a million files stay a readable graph.
 
     Args:
         mon: The flow's monitor (its progress is passed to every task).
@@ -49,8 +52,8 @@ def run_batched(mon: Monitor, job: CreateJob, settings: Settings, *, scan: Calla
         scan: The task that lists the source. With ``transfer`` it returns the
             :class:`~datastore.creation.plan.PlanSummary` of the stored plans; without (a source
             with nothing to transfer, ``--no-copy``), the keys of the batch manifests it wrote.
-        transfer: The task that transfers one batch plan: ``(plan_key, job=, settings=, progress=)``
-            → (batch manifest key, bytes uploaded).
+        transfer: The task that transfers a group of batch plans: ``(group, job=, settings=,
+            progress=)`` → [(batch manifest key, bytes uploaded)] in plan order.
         if_changed: Commit only when the manifest differs from the newest version's.
         phases: What the status shows during the scan and during the transfer.
         **source_args: Further arguments of both tasks (``root`` of an extracted archive).
@@ -62,8 +65,9 @@ def run_batched(mon: Monitor, job: CreateJob, settings: Settings, *, scan: Calla
     else:
         assert isinstance(listed, PlanSummary)
         mon.phase(phases[1])
-        results = _bounded_map(transfer, listed.plan_keys, settings.workers, job=job, settings=settings,
-                               progress=mon.progress, **source_args)
-        batch_keys, uploaded = [k for k, _ in results], sum(u for _, u in results)
+        results = _bounded_map(transfer, groups(listed, settings.transfer_tasks), settings.workers, job=job,
+                               settings=settings, progress=mon.progress, **source_args)
+        done = [batch for group in results for batch in group]
+        batch_keys, uploaded = [k for k, _ in done], sum(u for _, u in done)
     mon.phase("committing")
     return commit_version(job, batch_keys, uploaded, settings, if_changed)

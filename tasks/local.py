@@ -6,7 +6,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from datastore.creation.pipeline import CreateJob
-from datastore.creation.plan import PlanSummary
+from datastore.creation.plan import PlanSummary, TransferGroup
 from datastore.creation.sources import local
 from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
@@ -21,9 +21,12 @@ def scan_local(job: CreateJob, settings: Settings, root: str | None = None,
     return local.scan(job, settings, root, progress)
 
 
-@task(name="transfer-local-batch", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=transient_only, task_run_name="transfer-{plan_key}")
-def transfer_local_batch(plan_key: str, job: CreateJob, settings: Settings, root: str | None = None,
-                         progress: Reporter = NO_PROGRESS) -> tuple[str, int]:
-    """Pack and store the new files of one batch; returns (batch manifest key, bytes uploaded)."""
-    return local.transfer_batch(job, plan_key, settings, root, progress)
+@task(name="transfer-local", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=transient_only, task_run_name="{group.label}")
+def transfer_local_batch(group: TransferGroup, job: CreateJob, settings: Settings, root: str | None = None,
+                         progress: Reporter = NO_PROGRESS) -> list[tuple[str, int]]:
+    """Pack and store the new files of a group of batches; returns (batch manifest key, bytes uploaded) of each.
+
+    A retry redoes only the batches whose manifest is missing.
+    """
+    return [local.transfer_batch(job, key, settings, root, progress) for key in group.plan_keys]

@@ -6,7 +6,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from datastore.creation.pipeline import CreateJob
-from datastore.creation.plan import PlanSummary
+from datastore.creation.plan import PlanSummary, TransferGroup
 from datastore.creation.sources import s3_copy
 from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
@@ -20,9 +20,12 @@ def scan_s3(job: CreateJob, settings: Settings, progress: Reporter = NO_PROGRESS
     return s3_copy.scan(job, settings, progress)
 
 
-@task(name="copy-s3-batch", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=transient_only, task_run_name="copy-{plan_key}")
-def copy_s3_batch(plan_key: str, job: CreateJob, settings: Settings,
-                  progress: Reporter = NO_PROGRESS) -> tuple[str, int]:
-    """Copy the new objects of one batch; returns (batch manifest key, bytes written)."""
-    return s3_copy.transfer_batch(job, plan_key, settings, progress)
+@task(name="copy-s3", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=transient_only, task_run_name="{group.label}")
+def copy_s3_batch(group: TransferGroup, job: CreateJob, settings: Settings,
+                  progress: Reporter = NO_PROGRESS) -> list[tuple[str, int]]:
+    """Copy the new objects of a group of batches; returns (batch manifest key, bytes written) of each.
+
+    A retry redoes only the batches whose manifest is missing.
+    """
+    return [s3_copy.transfer_batch(job, key, settings, progress) for key in group.plan_keys]

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from datastore.errors import DatastoreError, DatastoreNotFound, OrchestrationError, UsageError, one_line
 from datastore.model import progress
+from datastore.model.progress import human_bytes
 from datastore.orchestration import runtime
 from datastore.settings import Settings
 
@@ -114,16 +115,6 @@ def usage_line(exc: Exception) -> str:
         command = ctx.command_path if ctx is not None else "datastore"
         hint = f"see '{command} --help'"
     return f"{text}: {hint}"
-
-
-def human_bytes(n: int) -> str:
-    """1536 -> '1.5 KiB'."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _run_with_progress(run: Callable[[], dict], show: bool) -> dict:

@@ -1,8 +1,10 @@
 """The ``datastore`` console script: the few decisions made before the CLI itself is imported.
 
 1. With no Prefect server configured, a ``create`` uses the local server (started on first
-   use, see :mod:`datastore.orchestration.local_server`); ``delete`` and ``status`` use it when it
-   is up. ``create --submit`` and ``schedule`` still need a configured server with a worker.
+   use, see :mod:`datastore.orchestration.local_server`); the other commands that may talk to
+   Prefect (``delete``, ``status``, ``verify``, ``download``, ``mount``, ``schedule``,
+   ``create --submit``: events, runs, blocks, deployments) use it when it is up. Submitting and
+   scheduling also need the deployments and a worker there.
 2. Commands that talk to Prefect run in a warm runner when one is up (:mod:`datastore.cli.warm`).
 
 Everything here imports in ~0.1 s; the CLI (Typer, Rich) and Prefect are imported only by what
@@ -19,22 +21,22 @@ from datastore.orchestration import local_server, runtime
 from datastore.settings import Settings
 
 
+#: Commands that may talk to Prefect (events, flow runs, AwsCredentials blocks): they use the local
+#: server when it is up; ``create`` starts it.
+USES_PREFECT = frozenset({"create", "delete", "status", "verify", "download", "mount", "schedule"})
+
+
 def _use_local_server(argv: list[str], settings: Settings) -> None:
     """Point this process at the local Prefect server when the command needs one and none is configured."""
     command = argv[0] if argv else ""
-    starts = command == "create" and "--submit" not in argv
-    if not settings.local_server or not (starts or command in ("delete", "status")):
+    if not settings.local_server or command not in USES_PREFECT or local_server.configured_api_url() is not None:
         return
-    if local_server.configured_api_url() is not None:
-        return
-    if starts:
+    if command == "create" and "--submit" not in argv:
         server = local_server.ensure(settings, on_start=lambda text: print(f"note: {text}", file=sys.stderr))
+        os.environ["PREFECT_API_URL"] = server.api_url
+        os.environ.setdefault("PREFECT_UI_URL", server.url)
     else:
-        server = local_server.running(settings)
-        if server is None:
-            return
-    os.environ["PREFECT_API_URL"] = server.api_url
-    os.environ.setdefault("PREFECT_UI_URL", server.url)
+        local_server.adopt(settings)
 
 
 def main() -> None:
@@ -43,7 +45,7 @@ def main() -> None:
     runtime.configure(quiet=True)
     from datastore.cli import warm
 
-    if warm.wanted(argv):
+    if argv and argv[0] in USES_PREFECT and not {"--help", "-h"} & set(argv[1:]):
         try:
             settings = Settings.from_env()
         except DatastoreError:
@@ -54,7 +56,7 @@ def main() -> None:
             except DatastoreError as exc:
                 print(f"error: {exc.line()}", file=sys.stderr)
                 sys.exit(1)
-            code = warm.delegate(argv, settings)
+            code = warm.delegate(argv, settings) if warm.wanted(argv) else None
             if code is not None:
                 sys.exit(code)
     from datastore.cli.app import main as run_here

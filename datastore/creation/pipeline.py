@@ -32,7 +32,7 @@ from datastore.errors import DataMissing, EmptySource, SourceChanged
 from datastore.model.details import LocalDetail, SourceDetail
 from datastore.model.hashing import Hashed, chunks, copy_hashed
 from datastore.model.kinds import Kind
-from datastore.model.manifest import BLOCK_BYTES, Entry, ManifestWriter, Skipped
+from datastore.model.manifest import BLOCK_BYTES, PART_ITEMS, Entry, ManifestWriter, Skipped
 from datastore.model.naming import derive_name, validate_name
 from datastore.model.plan import Candidate, New, PlanItem, Reused
 from datastore.model.progress import NO_PROGRESS, Reporter
@@ -326,7 +326,7 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         # The manifest goes through a local file so a million entries never sit in memory.
         out = Path(tmp) / "manifest.jsonl.gz"
         objects: set[str] = set()  # distinct data objects (packs, large files): few per batch
-        with ManifestWriter(out) as writer:
+        with ManifestWriter(out, part_items=PART_ITEMS) as writer:
             for key in batch_keys:
                 for item in manifests.manifest_items(store, key):
                     writer.add(item)
@@ -338,8 +338,9 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
             if newest is not None and newest.digest == summary.digest:
                 return Unchanged(newest)
         _check_present(store, objects)
-        mkey = layout.manifest_key(job.create_id)
+        mkey, tkey = layout.manifest_key(job.create_id), layout.manifest_toc_key(job.create_id)
         store.put_file(mkey, out)
+        store.put_bytes(tkey, writer.toc.encode())
     failpoints.hit("before-commit")
     record = versions.VersionRecord(
         name=job.name,
@@ -355,6 +356,7 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         bytes_uploaded=uploaded,
         skipped=summary.skipped,
         manifest=mkey,
+        manifest_toc=tkey,
         source_detail=job.source_detail,
         duration_s=round(time.time() - job.started, 3),
         create_id=job.create_id,

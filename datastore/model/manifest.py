@@ -22,6 +22,12 @@ one block); neither do server-side copies and references (their bytes were never
 stored before block hashes existed (an unchanged file reused from such a version keeps its entry
 as it was). The block size is fixed by the format.
 
+A version's manifest is written as consecutive gzip members of :data:`PART_ITEMS` lines each
+(one gzip stream to any reader) and beside it goes its table of contents
+(:class:`ManifestToc`: each part's first path, byte offset and length), so a reader that wants
+one file fetches and decompresses one part, ~1/250 of a million-file manifest, instead of all
+of it: the way a zip's central directory or LitData's index finds one member.
+
 The top hash (``digest``) is sha256 over the canonical encoding ``["path",size,"checksum"]\\n``
 of every file line in order, where the checksum is the sha256, or ``etag:<source ETag>`` for the
 two kinds above. It leaves the physical location and the ``blocks`` out (they are derived from the
@@ -32,6 +38,7 @@ top hash.
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import hashlib
 import io
@@ -47,6 +54,11 @@ MiB = 1024 * 1024
 
 BLOCK_BYTES = 8 * MiB
 """Size of the pieces whose sha256 a manifest records (``blocks``); the last piece is shorter."""
+
+PART_ITEMS = 4096
+"""Lines per gzip member of a version's manifest (~100 KiB compressed): what one lookup reads."""
+
+TOC_FORMAT = "datastore-manifest-toc/1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,31 +187,104 @@ class Summary:
     digest: str = field(default_factory=lambda: hashlib.sha256().hexdigest())
 
 
+@dataclass(frozen=True, slots=True)
+class ManifestPart:
+    """One gzip member of a manifest: its first item's path, where it is, how many lines it has."""
+
+    first: str
+    offset: int
+    length: int
+    items: int
+
+
+@dataclass(frozen=True)
+class ManifestToc:
+    """The parts of a manifest in order (see the module docs): where to look for one path."""
+
+    parts: tuple[ManifestPart, ...]
+
+    def part_of(self, path: str) -> ManifestPart | None:
+        """The part that holds ``path`` if the manifest has it (None: before the first path)."""
+        firsts = [p.first for p in self.parts]
+        i = bisect.bisect_right(firsts, path) - 1
+        return self.parts[i] if i >= 0 else None
+
+    def encode(self) -> bytes:
+        """Compact JSON (a few KiB for a million files)."""
+        rows = [[p.first, p.offset, p.length, p.items] for p in self.parts]
+        return json.dumps({"format": TOC_FORMAT, "parts": rows}, ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> ManifestToc:
+        """Read :meth:`encode`'s output.
+
+        Raises:
+            ValueError: not a table of contents of this format.
+        """
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("format") != TOC_FORMAT:
+            raise ValueError(f"not a {TOC_FORMAT} document")
+        return cls(tuple(ManifestPart(str(f), int(o), int(n), int(i)) for f, o, n, i in doc["parts"]))
+
+
 class ManifestWriter:
     """Writes items in path order to a gzip JSONL stream and computes the top hash on the way.
 
     Memory is constant: each item is encoded and written as it arrives.
 
+    Args:
+        target: A local path or a binary file open for writing.
+        part_items: End a gzip member after this many lines and note it in :attr:`toc` (a
+            version's manifest); None writes one member (batch manifests).
+
     Raises:
         ValueError: an item arrives out of order or twice (a canonical manifest has neither).
     """
 
-    def __init__(self, target: Path | BinaryIO) -> None:
+    def __init__(self, target: Path | BinaryIO, part_items: int | None = None) -> None:
         self._own = isinstance(target, (str, Path))
         raw = open(target, "wb") if self._own else target  # type: ignore[arg-type]
         self._raw = raw
-        # mtime=0 keeps the compressed bytes a pure function of the content.
-        self._gz = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0)
-        self._buf = io.BufferedWriter(self._gz, buffer_size=1 << 20)  # type: ignore[arg-type]
+        self._part_items = part_items
+        self._parts: list[ManifestPart] = []
+        self._start = raw.tell() if part_items else 0
+        self._first: str | None = None
+        self._in_part = 0
+        self._open_member()
         self._hash = hashlib.sha256()
         self._last: str | None = None
         self.summary = Summary()
+
+    def _open_member(self) -> None:
+        # mtime=0 keeps the compressed bytes a pure function of the content.
+        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6, mtime=0)
+        self._buf = io.BufferedWriter(self._gz, buffer_size=1 << 20)  # type: ignore[arg-type]
+
+    def _close_member(self) -> None:
+        self._buf.flush()
+        self._gz.close()  # ends the member; the file itself stays open
+        if self._part_items and self._first is not None:
+            end = self._raw.tell()
+            self._parts.append(ManifestPart(self._first, self._start, end - self._start, self._in_part))
+            self._start, self._first, self._in_part = end, None, 0
+
+    @property
+    def toc(self) -> ManifestToc:
+        """The parts written (complete once :meth:`close` returned)."""
+        return ManifestToc(tuple(self._parts))
 
     def add(self, item: Item) -> None:
         """Append one entry or skipped item."""
         if self._last is not None and item.path <= self._last:
             raise ValueError(f"manifest items out of order: {item.path!r} after {self._last!r}")
         self._last = item.path
+        if self._part_items:
+            if self._in_part >= self._part_items:
+                self._close_member()
+                self._open_member()
+            if self._first is None:
+                self._first = item.path
+            self._in_part += 1
         self._buf.write(json.dumps(item.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
         if isinstance(item, Entry):
             self._hash.update(canonical_line(item.path, item.size, item.checksum))
@@ -215,8 +300,7 @@ class ManifestWriter:
 
     def close(self) -> Summary:
         """Finish the stream and return the totals and the digest."""
-        self._buf.flush()
-        self._gz.close()
+        self._close_member()
         if self._own:
             self._raw.close()
         self.summary.digest = self._hash.hexdigest()

@@ -15,6 +15,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
 class Reporter(Protocol):
     """Where creation code reports work found and work done (:class:`Progress` is one)."""
 

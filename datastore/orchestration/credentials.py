@@ -7,6 +7,7 @@ Prefect itself is imported only when a block is first loaded or listed.
 from __future__ import annotations
 
 from datastore.errors import CredentialsNotFound
+from datastore.orchestration import local_server
 from datastore.orchestration.imports import importing
 
 
@@ -20,6 +21,7 @@ class PrefectBlocks:
             CredentialsNotFound: the block does not exist, cannot be loaded, or its credentials
                 cannot be resolved (the reason names the exception type, never the secret).
         """
+        local_server.adopt()  # out of the box, the blocks are on the local server
         try:
             with importing:
                 from prefect_aws import AwsCredentials
@@ -55,6 +57,7 @@ class PrefectBlocks:
 
     def names(self) -> list[str]:
         """Names of the ``AwsCredentials`` blocks registered with the Prefect API (none if unreachable)."""
+        local_server.adopt()
         try:
             with importing:
                 from prefect.client.orchestration import get_client

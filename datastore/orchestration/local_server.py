@@ -117,6 +117,29 @@ def running(settings: Settings) -> LocalServer | None:
     return server if _alive(server.pid) and _answers(server.port) else None
 
 
+def adopt(settings: Settings | None = None) -> LocalServer | None:
+    """Point this process at the local server if it is up and no server is configured.
+
+    For what reads Prefect blocks or reports to Prefect outside ``create`` (``verify``,
+    ``download``, ``mount``, ``delete``, ``status``; a library user's ``datastore://`` reads): the
+    blocks the user saved out of the box are on the local server. Only before Prefect is
+    imported (it reads ``PREFECT_API_URL`` then); never starts the server.
+    """
+    if "prefect" in sys.modules or configured_api_url() is not None:
+        return None
+    try:
+        settings = settings or Settings.from_env()
+    except Exception:  # noqa: BLE001 - a bad setting is reported by whatever reads it for real
+        return None
+    if not settings.local_server:
+        return None
+    server = running(settings)
+    if server is not None:
+        os.environ["PREFECT_API_URL"] = server.api_url
+        os.environ.setdefault("PREFECT_UI_URL", server.url)
+    return server
+
+
 @contextlib.contextmanager
 def _locked(settings: Settings) -> Iterator[None]:
     """One process at a time decides whether to start the server (two creates at once start one)."""

@@ -53,6 +53,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -137,7 +138,8 @@ def parse(path: str) -> Target:
 
 
 class Listing:
-    """The files and derived folders of one version, in memory.
+    """The files and derived folders of one version, in memory, or of one part of its manifest
+    (``part``: what reading one file needs, see :meth:`Reader.part_of`).
 
     Attributes:
         record: The version.
@@ -145,15 +147,16 @@ class Listing:
         dirs: Folder path ("" = root) → {child name: True for a folder, False for a file}.
     """
 
-    def __init__(self, store: Store, record: VersionRecord, cache: BlockCache, timeout: float) -> None:
+    def __init__(self, store: Store, record: VersionRecord, cache: BlockCache, timeout: float,
+                 part: Iterable[Entry] | None = None, reader: Reader | None = None) -> None:
         self.record = record
-        self.reader = Reader(store, record)
+        self.reader = reader or Reader(store, record)
         self.files: dict[str, Entry] = {}
         self.order: list[Entry] = []  # manifest order: a small file's pack neighbours come with it
         self.seq: dict[str, int] = {}
         self.dirs: dict[str, dict[str, bool]] = {"": {}}
         self.reads = CachedReader(self.reader, cache, following=self.following, timeout=timeout)
-        for e in self.reader.entries():
+        for e in self.reader.entries() if part is None else part:
             self.files[e.path] = e
             self.seq[e.path] = len(self.order)
             self.order.append(e)
@@ -194,6 +197,10 @@ class DatastoreFileSystem(AbstractFileSystem):
         self._cached_versions = max(1, cached_versions)
         self._stores: dict[tuple[str, str | None], Store] = {}
         self._listings: OrderedDict[tuple[str, str, int], Listing] = OrderedDict()
+        # Parts of manifests read to find one file each (see _from_part), and a Reader per
+        # version for them (it keeps the version's table of contents).
+        self._parts: OrderedDict[tuple[str, str, int, int], Listing] = OrderedDict()
+        self._part_readers: OrderedDict[tuple[str, str, int], Reader] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -229,27 +236,74 @@ class DatastoreFileSystem(AbstractFileSystem):
             raise DatastoreVersionNotFound(t.name, t.version)
         return rec
 
-    def listing(self, t: Target) -> Listing:
-        """The (cached) listing of the version ``t`` names."""
+    def listing(self, t: Target, rec: VersionRecord | None = None) -> Listing:
+        """The (cached) listing of the version ``t`` names (``rec``: that version, if resolved already)."""
         store = self.store
-        if t.version is not None:
+        if t.version is not None and rec is None:
             cached = self._listing_hit((store.url, t.name, t.version))
             if cached is not None:
                 return cached  # a version is immutable: no need to read its record again
-        rec = self._record(t)
+        rec = rec or self._record(t)
         key = (store.url, rec.name, rec.version)
         cached = self._listing_hit(key)
         if cached is not None:
             return cached
-        settings = Settings.from_env()
-        cache = BlockCache(Path(settings.cache_dir) / "blocks", settings.cache_bytes)
-        built = Listing(store, rec, cache, settings.read_timeout)
+        built = self._new_listing(store, rec)
         with self._lock:
             self._listings[key] = built
             while len(self._listings) > self._cached_versions:
                 _, gone = self._listings.popitem(last=False)
                 gone.reads.close()
         return built
+
+    @staticmethod
+    def _new_listing(store: Store, rec: VersionRecord, part: list[Entry] | None = None,
+                     reader: Reader | None = None) -> Listing:
+        settings = Settings.from_env()
+        cache = BlockCache(Path(settings.cache_dir) / "blocks", settings.cache_bytes)
+        return Listing(store, rec, cache, settings.read_timeout, part=part, reader=reader)
+
+    def _file(self, t: Target) -> tuple[VersionRecord | None, tuple[Listing, Entry] | None]:
+        """The file ``t`` names, found without listing its whole version when that is not in memory.
+
+        A million-file version's listing takes seconds and hundreds of MiB; one file is in one
+        part of the manifest (its table of contents says which), so that part is read instead.
+        Returns the version's record if this resolved it (None if its listing is in memory),
+        and the part's listing and the entry, or None when the part does not have the file
+        (a folder, a missing path: the caller asks the full listing, which tells them apart)
+        or the version has no table of contents.
+        """
+        store = self.store
+        if not t.path or (t.version is not None and self._listing_hit((store.url, t.name, t.version))):
+            return None, None
+        # A version this instance has read from is kept, like a listed one (immutable; a
+        # deletion meanwhile shows as DeletedWhileReading when its bytes are gone).
+        reader = self._part_readers.get((store.url, t.name, t.version)) if t.version is not None else None
+        rec = reader.record if reader is not None else self._record(t)
+        key = (store.url, rec.name, rec.version)
+        if not rec.manifest_toc or self._listing_hit(key) is not None:
+            return rec, None
+        with self._lock:
+            for (url, name, version, _), lst in self._parts.items():
+                if (url, name, version) == key and t.path in lst.files:
+                    return rec, (lst, lst.files[t.path])
+            reader = self._part_readers.get(key)
+            if reader is None:
+                reader = self._part_readers[key] = Reader(store, rec)
+                while len(self._part_readers) > self._cached_versions:
+                    self._part_readers.popitem(last=False)
+        found = reader.part_of(t.path)
+        if found is None:
+            return rec, None
+        part, ents = found
+        lst = self._new_listing(store, rec, ents, reader)
+        with self._lock:
+            self._parts[(*key, part.offset)] = lst
+            while len(self._parts) > 4 * self._cached_versions:
+                _, gone = self._parts.popitem(last=False)
+                gone.reads.close()
+        e = lst.files.get(t.path)
+        return rec, (lst, e) if e is not None else None
 
     def _listing_hit(self, key: tuple[str, str, int]) -> Listing | None:
         with self._lock:
@@ -258,13 +312,14 @@ class DatastoreFileSystem(AbstractFileSystem):
                 self._listings.move_to_end(key)
             return hit
 
-    def _locate(self, path: str) -> tuple[Target, Target, Listing]:
+    def _locate(self, path: str, rec: VersionRecord | None = None) -> tuple[Target, Target, Listing]:
         """``path`` as given, pinned to the version it names now, and that version's listing.
 
-        The one place a ``NAME`` without ``@VERSION`` is resolved within a call.
+        The one place a ``NAME`` without ``@VERSION`` is resolved within a call (``rec``: it
+        was, by :meth:`_file`).
         """
         t = parse(path)
-        lst = self.listing(t)
+        lst = self.listing(t, rec)
         return t, t.pinned(lst.record.version), lst
 
     @staticmethod
@@ -279,9 +334,13 @@ class DatastoreFileSystem(AbstractFileSystem):
 
     def _entry(self, path: str) -> tuple[Target, Listing, Entry]:
         """The pinned target, listing and manifest entry of the file at ``path``."""
-        if not parse(path).name:
+        given = parse(path)
+        if not given.name:
             raise IsADirectoryError(f"{PROTOCOL}:// is the list of datastores, not a file")
-        t, pinned, lst = self._locate(path)
+        rec, found = self._file(given)
+        if found is not None and rec is not None:
+            return given.pinned(rec.version), *found
+        t, pinned, lst = self._locate(path, rec)
         e = lst.files.get(t.path)
         if e is None:
             if t.path in lst.dirs:
@@ -307,7 +366,7 @@ class DatastoreFileSystem(AbstractFileSystem):
         if not head or "@" in head or _MAGIC.search(head):
             return path
         try:
-            version = self.listing(parse(raw)).record.version
+            version = self._record(parse(raw)).version  # the record only: no listing to read one file
         except FileNotFoundError:
             return path
         return f"{head}@{version}{sep}{rest}"
@@ -355,9 +414,13 @@ class DatastoreFileSystem(AbstractFileSystem):
             PathNotFound: the version has nothing at that path (a ``FileNotFoundError``).
             PathBelowFile: the path goes on below a file (a ``NotADirectoryError``).
         """
-        if not parse(path).name:
+        asked = parse(path)
+        if not asked.name:
             return self._dir_info("")
-        given, t, lst = self._locate(path)
+        rec, found = self._file(asked)
+        if found is not None and rec is not None:
+            return self._file_info(asked.pinned(rec.version).join(asked.path), found[1], rec)
+        given, t, lst = self._locate(path, rec)
         e = lst.files.get(t.path)
         if e is not None:
             return self._file_info(t.join(t.path), e, lst.record)

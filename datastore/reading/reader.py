@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -46,7 +47,7 @@ from datastore.errors import (
 )
 from datastore.model.details import S3Detail
 from datastore.model.hashing import Hashed, chunks
-from datastore.model.manifest import Entry
+from datastore.model.manifest import Entry, ManifestPart, ManifestToc, read_entries
 from datastore.store import Store
 from datastore.store.manifests import entries, manifest_items  # noqa: F401 - part of the reading API
 from datastore.store import versions
@@ -118,6 +119,26 @@ class Reader:
         self.store = store
         self.record = record
         self._source = None
+        self._toc: ManifestToc | None = None
+
+    def part_of(self, path: str) -> tuple[ManifestPart, list[Entry]] | None:
+        """The manifest part that would hold ``path``, and its entries: one ranged read of the
+        manifest (~4,096 entries) instead of all of it.
+
+        None when the version has no table of contents (committed before there was one) or
+        ``path`` sorts before its first entry; whether ``path`` is among the entries is the
+        caller's question (absent there means the version has no file at ``path``).
+        """
+        if not self.record.manifest_toc:
+            return None
+        with self._live():
+            if self._toc is None:
+                self._toc = ManifestToc.decode(self.store.get_bytes(self.record.manifest_toc))
+            part = self._toc.part_of(path)
+            if part is None:
+                return None
+            raw = self.store.get_range(self.record.manifest, part.offset, part.length)
+        return part, list(read_entries(io.BytesIO(raw)))
 
     @property
     def source(self):  # noqa: ANN201 - S3Source, imported lazily (boto3/Prefect blocks only when needed)

@@ -60,6 +60,8 @@ def _live_references(store: Store) -> tuple[set[str], set[str]]:
     for rec in versions.list_records(store):
         if rec.manifest:
             manifests.add(rec.manifest)
+            if rec.manifest_toc:
+                manifests.add(rec.manifest_toc)
             for e in entries(store, rec):
                 if e.object:
                     data.add(e.object)
@@ -131,6 +133,8 @@ def reclaim_version(store: Store, record: versions.VersionRecord) -> Report:
         if len(report.reclaimed) < 1000:
             report.reclaimed.append(key)
     store.delete(record.manifest)
+    if record.manifest_toc:
+        store.delete(record.manifest_toc)
     return report
 
 

@@ -7,6 +7,7 @@
                                               so its number can never be allocated again)
     names/<name>/leases/<0000000001>/<id>.json a reader's lease on a version (blocks delete)
     manifests/<uuid>.jsonl.gz                 immutable manifest of one version
+    manifests/<uuid>.toc.json                 where each part of that manifest starts (lookups)
     data/p-<address>                          a pack of small files (address: sha256 over its
                                               members' sizes and sha256s, which fix its bytes)
     data/<sha256>                             one large file (local store)
@@ -52,6 +53,11 @@ def run_key(run_id: str) -> str:
 def manifest_key(create_id: str) -> str:
     """Key of the manifest written by one creation."""
     return f"{MANIFESTS}{create_id}.jsonl.gz"
+
+
+def manifest_toc_key(create_id: str) -> str:
+    """Key of the table of contents of that manifest (where each of its parts starts)."""
+    return f"{MANIFESTS}{create_id}.toc.json"
 
 
 def source_id(kind: str, source: str) -> str:

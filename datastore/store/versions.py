@@ -38,6 +38,8 @@ class VersionRecord(JsonRecord):
     bytes_uploaded: int = 0
     skipped: int = 0
     manifest: str = ""
+    #: The manifest's table of contents ("" for versions committed before there was one).
+    manifest_toc: str = ""
     source_detail: dict = field(default_factory=dict)
     duration_s: float | None = None
     deleted_at: str | None = None

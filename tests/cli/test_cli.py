@@ -322,7 +322,8 @@ def test_failed_creations_can_be_dismissed_and_a_later_commit_of_the_source_drop
 
 
 def test_submit_and_schedule_check_a_local_path_here_unless_it_is_the_workers(cli_ephemeral: Cli, tmp_path: Path,
-                                                                                local_store: str) -> None:
+                                                                                local_store: str,
+                                                                                own_state: dict[str, str]) -> None:
     """Defect (issue 14, checked against 737561e): both accepted a path that does not exist and
     failed later on the worker, blaming it."""
     cli = cli_ephemeral  # no server configured: the out-of-the-box setup
@@ -333,11 +334,21 @@ def test_submit_and_schedule_check_a_local_path_here_unless_it_is_the_workers(cl
         proc = cli.run(*args)
         assert_one_line_error(proc)
         assert proc.stderr.strip() == f"error: source {missing!r} does not exist: {hint}", args
-    # --worker-path: nothing checked here, so the next thing missing is the server (none in this test).
+    # --worker-path: nothing checked here, so the next thing missing is the deployment: the local
+    # server is up (both commands use it), but nothing was deployed to it.
+    proc = cli.run("create", missing, "--submit", "--worker-path")
+    assert_one_line_error(proc, "deployment 'datastore-create-local/local' does not exist on the Prefect server at "
+                                "http://127.0.0.1:", "prefect deploy --all")
+    proc = cli.run("schedule", missing, "--name", "nightly", "--every", "1d", "--worker-path")
+    assert_one_line_error(proc, "work pool 'datastore-process' does not exist on the Prefect server at "
+                                "http://127.0.0.1:", "prefect work-pool create datastore-process")
+    # With no local server up either, the server itself is what is missing (and neither starts one:
+    # a server without the deployments and a worker would not run the creation).
     for args in (["create", missing, "--submit", "--worker-path"],
                  ["schedule", missing, "--name", "nightly", "--every", "1d", "--worker-path"]):
-        proc = cli.run(*args)
+        proc = cli.run(*args, **own_state)
         assert_one_line_error(proc, "PREFECT_API_URL is not set")
+    assert not (Path(own_state["DATASTORE_STATE_DIR"]) / "prefect-server").exists()
     proc = cli.run("create", missing, "--worker-path")
     assert_one_line_error(proc)
     assert proc.stderr.strip() == ("error: --worker-path is for a path only a worker's machine has: add --submit, or "

@@ -129,13 +129,14 @@ def save_block(env: dict[str, str], name: str, endpoint: str, key: str = OWNER_K
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_private_bucket_needs_a_block_and_leaks_no_secret(tmp_path: Path, private_s3: S3Server,
+def test_private_bucket_needs_a_block_and_leaks_no_secret(tmp_path: Path, private_s3: S3Server, own_state: dict[str, str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "home").mkdir()
-    cli = Cli(tmp_path / "home")  # its own (ephemeral) Prefect database: everything the runs wrote is in it
+    # Out of the box, with a local Prefect server of its own: everything the runs wrote is in its database.
+    cli = Cli(tmp_path / "home")
     env = {"AWS_ENDPOINT_URL": private_s3.endpoint, "AWS_ACCESS_KEY_ID": STORE_KEY,
            "AWS_SECRET_ACCESS_KEY": STORE_SECRET, "AWS_DEFAULT_REGION": "us-east-1",
-           "DATASTORE_STORE": f"s3://storebkt/{uuid.uuid4().hex[:8]}", "DATASTORE_LOCAL_SERVER": "0"}
+           "DATASTORE_STORE": f"s3://storebkt/{uuid.uuid4().hex[:8]}", **own_state}
     outputs: list[str] = []
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -143,13 +144,17 @@ def test_private_bucket_needs_a_block_and_leaks_no_secret(tmp_path: Path, privat
         outputs.extend([proc.stdout, proc.stderr])
         return proc
 
+    assert run("server", "start").returncode == 0  # what the user's first create did, some time ago
     # The default keys may not read it, and no block is registered yet.
     denied = run("create", "s3://private/data/")
     assert_one_line_error(denied, "access to source 's3://private/data/' was denied (AccessDenied)", "--credentials BLOCK")
 
-    save_block(cli.env(**env), "owner-keys", private_s3.endpoint)
+    # The blocks go to the local server, where the creates look for them.
+    local = json.loads(run("server", "status", "--json").stdout)["local_server"]
+    block_env = cli.env(**env, PREFECT_API_URL=local["api_url"])
+    save_block(block_env, "owner-keys", private_s3.endpoint)
     # A block whose keys cannot read the bucket: refused by name when asked for, passed over when searching.
-    save_block(cli.env(**env), "a-store-only-block", private_s3.endpoint, STORE_KEY, STORE_SECRET)
+    save_block(block_env, "a-store-only-block", private_s3.endpoint, STORE_KEY, STORE_SECRET)
     wrong = run("create", "s3://private/data/", "--credentials", "a-store-only-block")
     assert_one_line_error(wrong, "was denied (AccessDenied, with the credentials of block 'a-store-only-block')",
                           "name another block")
@@ -171,7 +176,7 @@ def test_private_bucket_needs_a_block_and_leaks_no_secret(tmp_path: Path, privat
     # decompressed), and the Prefect database (flow run parameters, logs, artifacts, events).
     haystacks: list[bytes] = [o.encode() for o in outputs]
     haystacks += store_objects(env, monkeypatch).values()
-    db_files = [p for p in (tmp_path / "home" / "prefect").rglob("*") if p.is_file()]
+    db_files = [p for p in Path(own_state["DATASTORE_STATE_DIR"]).rglob("*") if p.is_file()]
     assert any(p.name.startswith("prefect.db") for p in db_files)
     haystacks += [p.read_bytes() for p in db_files]
     assert len(haystacks) > 10

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -83,28 +81,23 @@ def test_read_small_rereads_a_file_that_changes_once(tmp_path: Path, monkeypatch
     assert data == b"version-2" and st.st_size == len(data)
 
 
-def test_read_small_fails_naming_a_file_that_keeps_changing(tmp_path: Path) -> None:
+def test_read_small_fails_naming_a_file_that_keeps_changing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "busy.log"
     f.write_bytes(b"x" * 100_000)
-    stop = threading.Event()
+    real_read = os.read
 
-    def writer() -> None:
+    def read_while_a_writer_appends(fd: int, n: int) -> bytes:
+        # A log being written to: every read of it races one more append (deterministic, unlike
+        # a writer thread that a loaded machine may not schedule during the read).
         with open(f, "ab") as fh:
-            while not stop.is_set():
-                fh.write(b"y" * 10_000)
-                fh.flush()
+            fh.write(b"y" * 10_000)
+        return real_read(fd, n)
 
-    t = threading.Thread(target=writer)
-    t.start()
-    try:
-        time.sleep(0.05)
-        with pytest.raises(SourceChanged, match="busy.log") as info:
-            read_small(str(f), "busy.log")
-        assert "changed while it was being read" in str(info.value)
-    finally:
-        stop.set()
-        t.join()
-
+    monkeypatch.setattr(local_source.os, "read", read_while_a_writer_appends)
+    with pytest.raises(SourceChanged, match="busy.log") as info:
+        read_small(str(f), "busy.log")
+    assert "changed while it was being read" in str(info.value)
+    assert f.stat().st_size == 100_000 + 10_000 * local_source.READ_ATTEMPTS  # it was read that many times
 
 def test_a_large_file_is_closed_when_the_store_refuses_to_start_its_upload(
         tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,3 +90,16 @@ def test_a_reused_entry_keeps_its_block_hashes_through_the_plan_or_has_none() ->
     back = decode(encode(batch)[0])
     assert back == [Reused(with_blocks), Reused(old)]
     assert back[0].entry.blocks == with_blocks.blocks and back[1].entry.blocks is None
+
+
+def test_plans_are_cut_into_at_most_n_even_runs_of_consecutive_plans() -> None:
+    from datastore.creation.plan import PlanSummary, groups
+
+    summary = PlanSummary([f"p{i}" for i in range(10)], [(1000, 1024 * 1024)] * 10)
+    got = groups(summary, 4)
+    assert [g.plan_keys for g in got] == [("p0", "p1"), ("p2", "p3"), ("p4", "p5", "p6"), ("p7", "p8", "p9")]
+    assert [g.label for g in got][2] == "transfer 3/4 · 3,000 files · 3.0 MiB"
+    assert [g.plan_keys for g in groups(summary, 256)] == [(f"p{i}",) for i in range(10)]  # never an empty run
+    assert groups(PlanSummary(), 4) == []
+    million = PlanSummary([f"p{i}" for i in range(1000)], [(1000, 1000 * 1024)] * 1000)
+    assert len(groups(million, 256)) == 256 and sum(len(g.plan_keys) for g in groups(million, 256)) == 1000

@@ -239,3 +239,36 @@ def test_transfer_batches_in_flight_are_bounded_by_workers(tmp_path: Path, local
     record = create_from_local(str(src), name="bounded")
     assert active[1] == 2  # six one-file batches, two at a time
     assert_round_trip(record, tree)
+
+
+def test_many_batches_share_a_few_readable_task_runs_and_resume_per_batch(
+    tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datastore.creation.sources import local as local_transfer
+    from datastore.errors import SourceUnreadable
+
+    monkeypatch.setenv("DATASTORE_BATCH_FILES", "10")
+    monkeypatch.setenv("DATASTORE_TRANSFER_TASKS", "3")
+    tree = small_tree(100, 1000)  # 10 batches of 10 files -> task runs of 3, 3 and 4 batches
+    src = make_tree(tmp_path / "src", tree)
+    real_read = local_transfer.read_small
+
+    def failing(full: str, rel: str):
+        if rel == "d000/f00095.bin":  # the last batch of the last task run
+            raise SourceUnreadable(rel, "simulated")
+        return real_read(full, rel)
+
+    monkeypatch.setattr(local_transfer, "read_small", failing)
+    with pytest.raises(SourceUnreadable):
+        create_from_local(str(src), name="grouped")
+    store = open_store()
+    first = sum(o.size for o in store.list("data/"))
+    monkeypatch.setattr(local_transfer, "read_small", real_read)
+    record = create_from_local(str(src), name="grouped")
+    assert_round_trip(record, tree)
+    # The re-run moved only the failed batch, its 10 files (the others' manifests were kept).
+    last = sum(len(data) for path, data in sorted(tree.items())[90:])
+    assert record["bytes_uploaded"] == sum(o.size for o in store.list("data/")) - first == last
+    names = sorted(r.name for r in task_runs_of(record["flow_run_id"]) if r.name.startswith("transfer"))
+    assert names == ["transfer 1/3 · 30 files · 28.5 KiB", "transfer 2/3 · 30 files · 28.5 KiB",
+                     "transfer 3/3 · 40 files · 38.0 KiB"]

@@ -134,3 +134,29 @@ def test_which_hash_checks_a_block_alone() -> None:
     small_copy = Entry("c", 10, None, "data/c-2", etag='"e"')
     for e in (old, copied, small_copy):
         assert not e.blockwise and e.block_sha256(0) is None
+
+
+def test_a_manifest_in_parts_reads_as_one_stream_and_each_part_alone() -> None:
+    from datastore.model.manifest import ManifestToc
+
+    items = [Entry(f"f{i:03d}", i, "a" * 64, "data/p", i) for i in range(10)]
+    items.insert(4, Skipped("f003x", "fifo"))
+    _, single = _write(items)
+    parted = io.BytesIO()
+    with ManifestWriter(parted, part_items=3) as w:
+        w.extend(items)
+    assert single.digest == w.summary.digest  # parts change the bytes, never the digest
+    data = parted.getvalue()
+    assert list(read_items(io.BytesIO(data))) == items  # any gzip reader sees one stream
+    toc = ManifestToc.decode(w.toc.encode())
+    assert toc == w.toc
+    assert [(p.first, p.items) for p in toc.parts] == [("f000", 3), ("f003", 3), ("f005", 3), ("f008", 2)]
+    assert sum(p.length for p in toc.parts) == len(data) and toc.parts[0].offset == 0
+    for p in toc.parts:  # each part is a complete gzip member on its own
+        got = list(read_items(io.BytesIO(data[p.offset:p.offset + p.length])))
+        assert len(got) == p.items and got[0].path == p.first
+    assert toc.part_of("f004") == toc.parts[1] and toc.part_of("f003x") == toc.parts[1]
+    assert toc.part_of("f999") == toc.parts[-1] and toc.part_of("a") is None
+    assert ManifestWriter(io.BytesIO(), part_items=3).toc.parts == ()  # nothing written, no part
+    with pytest.raises(ValueError, match="datastore-manifest-toc/1"):
+        ManifestToc.decode(b'{"format": "something else", "parts": []}')

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -54,6 +56,12 @@ def test_the_first_create_starts_the_local_server_and_the_next_ones_use_it(fresh
     with urllib.request.urlopen(server.url, timeout=30) as r:
         assert r.status == 200 and b"<html" in r.read().lower()
 
+    # A Python program of the same user (use_datastore, datastore://) finds its blocks there too.
+    code = ("import os; from datastore.orchestration import local_server; s = local_server.adopt(); "
+            "print(s.url, os.environ['PREFECT_API_URL'])")
+    adopted = subprocess.run([sys.executable, "-c", code], env=cli.env(**own), capture_output=True, text=True)
+    assert adopted.stdout.split() == [server.url, server.api_url], adopted.stderr
+
     second = cli.run("create", str(src), "--name", "two", "--json", **own)
     assert second.returncode == 0 and second.stderr == "", second.stderr
     assert local_server.running(settings) == server  # the same server, not a new one
@@ -90,3 +98,13 @@ def test_a_configured_server_is_used_and_the_local_one_left_alone(cli: Cli, tmp_
     assert refused.returncode == 1
     assert refused.stderr.strip() == (f"error: a Prefect server is configured ({cli.api_url}), the local one would not "
                                       "be used: unset PREFECT_API_URL (and the profile's) to use the local server")
+
+
+def test_without_the_local_server_a_create_runs_in_prefects_ephemeral_mode(fresh, tmp_path: Path) -> None:
+    cli, own, settings = fresh
+    src = make_tree(tmp_path / "src", {"a.txt": b"a"})
+    done = cli.run("create", str(src), "--name", "one", "--json", DATASTORE_LOCAL_SERVER="0", **own)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert json.loads(done.stdout)["flow_run_id"]
+    assert local_server.running(settings) is None  # nothing left running
+    assert (cli.home / "prefect" / "prefect.db").exists()  # the temporary server's database, under PREFECT_HOME

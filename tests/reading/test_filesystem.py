@@ -110,13 +110,15 @@ def test_a_range_is_served_checked_from_one_read_of_the_files_run(version: dict,
     data = TREE["dir/sub/g.bin"]
     assert fs.cat("datastore://ds@1/dir/sub/g.bin", start=1000, end=1300) == data[1000:1300]
     entry = fs.listing(fs._entry("ds@1/dir/sub/g.bin")[0]).files["dir/sub/g.bin"]
-    # One GET of the file's run in its pack (the file whole, so its sha256 is checked, and its
-    # neighbours); later reads of it and of those neighbours are served from the block cache.
-    assert len(gets) == 1
-    key, offset, length = gets[0]
+    # One ranged read of the manifest part that lists the file (no listing of the version is
+    # built to read one file), then one GET of the file's run in its pack (the file whole, so its
+    # sha256 is checked, and its neighbours); later reads of it and of those neighbours are
+    # served from the block cache.
+    assert len(gets) == 2 and gets[0][0].startswith("manifests/")
+    key, offset, length = gets[1]
     assert key == entry.object and offset <= entry.offset and offset + length >= entry.offset + entry.size
     assert fs.cat("datastore://ds@1/dir/sub/h.txt") == b"h" and fs.cat_file("datastore://ds@1/dir/sub/g.bin") == data
-    assert len(gets) == 1
+    assert len(gets) == 2
     assert fs.cat_file("datastore://ds@1/dir/sub/g.bin", start=-10) == data[-10:]
     assert fs.cat_file("datastore://ds@1/dir/sub/g.bin", start=10, end=-10) == data[10:-10]
     assert fs.cat_file("datastore://ds@1/dir/sub/g.bin", start=20_000) == b""
@@ -441,3 +443,41 @@ def test_cat_file_start_after_end_is_an_error(version: dict, tmp_path: Path) -> 
                 fs.cat_file(url, start=start, end=end)
         else:
             assert fs.cat_file(url, start=start, end=end) == expected, (start, end)
+
+
+def test_one_file_is_found_from_one_part_of_the_manifest_without_listing_the_version(
+        tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datastore.creation import pipeline
+    from datastore.model.manifest import ManifestToc
+
+    monkeypatch.setattr(pipeline, "PART_ITEMS", 8)  # 50 files: 7 parts
+    tree = {f"d{i // 10}/f{i:02d}.txt": f"file {i}".encode() for i in range(50)}
+    record = create_from_local(str(make_tree(tmp_path / "src", tree)), name="parts")
+    store = open_store()
+    toc = ManifestToc.decode(store.get_bytes(record["manifest_toc"]))
+    assert [p.items for p in toc.parts] == [8] * 6 + [2]
+    gets = count_gets(store, monkeypatch)
+    fs = fresh_fs(store=store)
+    assert fs.cat("datastore://parts/d3/f35.txt") == b"file 35"
+    assert fs.info("datastore://parts/d3/f36.txt")["name"] == "parts@1/d3/f36.txt"  # same part: no read
+    part = toc.part_of("d3/f35.txt")
+    manifest_reads = [g for g in gets if g[0] == record["manifest"]]
+    assert manifest_reads == [(record["manifest"], part.offset, part.length)]  # one part, not the manifest
+    assert fs._listings == {}  # the version was never listed whole
+    # A folder or a missing path needs the whole listing to tell them apart: it is built then.
+    assert fs.info("datastore://parts/d3")["type"] == "directory"
+    with pytest.raises(FileNotFoundError, match="d3/nope"):
+        fs.cat("datastore://parts@1/d3/nope")
+    assert list(fs._listings) == [(store.url, "parts", 1)]
+
+
+def test_a_version_without_a_table_of_contents_is_read_from_its_listing(own_version: dict) -> None:
+    # Versions committed before manifests had one: their record names none.
+    store = open_store()
+    key = layout.record_key("ds", 1)
+    rec = json.loads(store.get_bytes(key))
+    store.delete(rec.pop("manifest_toc"))
+    store.put_bytes(key, json.dumps(rec).encode())
+    fs = fresh_fs()
+    assert fs.cat("datastore://ds@1/dir/f.txt") == TREE["dir/f.txt"]
+    assert list(fs._listings) == [(store.url, "ds", 1)]

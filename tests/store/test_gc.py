@@ -66,6 +66,10 @@ def test_delete_then_gc_keeps_exactly_what_live_versions_reference(
     assert list(store.list("staging/")) == []
     for v in (1, 3):
         assert verify(store, versions.read_record(store, "gcme", v)).ok
+    # The manifests left are the live versions', each with its table of contents.
+    live = [versions.read_record(store, "gcme", v) for v in (1, 3)]
+    assert sorted(o.key for o in store.list("manifests/")) == sorted(
+        k for r in live for k in (r.manifest, r.manifest_toc))
     assert collect(store, grace_s=0).objects == 0  # a second pass finds nothing
 
 
@@ -142,6 +146,7 @@ def test_delete_reclaims_what_only_that_version_used_at_once(tmp_path: Path, sea
     rec = delete_version(store, "prompt", 2)
     freed = reclaim_version(store, rec)
     assert freed.objects >= 1 and freed.bytes >= 400_000
+    assert not store.exists(rec.manifest) and not store.exists(rec.manifest_toc) and rec.manifest_toc
     assert data_bytes(store) == before - freed.bytes == referenced_bytes(store)
     assert verify(store, versions.read_record(store, "prompt", 1)).ok
 
