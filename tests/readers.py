@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from datastore.errors import DatastoreError
@@ -74,5 +75,13 @@ def mounted_tree(name: str, version: int, where: Path, *, may_be_deleted: bool =
     try:
         return tree_of(where)
     finally:
-        done = run_cli("unmount", str(where), env=env, timeout=120)
+        # A process forked by another thread of this one while tree_of had a file open (the
+        # soak's forked reader) holds a copy of that descriptor until it exits: the mount is
+        # busy that long, rightly. Wait for it, as a user would close their files.
+        deadline = time.monotonic() + 60
+        while True:
+            done = run_cli("unmount", str(where), env=env, timeout=120)
+            if done.returncode == 0 or "is busy" not in done.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert done.returncode == 0, done.stderr
