@@ -8,8 +8,9 @@ Run (obstore is not a dependency: install it into the venv for the measurement o
 One SeaweedFS on loopback (as in ``make bench``) and, in alternating order so neither gets a
 warmer server, each client doing the same work:
 
-- **upload**: one file of ``--large-mb`` MiB of random bytes into one object, 8 MiB parts, 8 in
-  flight: ``s5cmd cp`` (the peer), datastore's ``S3Store.blob_writer`` (boto3
+- **upload**: one file of ``--large-mb`` MiB of random bytes into one object: ``s5cmd cp`` (the
+  peer, its defaults as in ``make bench``: 50 MiB parts, 5 in flight), and with 8 MiB parts, 8 in
+  flight, datastore's ``S3Store.blob_writer`` (boto3
   ``upload_part`` in a thread pool: botocore signs each part, which hashes its body with sha256
   over plain HTTP), and obstore's ``put`` fed the same 8 MiB chunks from Python (what the
   pipeline would hand it: it hashes every chunk itself on the way).
@@ -95,8 +96,9 @@ def main() -> None:
             env = {**os.environ, **s3.env()}
 
             def s5cmd_up() -> None:
-                subprocess.run([str(s5cmd_binary()), "cp", "-c", "8", "-p", "8", str(big), "s3://bench/s5cmd/large.bin"],
-                               env=env, check=True, capture_output=True)
+                # As make bench runs it: s5cmd's defaults (50 MiB parts, 5 in flight).
+                subprocess.run([str(s5cmd_binary()), "--endpoint-url", s3.endpoint, "--log", "error", "cp", str(big),
+                                "s3://bench/s5cmd/large.bin"], env=env, check=True, capture_output=True)
 
             def datastore_up() -> None:
                 w = store.blob_writer(big.stat().st_size)
