@@ -37,6 +37,25 @@ def small_tree(n: int, size: int = 10_240, seed: int = 0) -> dict[str, bytes]:
     return {f"d{i // 100:03d}/f{i:05d}.bin": (rnd + i.to_bytes(4, "big")) * (size // 36) for i in range(n)}
 
 
+def fail_once_at(src: Path, name: str, rel: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run a create of ``src`` that fails reading ``rel``; return the data bytes it left stored."""
+    from datastore.creation.sources import local as local_transfer
+    from datastore.errors import SourceUnreadable
+
+    real_read = local_transfer.read_small
+
+    def failing(full: str, path: str):
+        if path == rel:
+            raise SourceUnreadable(path, "simulated")
+        return real_read(full, path)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(local_transfer, "read_small", failing)
+        with pytest.raises(SourceUnreadable):
+            create_from_local(str(src), name=name)
+    return sum(o.size for o in open_store().list("data/"))
+
+
 def test_ten_thousand_small_files_use_few_task_runs(tmp_path: Path, local_store: str) -> None:
     tree = small_tree(10_000)
     make_tree(tmp_path / "src", tree)
@@ -137,27 +156,12 @@ def test_transient_store_failure_is_retried_without_duplicating_data(
 def test_rerun_after_failure_resumes_finished_batches(
     tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from datastore.creation.sources import local as local_transfer
-    from datastore.errors import SourceUnreadable
-
     tree = small_tree(4000, 1000)
     src = make_tree(tmp_path / "src", tree)
-    real_read = local_transfer.read_small
-
-    def failing(full: str, rel: str):
-        if rel == "d039/f03950.bin":  # in the last batch
-            raise SourceUnreadable(rel, "simulated")
-        return real_read(full, rel)
-
-    monkeypatch.setattr(local_transfer, "read_small", failing)
-    with pytest.raises(SourceUnreadable):
-        create_from_local(str(src), name="resume")
+    first = fail_once_at(src, "resume", "d039/f03950.bin", monkeypatch)  # in the last batch
     store = open_store()
     assert versions.live_numbers(store, "resume") == []  # nothing visible
-    first = sum(o.size for o in store.list("data/"))
     assert first > 0
-
-    monkeypatch.setattr(local_transfer, "read_small", real_read)
     record = create_from_local(str(src), name="resume")
     total = sum(o.size for o in store.list("data/"))
     assert record["version"] == 1
@@ -244,26 +248,12 @@ def test_transfer_batches_in_flight_are_bounded_by_workers(tmp_path: Path, local
 def test_many_batches_share_a_few_readable_task_runs_and_resume_per_batch(
     tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from datastore.creation.sources import local as local_transfer
-    from datastore.errors import SourceUnreadable
-
     monkeypatch.setenv("DATASTORE_BATCH_FILES", "10")
     monkeypatch.setenv("DATASTORE_TRANSFER_TASKS", "3")
     tree = small_tree(100, 1000)  # 10 batches of 10 files -> task runs of 3, 3 and 4 batches
     src = make_tree(tmp_path / "src", tree)
-    real_read = local_transfer.read_small
-
-    def failing(full: str, rel: str):
-        if rel == "d000/f00095.bin":  # the last batch of the last task run
-            raise SourceUnreadable(rel, "simulated")
-        return real_read(full, rel)
-
-    monkeypatch.setattr(local_transfer, "read_small", failing)
-    with pytest.raises(SourceUnreadable):
-        create_from_local(str(src), name="grouped")
+    first = fail_once_at(src, "grouped", "d000/f00095.bin", monkeypatch)  # the last batch of the last run
     store = open_store()
-    first = sum(o.size for o in store.list("data/"))
-    monkeypatch.setattr(local_transfer, "read_small", real_read)
     record = create_from_local(str(src), name="grouped")
     assert_round_trip(record, tree)
     # The re-run moved only the failed batch, its 10 files (the others' manifests were kept).
