@@ -20,7 +20,7 @@ from datastore_flows.common import monitored, run_name, settings_for, worker_ref
 from datastore_flows.pipeline import run_batched
 from datastore_tasks.commit import commit_version
 from datastore_tasks.http_archive import download_archive, extract_archive
-from datastore_tasks.local import scan_local, transfer_local_batch
+from datastore_tasks.local import scan_local, transfer_local
 
 
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
@@ -61,7 +61,7 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
             else:
                 mon.phase("extracting", reset=True)
                 root = extract_archive(job, info, settings)
-                record = run_batched(mon, job, settings, scan=scan_local, transfer=transfer_local_batch,
+                record = run_batched(mon, job, settings, scan=scan_local, transfer=transfer_local,
                                      if_changed=if_changed, root=root)
         except Exception as exc:
             # A refused source (empty, unsafe, not an archive) leaves nothing behind; a transient

@@ -14,7 +14,7 @@ from datastore.creation.sources.local import resolve_source
 from datastore.model.kinds import Kind
 from datastore_flows.common import monitored, run_name, settings_for, worker_host
 from datastore_flows.pipeline import run_batched
-from datastore_tasks.local import scan_local, transfer_local_batch
+from datastore_tasks.local import scan_local, transfer_local
 
 
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
@@ -37,4 +37,4 @@ def create_from_local(source: str, name: str | None = None, store: str | None = 
     with monitored(Kind.LOCAL, source, name, settings) as mon:
         root = resolve_source(source, worker=worker_host)
         job = mon.started(prepare(str(root), name, Kind.LOCAL, settings))
-        return run_batched(mon, job, settings, scan=scan_local, transfer=transfer_local_batch, if_changed=if_changed)
+        return run_batched(mon, job, settings, scan=scan_local, transfer=transfer_local, if_changed=if_changed)

@@ -14,7 +14,7 @@ from datastore.creation.sources import s3 as s3_job
 from datastore.model.kinds import Kind
 from datastore_flows.common import monitored, run_name, settings_for
 from datastore_flows.pipeline import run_batched
-from datastore_tasks.s3_copy import copy_s3_batch, scan_s3
+from datastore_tasks.s3_copy import copy_s3, scan_s3
 
 
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
@@ -37,5 +37,5 @@ def create_from_s3(source: str, name: str | None = None, credentials: str | None
     settings = settings_for(store)
     with monitored(Kind.S3_COPY, source, name, settings) as mon:
         job = mon.started(s3_job.prepare(source, name, False, credentials, settings))
-        return run_batched(mon, job, settings, scan=scan_s3, transfer=copy_s3_batch, if_changed=if_changed,
+        return run_batched(mon, job, settings, scan=scan_s3, transfer=copy_s3, if_changed=if_changed,
                            phases=("listing", "copying"))

@@ -23,7 +23,7 @@ def scan_local(job: CreateJob, settings: Settings, root: str | None = None,
 
 @task(name="transfer-local", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=transient_only, task_run_name="{group.label}")
-def transfer_local_batch(group: TransferGroup, job: CreateJob, settings: Settings, root: str | None = None,
+def transfer_local(group: TransferGroup, job: CreateJob, settings: Settings, root: str | None = None,
                          progress: Reporter = NO_PROGRESS) -> list[tuple[str, int]]:
     """Pack and store the new files of a group of batches; returns (batch manifest key, bytes uploaded) of each.
 

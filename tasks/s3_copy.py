@@ -22,7 +22,7 @@ def scan_s3(job: CreateJob, settings: Settings, progress: Reporter = NO_PROGRESS
 
 @task(name="copy-s3", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=transient_only, task_run_name="{group.label}")
-def copy_s3_batch(group: TransferGroup, job: CreateJob, settings: Settings,
+def copy_s3(group: TransferGroup, job: CreateJob, settings: Settings,
                   progress: Reporter = NO_PROGRESS) -> list[tuple[str, int]]:
     """Copy the new objects of a group of batches; returns (batch manifest key, bytes written) of each.
 

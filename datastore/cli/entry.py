@@ -13,7 +13,6 @@ runs the command.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from datastore.errors import DatastoreError
@@ -32,9 +31,7 @@ def _use_local_server(argv: list[str], settings: Settings) -> None:
     if not settings.local_server or command not in USES_PREFECT or local_server.configured_api_url() is not None:
         return
     if command == "create" and "--submit" not in argv:
-        server = local_server.ensure(settings, on_start=lambda text: print(f"note: {text}", file=sys.stderr))
-        os.environ["PREFECT_API_URL"] = server.api_url
-        os.environ.setdefault("PREFECT_UI_URL", server.url)
+        local_server.point_at(local_server.ensure(settings, on_start=lambda text: print(f"note: {text}", file=sys.stderr)))
     else:
         local_server.adopt(settings)
 
@@ -45,7 +42,7 @@ def main() -> None:
     runtime.configure(quiet=True)
     from datastore.cli import warm
 
-    if argv and argv[0] in USES_PREFECT and not {"--help", "-h"} & set(argv[1:]):
+    if warm.runs(argv, USES_PREFECT):
         try:
             settings = Settings.from_env()
         except DatastoreError:

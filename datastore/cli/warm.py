@@ -56,9 +56,14 @@ _UCRED = struct.Struct("3i")  # pid, uid, gid
 MAX_REQUEST = 16 * 1024 * 1024
 
 
+def runs(argv: list[str], commands: frozenset[str]) -> bool:
+    """Whether ``datastore ARGV`` runs one of ``commands`` (not a help request for it)."""
+    return bool(argv) and argv[0] in commands and not {"--help", "-h"} & set(argv[1:])
+
+
 def wanted(argv: list[str]) -> bool:
     """Whether ``datastore ARGV`` is a command a warm runner should run (not a help request)."""
-    return bool(argv) and argv[0] in COMMANDS and not {"--help", "-h"} & set(argv[1:])
+    return runs(argv, COMMANDS)
 
 
 # --- which runner ---------------------------------------------------------------------------------

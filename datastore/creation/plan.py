@@ -152,8 +152,7 @@ class TransferGroup:
 
 def groups(summary: PlanSummary, max_tasks: int) -> list[TransferGroup]:
     """Cut the plans into at most ``max_tasks`` runs of consecutive plans, as even as counts allow."""
-    keys = summary.plan_keys
-    new = summary.plan_new or [(0, 0)] * len(keys)
+    keys, new = summary.plan_keys, summary.plan_new
     count = min(len(keys), max(1, max_tasks))
     out: list[TransferGroup] = []
     start = 0

@@ -135,9 +135,14 @@ def adopt(settings: Settings | None = None) -> LocalServer | None:
         return None
     server = running(settings)
     if server is not None:
-        os.environ["PREFECT_API_URL"] = server.api_url
-        os.environ.setdefault("PREFECT_UI_URL", server.url)
+        point_at(server)
     return server
+
+
+def point_at(server: LocalServer) -> None:
+    """Make ``server`` this process's Prefect API (and UI, unless one is set)."""
+    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ.setdefault("PREFECT_UI_URL", server.url)
 
 
 @contextlib.contextmanager

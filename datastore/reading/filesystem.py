@@ -197,7 +197,7 @@ class DatastoreFileSystem(AbstractFileSystem):
         self._cached_versions = max(1, cached_versions)
         self._stores: dict[tuple[str, str | None], Store] = {}
         self._listings: OrderedDict[tuple[str, str, int], Listing] = OrderedDict()
-        # Parts of manifests read to find one file each (see _from_part), and a Reader per
+        # Parts of manifests read to find one file each (see _file), and a Reader per
         # version for them (it keeps the version's table of contents).
         self._parts: OrderedDict[tuple[str, str, int, int], Listing] = OrderedDict()
         self._part_readers: OrderedDict[tuple[str, str, int], Reader] = OrderedDict()
