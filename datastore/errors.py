@@ -339,6 +339,45 @@ class OrchestrationError(DatastoreError, RuntimeError):
         )
 
 
+class DaskUnreachable(DatastoreError, ConnectionError):
+    """The Dask cluster that should run a creation's transfers cannot be used.
+
+    Attributes:
+        address: The scheduler address (``DATASTORE_DASK_ADDRESS``), or ``a local cluster``.
+        reason: What distributed said.
+    """
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = " ".join(reason.split())
+        if address.startswith("a local"):
+            super().__init__(f"the local Dask cluster did not start ({self.reason})",
+                             "unset DATASTORE_TASK_RUNNER to transfer in the flow's own process; nothing was committed")
+        else:
+            super().__init__(f"no Dask scheduler answers at {address} ({self.reason})",
+                             f"start one ('dask scheduler', then 'dask worker {address}') or unset "
+                             "DATASTORE_DASK_ADDRESS to transfer in the flow's own process; nothing was committed")
+
+
+class NotOnDaskWorker(DatastoreError, FileNotFoundError):
+    """A Dask worker running a creation's transfers cannot see a local path the flow could.
+
+    Attributes:
+        what: ``store`` or ``source``.
+        location: The path.
+        worker: The worker's address and host.
+    """
+
+    def __init__(self, what: str, location: str, worker: str) -> None:
+        self.what = what
+        self.location = location
+        self.worker = worker
+        fix = ("use an s3:// store (DATASTORE_STORE) that every worker reaches" if what == "store" else
+               "give every worker the same path (a shared filesystem), or create from an s3:// or http(s):// source")
+        super().__init__(f"the Dask worker {worker} cannot see the {what} {location!r}",
+                         f"{fix}, or unset DATASTORE_DASK_ADDRESS to transfer in the flow's own process")
+
+
 class NoPrefectServer(DatastoreError, RuntimeError):
     """A command that works through deployments (``--submit``, ``schedule``) has no server to talk to."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -30,6 +31,18 @@ def _path(default: Callable[[], object]) -> str:
 
 def _flag(default: bool = False) -> bool:
     return field(default=default, metadata={"kind": "flag"})
+
+
+def _choice(default: str, *choices: str) -> str:
+    return field(default=default, metadata={"kind": "choice", "choices": (default, *choices)})
+
+
+def _address(example: str) -> str:
+    return field(default="", metadata={"kind": "address", "example": example})
+
+
+# A Dask scheduler address: tcp://host:port (tls://, or host:port, as distributed.Client takes).
+_DASK_ADDRESS = re.compile(r"((tcp|tls|ucx|ws|wss)://)?[^\s/:]+:\d{1,5}")
 
 
 def default_store_path() -> Path:
@@ -68,7 +81,16 @@ class Settings:
         pack_bytes: Small files are packed into objects of about this size.
         large_file_bytes: Files this big or bigger are stored as objects of their own.
         part_bytes: Multipart part size for large objects on S3.
-        workers: Concurrent transfer task runs (Prefect thread pool size).
+        workers: Concurrent transfer task runs (Prefect thread pool size; on Dask, the threads
+            of the local cluster's workers together).
+        task_runner: Where the transfer task runs of a creation run: ``threads`` (the flow's own
+            process) or ``dask`` (a ``distributed.LocalCluster`` of worker processes started for
+            the run, through ``prefect-dask``). The scan and the commit stay in the flow.
+        dask_address: A running Dask scheduler (``tcp://host:port``): transfer task runs go to
+            its workers (implies ``task_runner=dask``); the store must be one every worker
+            reaches (``s3://`` across machines).
+        dask_workers: Worker processes of the local cluster (``task_runner=dask`` without an
+            address); 0 means one per CPU core.
         transfer_tasks: At most this many transfer task runs per creation; above, a task run
             transfers several consecutive batches (a million files: 1,000 batches, 256 runs).
         part_workers: Concurrent multipart parts per large object.
@@ -113,6 +135,9 @@ class Settings:
     large_file_bytes: int = _int(32 * MiB, minimum=1)
     part_bytes: int = _int(8 * MiB, minimum=5 * MiB)
     workers: int = _int(4, minimum=1)
+    task_runner: str = _choice("threads", "dask")
+    dask_address: str = _address("tcp://127.0.0.1:8786")
+    dask_workers: int = _int(0, minimum=0)
     transfer_tasks: int = _int(256, minimum=1)
     part_workers: int = _int(8, minimum=1)
     reuse_lines: int = _int(100_000, minimum=1)
@@ -145,6 +170,14 @@ class Settings:
             value = getattr(self, f.name)
             if minimum is not None and (not isinstance(value, int) or value < minimum):
                 raise ConfigError(f.name, value, f"must be an integer >= {minimum}", f"pass {f.name} >= {minimum}")
+            problem = _bad_text(f, value)
+            if problem:
+                raise ConfigError(f.name, value, problem[0], f"pass {f.name}={problem[1]}")
+
+    @property
+    def on_dask(self) -> bool:
+        """Whether transfer task runs go to Dask (an address given, or ``task_runner=dask``)."""
+        return bool(self.dask_address) or self.task_runner == "dask"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -184,6 +217,12 @@ def _parse(f: dataclasses.Field, var: str, raw: str) -> object:
     kind = f.metadata["kind"]
     if kind == "path":
         return raw
+    if kind in ("choice", "address"):
+        value = raw.strip()
+        problem = _bad_text(f, value)
+        if problem:
+            raise ConfigError(var, raw, problem[0], f"set {var} to {problem[1]}")
+        return value
     if kind == "flag":
         low = raw.strip().lower()
         if low in _TRUE or low in _FALSE:
@@ -197,3 +236,13 @@ def _parse(f: dataclasses.Field, var: str, raw: str) -> object:
     if value < minimum:
         raise ConfigError(var, raw, "is too small", f"set {var} to an integer >= {minimum}")
     return value
+
+
+def _bad_text(f: dataclasses.Field, value: object) -> tuple[str, str] | None:
+    """(problem, what to set instead) when a choice or an address field holds a value it cannot."""
+    kind = f.metadata["kind"]
+    if kind == "choice" and value not in f.metadata["choices"]:
+        return "is not one of " + ", ".join(f.metadata["choices"]), " or ".join(f.metadata["choices"])
+    if kind == "address" and value and not _DASK_ADDRESS.fullmatch(str(value)):
+        return "is not a Dask scheduler address", f"one like {f.metadata['example']} (or leave it empty)"
+    return None

@@ -62,7 +62,7 @@ def create_from_http(source: str, name: str | None = None, store: str | None = N
                 mon.phase("extracting", reset=True)
                 root = extract_archive(job, info, settings)
                 record = run_batched(mon, job, settings, scan=scan_local, transfer=transfer_local,
-                                     if_changed=if_changed, root=root)
+                                     if_changed=if_changed, spread=False, root=root)
         except Exception as exc:
             # A refused source (empty, unsafe, not an archive) leaves nothing behind; a transient
             # failure keeps the partial download so that running the create again resumes it.

@@ -1,9 +1,10 @@
 """What the creation flows share after ``prepare``: scan → transfer batches → commit.
 
-:func:`run_batched` runs the tasks of one creation path under its monitor. The number of
-transfer batches in flight is bounded here, by ``settings.workers`` read when the run starts
-(not by the flow decorator's task runner, which is built when the flow module is imported: a
-bad ``DATASTORE_*`` variable must fail the run with its message, not the import of the module).
+:func:`run_batched` runs the tasks of one creation path under its monitor. Where the transfer
+task runs execute (the flow's threads, or Dask) and how many are in flight are decided here, from
+the settings read when the run starts (see :mod:`datastore_flows.runners`), not by the flow
+decorator's task runner, which is built when the flow module is imported: a bad ``DATASTORE_*``
+variable must fail the run with its message, not the import of the module.
 """
 
 from __future__ import annotations
@@ -14,32 +15,47 @@ from typing import Any
 from prefect.futures import PrefectFuture, as_completed
 
 from datastore.creation.pipeline import CreateJob
-from datastore.creation.plan import PlanSummary, groups
+from datastore.creation.plan import PlanSummary, TransferGroup, groups
+from datastore.model.progress import NO_PROGRESS, Progress
 from datastore.settings import Settings
 from datastore_flows.common import Monitor
+from datastore_flows.runners import TransferRunner, transfer_runner
 from datastore_tasks.commit import commit_version
 
 
-def _bounded_map(transfer: Any, keys: Iterable[Any], limit: int, **kwargs: Any) -> list:
-    """``transfer.submit(key, **kwargs)`` for each key, at most ``limit`` in flight; results in key order.
+def _bounded_map(runner: TransferRunner, transfer: Any, todo: Iterable[TransferGroup], progress: Progress,
+                 **kwargs: Any) -> list:
+    """Submit ``transfer(group, **kwargs)`` for each group through ``runner``; results in group order.
 
-    Like ``Task.map``, every batch is submitted even after one fails (finished batches are what
-    a re-run resumes from); the first failure, in key order, is raised once all have finished.
+    At most ``runner.limit`` are in flight (all at once on Dask, whose scheduler spreads them).
+    Like ``Task.map``, every group is submitted even after one fails (finished batches are what
+    a re-run resumes from); the first failure, in group order, is raised once all have finished.
+    On a remote runner the flow's progress cannot be passed along: each group is counted here
+    when it finishes.
     """
     futures: list[PrefectFuture] = []
-    running: set[PrefectFuture] = set()
-    for key in keys:
-        while len(running) >= limit:
-            running.discard(next(as_completed(list(running))))
-        future = transfer.submit(key, **kwargs)
+    running: dict[PrefectFuture, TransferGroup] = {}
+
+    def settle(done: PrefectFuture) -> None:
+        group = running.pop(done)
+        if runner.remote and done.state.is_completed():
+            progress.advance(group.files, group.nbytes, sum(u for _, u in done.result()))
+
+    for group in todo:
+        while runner.limit is not None and len(running) >= runner.limit:
+            settle(next(as_completed(list(running))))
+        future = runner.submit(transfer, group=group, progress=NO_PROGRESS if runner.remote else progress, **kwargs)
         futures.append(future)
-        running.add(future)
+        running[future] = group
+    for done in as_completed(list(running)):
+        settle(done)
     return [f.result() for f in futures]
 
 
 def run_batched(mon: Monitor, job: CreateJob, settings: Settings, *, scan: Callable[..., Any],
                 transfer: Any | None = None, if_changed: bool = False,
-                phases: tuple[str, ...] = ("scanning", "transferring"), **source_args: Any) -> dict:
+                phases: tuple[str, ...] = ("scanning", "transferring"), spread: bool = True,
+                **source_args: Any) -> dict:
     """Scan, transfer every batch (``settings.workers`` task runs at a time), commit; return the committed record.
 
     The batches are cut into at most ``settings.transfer_tasks`` task runs of consecutive batches
@@ -56,6 +72,8 @@ def run_batched(mon: Monitor, job: CreateJob, settings: Settings, *, scan: Calla
             progress=)`` → [(batch manifest key, bytes uploaded)] in plan order.
         if_changed: Commit only when the manifest differs from the newest version's.
         phases: What the status shows during the scan and during the transfer.
+        spread: Whether the transfers may run on Dask when the settings ask for it (False: the
+            batches read files only this machine has).
         **source_args: Further arguments of both tasks (``root`` of an extracted archive).
     """
     mon.phase(phases[0])
@@ -65,8 +83,9 @@ def run_batched(mon: Monitor, job: CreateJob, settings: Settings, *, scan: Calla
     else:
         assert isinstance(listed, PlanSummary)
         mon.phase(phases[1])
-        results = _bounded_map(transfer, groups(listed, settings.transfer_tasks), settings.workers, job=job,
-                               settings=settings, progress=mon.progress, **source_args)
+        with transfer_runner(settings, spread=spread) as runner:
+            results = _bounded_map(runner, transfer, groups(listed, settings.transfer_tasks), mon.progress, job=job,
+                                   settings=settings, **source_args)
         done = [batch for group in results for batch in group]
         batch_keys, uploaded = [k for k, _ in done], sum(u for _, u in done)
     mon.phase("committing")

@@ -10,6 +10,7 @@ from datastore.creation.plan import PlanSummary, TransferGroup
 from datastore.creation.sources import local
 from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
+from datastore_tasks.placement import check_visible
 from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
@@ -29,4 +30,5 @@ def transfer_local(group: TransferGroup, job: CreateJob, settings: Settings, roo
 
     A retry redoes only the batches whose manifest is missing.
     """
+    check_visible(job, root or job.source)
     return [local.transfer_batch(job, key, settings, root, progress) for key in group.plan_keys]

@@ -10,6 +10,7 @@ from datastore.creation.plan import PlanSummary, TransferGroup
 from datastore.creation.sources import s3_copy
 from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
+from datastore_tasks.placement import check_visible
 from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
@@ -28,4 +29,5 @@ def copy_s3(group: TransferGroup, job: CreateJob, settings: Settings,
 
     A retry redoes only the batches whose manifest is missing.
     """
+    check_visible(job)
     return [s3_copy.transfer_batch(job, key, settings, progress) for key in group.plan_keys]

@@ -32,6 +32,8 @@ class PlanSummary:
     plan_keys: list[str] = field(default_factory=list)
     #: New files and new bytes of each plan (what its transfer moves), in ``plan_keys`` order.
     plan_new: list[tuple[int, int]] = field(default_factory=list)
+    #: Files and bytes each plan's transfer reports as done (new and reused), in ``plan_keys`` order.
+    plan_counted: list[tuple[int, int]] = field(default_factory=list)
     files: int = 0
     bytes: int = 0
     skipped: int = 0
@@ -121,6 +123,7 @@ def _write_all(store: Store, staging: str, plan_batches: Iterable[list[PlanItem]
                 case Reused(entry=e):
                     bf, bb = bf + 1, bb + e.size
         summary.plan_new.append((nf, nb))
+        summary.plan_counted.append((bf, bb))
         summary.new_files += nf
         summary.new_bytes += nb
         summary.files += bf
@@ -143,6 +146,8 @@ class TransferGroup:
     count: int  #: number of groups of the creation
     new_files: int
     new_bytes: int
+    files: int = 0  #: files its batches report as done, new and reused (what a remote run's flow counts)
+    nbytes: int = 0  #: ... and their bytes
 
     @property
     def label(self) -> str:
@@ -152,15 +157,15 @@ class TransferGroup:
 
 def groups(summary: PlanSummary, max_tasks: int) -> list[TransferGroup]:
     """Cut the plans into at most ``max_tasks`` runs of consecutive plans, as even as counts allow."""
-    keys, new = summary.plan_keys, summary.plan_new
+    keys, new, counted = summary.plan_keys, summary.plan_new, summary.plan_counted
     count = min(len(keys), max(1, max_tasks))
     out: list[TransferGroup] = []
     start = 0
     for i in range(count):
         end = start + (len(keys) - start) // (count - i)
-        part = new[start:end]
+        part, done = new[start:end], counted[start:end]
         out.append(TransferGroup(tuple(keys[start:end]), i + 1, count, sum(f for f, _ in part),
-                                 sum(b for _, b in part)))
+                                 sum(b for _, b in part), sum(f for f, _ in done), sum(b for _, b in done)))
         start = end
     return out
 
