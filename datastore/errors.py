@@ -378,6 +378,22 @@ class NotOnDaskWorker(DatastoreError, FileNotFoundError):
                          f"{fix}, or unset DATASTORE_DASK_ADDRESS to transfer in the flow's own process")
 
 
+class ResumeLimit(DatastoreError, RuntimeError):
+    """A flow run was lost and taken up again more often than ``DATASTORE_MAX_RESUMES`` allows.
+
+    Attributes:
+        name: The datastore.
+        runs: How many times the run has started, this one included.
+    """
+
+    def __init__(self, name: str, runs: int) -> None:
+        self.name = name
+        self.runs = runs
+        super().__init__(f"the creation of {name!r} was lost and resumed {runs - 1} times; not resuming again",
+                         "look at the earlier runs' worker logs (out of memory? a machine lost?), fix that, and "
+                         "run the creation again (finished batches are reused), or raise DATASTORE_MAX_RESUMES")
+
+
 class NoPrefectServer(DatastoreError, RuntimeError):
     """A command that works through deployments (``--submit``, ``schedule``) has no server to talk to."""
 

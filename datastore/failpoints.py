@@ -7,7 +7,9 @@ kill matrix stops a creation before a seeded random store write. Unset, :func:`h
 dictionary lookup. With ``DATASTORE_FAILPOINT_RELEASE=<file>`` the process goes on once that
 file exists (a test changes the world while it waits: permissions, the disk). This is how the
 crash-safety tests stop a create exactly after a finished batch, just before the commit or
-before any write, instead of guessing with timers.
+before any write, instead of guessing with timers. With ``DATASTORE_FAILPOINT_ONCE=1`` it freezes
+only while the marker file does not exist yet: a run resumed after the kill, in a new process
+with the same environment, goes through.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def hit(name: str) -> None:
             return
         if str(seen) != nth:
             return
+    if os.environ.get("DATASTORE_FAILPOINT_ONCE") and os.path.exists(os.environ.get("DATASTORE_FAILPOINT_FILE", "")):
+        return
     _mark(str(os.getpid()))
     release = os.environ.get("DATASTORE_FAILPOINT_RELEASE")
     while not (release and os.path.exists(release)):  # until the test kills (or releases) the process

@@ -125,6 +125,9 @@ class Settings:
         warm: Run Prefect commands in a warm runner (a process that has Prefect imported
             already; started in the background on first use) instead of importing it each time.
         warm_idle: Seconds a warm runner waits for a command before it exits.
+        max_resumes: How many times one flow run may be taken up again after its worker or
+            process was lost (``deployments/automations.yaml`` reschedules it); past that it
+            fails with the reason, so a run that kills its machine every time does not loop.
     """
 
     store: str = _path(default_store_path)
@@ -163,6 +166,7 @@ class Settings:
     server_start_timeout: int = _int(180, minimum=1)
     warm: bool = _flag(default=True)
     warm_idle: int = _int(600, minimum=1)
+    max_resumes: int = _int(3, minimum=0)
 
     def __post_init__(self) -> None:
         for f in fields(self):  # the same bound whether a value comes from the environment or a caller

@@ -29,7 +29,9 @@ def commit_version(job: CreateJob, batch_keys: list[str], uploaded: int, setting
     details artifact and a ``datastore.version.committed`` event.
     """
     store = open_store(job.store, settings)
-    record = creation.commit(store, job, batch_keys, uploaded, settings, flow_run.id, if_changed)
+    # run_count > 1: this flow run was Running before (rescheduled after its worker was lost).
+    record = creation.commit(store, job, batch_keys, uploaded, settings, flow_run.id, if_changed,
+                             resumed=(flow_run.run_count or 1) > 1)
     logger = get_run_logger()
     if isinstance(record, creation.Unchanged):
         newest = record.newest

@@ -305,7 +305,8 @@ class Unchanged:
 
 
 def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, settings: Settings,
-           flow_run_id: str | None, if_changed: bool = False) -> versions.VersionRecord | Unchanged:
+           flow_run_id: str | None, if_changed: bool = False,
+           resumed: bool = False) -> versions.VersionRecord | Unchanged:
     """Concatenate the batch manifests, store the manifest, then commit the version record.
 
     Args:
@@ -318,10 +319,16 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         if_changed: Commit only when the manifest digest differs from the newest live version
             of the name (periodic re-uploads); otherwise commit nothing and return
             :class:`Unchanged` with the version compared against.
+        resumed: The flow run ran before (a lost worker's run taken up again, or a retry of the
+            flow): if that earlier execution committed, its version is returned, not doubled.
 
     Raises:
         QuotaExceeded: the quota filled up while this creation was transferring.
     """
+    if resumed and flow_run_id:
+        earlier = versions.committed_by(store, job.name, str(flow_run_id))
+        if earlier is not None:
+            return earlier
     with tempfile.TemporaryDirectory(prefix="datastore-commit-") as tmp:
         # The manifest goes through a local file so a million entries never sit in memory.
         out = Path(tmp) / "manifest.jsonl.gz"

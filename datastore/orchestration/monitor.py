@@ -23,7 +23,7 @@ from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from datastore.creation.pipeline import CreateJob
-from datastore.errors import one_line
+from datastore.errors import ResumeLimit, one_line
 from datastore.model import progress
 from datastore.model.kinds import mask_urls, safe_source
 from datastore.model.naming import derive_name
@@ -226,6 +226,10 @@ def monitored(kind: str, source: str, name: str | None, settings: Settings) -> I
         progress.install(mon.progress)
     mon.start()
     try:
+        # run_count counts the times this flow run entered Running: > 1 after a lost worker's
+        # run was rescheduled (deployments/automations.yaml) or the flow retried.
+        if (flow_run.run_count or 1) > settings.max_resumes + 1:
+            raise ResumeLimit(mon.record.name, flow_run.run_count)
         yield mon
     except BaseException as exc:
         mon.stop()

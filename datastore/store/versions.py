@@ -146,6 +146,22 @@ def list_records(store: Store, name: str | None = None) -> list[VersionRecord]:
             for v in sorted(s["versions"] - s["deleted"])]
 
 
+def committed_by(store: Store, name: str, flow_run_id: str) -> VersionRecord | None:
+    """The version of ``name`` that flow run ``flow_run_id`` already committed, or None.
+
+    A resumed flow run (its worker was lost, the run rescheduled, another worker took it up)
+    asks this before committing: if the lost execution got as far as its commit, the version
+    stands and must not be committed again under the next number. One listing, then one GET
+    per version, newest first; only resumed runs pay it.
+    """
+    mine = scan_versions(store, name).get(name)
+    for number in sorted(mine["versions"] if mine else (), reverse=True):
+        record = _load(store, name, number)
+        if record.flow_run_id == flow_run_id:
+            return record
+    return None
+
+
 def commit(store: Store, record: VersionRecord, quota: int, max_attempts: int = 10_000) -> VersionRecord:
     """Give ``record`` the next free number of its name and make it visible atomically.
 

@@ -44,11 +44,17 @@ class PrefectServer:
             raise AssertionError(f"prefect {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def start_worker(self, **extra: str) -> subprocess.Popen:
-        """Start a process worker on the project's pool (the pool is created if missing)."""
+    def start_worker(self, limit: int | None = None, **extra: str) -> subprocess.Popen:
+        """Start a process worker on the project's pool (the pool is created if missing).
+
+        Args:
+            limit: Flow runs it runs at a time (``--limit``); None: as many as are scheduled.
+            **extra: Environment variables of the worker (and its flow runs).
+        """
         log = self.home / f"worker-{len(self.procs)}.log"
         self.logs.append(log)
-        proc = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+        args = ["--limit", str(limit)] if limit else []
+        proc = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process", *args],
                                 env=self.env | extra, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(proc)
@@ -81,7 +87,7 @@ def _stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 @contextlib.contextmanager
 def prefect_server(home: Path, base_env: dict[str, str], startup_timeout: float = 180, *, fast_loops: bool = True,
-                   ui: bool = True) -> Iterator[PrefectServer]:
+                   ui: bool = True, database_url: str | None = None) -> Iterator[PrefectServer]:
     """Run ``prefect server start`` on a free loopback port with its own home and database.
 
     Args:
@@ -91,6 +97,8 @@ def prefect_server(home: Path, base_env: dict[str, str], startup_timeout: float 
         fast_loops: Shorten the scheduler and worker loops so that schedules of seconds work in
             tests; the benchmark keeps Prefect's defaults so the server loads the CPU as usual.
         ui: Serve the UI (the benchmark does not need it).
+        database_url: ``postgresql+asyncpg://…`` for a PostgreSQL database (see
+            :mod:`datastore.testing.postgres`); None keeps Prefect's SQLite file under ``home``.
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -106,6 +114,8 @@ def prefect_server(home: Path, base_env: dict[str, str], startup_timeout: float 
                    PREFECT_WORKER_PREFETCH_SECONDS="2", PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS="2")
     if not ui:
         env["PREFECT_UI_ENABLED"] = "false"
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     home.mkdir(parents=True, exist_ok=True)
     server = PrefectServer(url=url, home=home, env=env)
     log = home / "server.log"

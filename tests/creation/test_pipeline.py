@@ -108,3 +108,25 @@ def test_reuse_carries_block_hashes_and_an_old_entry_stays_without(tmp_path: Pat
     os.utime(src / "packed.bin", (old, old))
     fourth = entries(create(src, "reuse", settings))
     assert fourth["packed.bin"].blocks == slices(changed) and fourth["own/large.bin"].blocks is None
+
+
+def test_a_resumed_run_whose_lost_execution_committed_returns_that_version(tmp_path: Path, local_store: str) -> None:
+    """Killed after its commit, a run taken up again (same flow run) must not commit a second version."""
+    settings = Settings.from_env()
+    src = make_tree(tmp_path / "src", {"a.txt": b"a", "d/b.bin": os.urandom(3000)})
+
+    def commit(flow_run_id: str, resumed: bool) -> versions.VersionRecord:
+        job = pipeline.prepare(str(src), "resumed", "local", settings)
+        plan = local_source.scan(job, settings)
+        done = [local_source.transfer_batch(job, key, settings) for key in plan.plan_keys]
+        record = pipeline.commit(open_store(job.store, settings), job, [k for k, _ in done],
+                                 sum(u for _, u in done), settings, flow_run_id, resumed=resumed)
+        assert isinstance(record, versions.VersionRecord)
+        return record
+
+    first = commit("run-1", resumed=False)
+    again = commit("run-1", resumed=True)  # the same flow run, resumed after the commit
+    assert (again.version, again.create_id, again.digest) == (1, first.create_id, first.digest)
+    assert versions.live_numbers(open_store(), "resumed") == [1]
+    assert commit("run-2", resumed=True).version == 2  # another run's creation is a new version
+    assert commit("run-1", resumed=False).version == 3  # a first execution does not look (nothing to find)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from datastore.errors import StoreUnavailable
+from datastore.errors import ResumeLimit, StoreUnavailable
 from datastore.reading import reader
 from datastore.store import LocalStore, open_store, versions
 from datastore_flows.local_folder import create_from_local
@@ -262,3 +262,20 @@ def test_many_batches_share_a_few_readable_task_runs_and_resume_per_batch(
     names = sorted(r.name for r in task_runs_of(record["flow_run_id"]) if r.name.startswith("transfer"))
     assert names == ["transfer 1/3 · 30 files · 28.5 KiB", "transfer 2/3 · 30 files · 28.5 KiB",
                      "transfer 3/3 · 40 files · 38.0 KiB"]
+
+
+def test_a_run_lost_too_often_fails_instead_of_resuming_again(local_store: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_tree(tmp_path / "src", {"a.txt": b"a"})
+    monkeypatch.setenv("DATASTORE_MAX_RESUMES", "1")
+    # Prefect's own override of prefect.runtime: this run has started 3 times (resumed twice).
+    monkeypatch.setenv("PREFECT__RUNTIME__FLOW_RUN__RUN_COUNT", "3")
+    with pytest.raises(ResumeLimit) as info:
+        create_from_local(str(src), name="lost")
+    assert str(info.value) == (
+        "the creation of 'lost' was lost and resumed 2 times; not resuming again: look at the earlier runs' worker "
+        "logs (out of memory? a machine lost?), fix that, and run the creation again (finished batches are reused), "
+        "or raise DATASTORE_MAX_RESUMES")
+    assert versions.live_numbers(open_store(), "lost") == []
+    monkeypatch.setenv("PREFECT__RUNTIME__FLOW_RUN__RUN_COUNT", "2")  # resumed once: within the limit
+    assert create_from_local(str(src), name="lost")["version"] == 1
