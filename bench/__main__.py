@@ -49,6 +49,16 @@ http-archive an HTTP archive source: A small files (``--archive-files``, default
              the bench's work dir, DATASTORE_HTTP_ALLOW_PRIVATE=1) vs ``curl | tar xz`` alone, an
              informational floor that stores nothing. Ratio: MiB/s relative to curl | tar xz +
              s5cmd cp; target ≥ 1×.
+dask-copy    ``--dask-files`` objects of 1 KiB (default 200,000) in an S3 prefix → a fresh store:
+             ``s5cmd cp`` (server-side copies; the reference) vs ``datastore create`` with its
+             transfers on threads, on a LocalCluster of 2 processes (DATASTORE_TASK_RUNNER=dask),
+             and on 2 separate ``dask worker`` processes (DATASTORE_DASK_ADDRESS). Checks: task runs,
+             peak RSS of each Dask worker process, and the per-task cost of a no-op Prefect task on
+             that cluster vs on threads (see bench/scale.py).
+many-workers 8 concurrent ``datastore create --submit --wait`` (2 names × 4 versions, ``--fleet-files``
+             files of 10 KiB each, default 1,000) over 2 process workers: the Prefect server on
+             SQLite (the reference) vs on PostgreSQL. Checks: versions 1–4 of each name, failed
+             API calls in the clients' and workers' logs, errors in the server's log.
 mount        reading back: the N small files, stored untimed with ``datastore create`` (store in a
              fresh bucket, Prefect server as above) and uploaded untimed with s5cmd as plain objects
              to another fresh bucket, each materialized into a fresh local directory. ``s5cmd cp
@@ -132,6 +142,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="small files of many-s3 (default 100000, of --file-kb KiB)")
     p.add_argument("--million-files", type=int, default=1_000_000, metavar="N",
                    help="files of million-local, 1 KiB each (default 1000000)")
+    p.add_argument("--dask-files", type=int, default=200_000, metavar="N",
+                   help="objects (of 1 KiB) of dask-copy (default 200000)")
+    p.add_argument("--fleet-files", type=int, default=1000, metavar="N",
+                   help="files (of 10 KiB) of each of many-workers' 8 sources (default 1000)")
     p.add_argument("--medium-files", type=int, default=100, metavar="N", help="files of medium-s3 (default 100)")
     p.add_argument("--medium-mb", type=int, default=20, metavar="M", help="MiB per medium-s3 file (default 20)")
     p.add_argument("--ref-files", type=int, default=100_000, metavar="M",

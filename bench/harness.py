@@ -126,6 +126,8 @@ class Context:
     many_dir: Path | None = None  # many-s3: --many-files small files of --file-kb KiB
     medium_dir: Path | None = None  # medium-s3: --medium-files files of --medium-mb MiB
     million_dir: Path | None = None  # million-local: --million-files files of 1 KiB
+    dask_dir: Path | None = None  # dask-copy: --dask-files objects of 1 KiB
+    fleet_dirs: list[Path] = field(default_factory=list)  # many-workers: one source per creation
     s3: S3Server | None = None
     s3_error: str = ""
     metrics_error: str = ""  # why S3 requests cannot be counted, when they cannot

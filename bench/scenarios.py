@@ -43,6 +43,7 @@ from bench.harness import (
     tail,
 )
 from bench.lazy import PEAK_STEP, lazy_mount_rows
+from bench.scale import dask_copy_rows, many_workers_rows, prepare_scale
 from bench.lazy import REFERENCE as LAZY_REF
 from bench.verify import (
     verify_listing,
@@ -564,6 +565,8 @@ class Data(enum.Enum):
     MANY = "many"  # --many-files files of --file-kb KiB (many-s3)
     MEDIUM = "medium"  # --medium-files files of --medium-mb MiB (medium-s3)
     MILLION = "million"  # --million-files files of 1 KiB (million-local)
+    DASK = "dask"  # --dask-files objects of 1 KiB (dask-copy)
+    FLEET = "fleet"  # 8 sources of --fleet-files files of 10 KiB (many-workers)
 
 
 @dataclass(frozen=True)
@@ -605,6 +608,11 @@ SCENARIOS: dict[str, Scenario] = {
     "lazy-mount": Scenario("lazy mount (FUSE)", lazy_mount_rows, LAZY_REF, "seconds",
                            (Data.SMALL, Data.MOUNT_BIG, Data.MOUNT_LARGE), s3=True,
                            step_metrics={PEAK_STEP: "peak_tree_mib"}),
+    # Issue 16: one creation over Dask; 8 creations over 2 workers, Prefect on SQLite vs PostgreSQL.
+    "dask-copy": Scenario("200k-object S3 prefix → S3 on Dask", dask_copy_rows, "s5cmd", "files_per_s", (Data.DASK,),
+                          s3=True),
+    "many-workers": Scenario("8 --submit creations, 2 workers", many_workers_rows, "SQLite", "files_per_s",
+                             (Data.FLEET,), s3=True),
 }
 
 
@@ -633,6 +641,7 @@ def prepare(ctx: Context, selected: list[str], stack: contextlib.ExitStack) -> i
     if Data.MILLION in needed:
         log(f"generating {args.million_files} files of 1 KiB …")
         ctx.million_dir = make_small_tree(root / "data" / "million", args.million_files, 1024)
+    prepare_scale(ctx, Data.DASK in needed, Data.FLEET in needed)
     if Data.REF in needed:
         log(f"generating {args.ref_files} files of {REF_SIZE} bytes …")
         ctx.ref_dir = make_small_tree(root / "data" / "ref", args.ref_files, REF_SIZE)

@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(bin_dir() is None, reason="PostgreSQL (apt-get install postgresql) is not installed")]
 
 HEARTBEAT = 30  # Prefect's minimum flow-run heartbeat interval
-LOST_AFTER = 50  # the automation's wait for a heartbeat (the shipped file waits 600 s)
+LOST_AFTER = 70  # the automation's wait for a heartbeat (the shipped file waits 600 s)
 
 
 @dataclass
