@@ -25,8 +25,7 @@ import re
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -44,6 +43,7 @@ from bench.harness import (
     measured_row,
     s5cmd_binary,
     server_env,
+    stop_helpers,
     tail,
 )
 from bench.verify import verify_record, verify_s3
@@ -238,7 +238,7 @@ with concurrent.futures.ThreadPoolExecutor(len(sources)) as pool:
 """
 
 
-def _verify_fleet(server: PrefectServer, files_each: int) -> callable:
+def _verify_fleet(server: PrefectServer, files_each: int) -> Callable[[Measurement], str]:
     def verify(m: Measurement) -> str:
         results = json.loads(m.stdout)
         failed = [r for r in results if r["exit"] != 0]
@@ -292,12 +292,9 @@ def many_workers_rows(ctx: Context) -> list[Row]:
                 cmd = [sys.executable, str(driver), str(BIN / "datastore"), sources, names]
                 rows.append(measured_row(ctx, scenario, tool, cmd, server.env, files, nbytes,
                                          _verify_fleet(server, files_each)))
-                from bench.harness import stop_helpers
-
-                stop_helpers(home / "state")
+                stop_helpers(home / "state")  # the warm runners the driver's commands started
         except Exception as exc:  # noqa: BLE001 - one backend failing must not hide the other
             rows.append(Row(scenario, tool, files, nbytes, error=f"FAILED: {type(exc).__name__}: {exc}"))
-        time.sleep(1)
     return rows
 
 
