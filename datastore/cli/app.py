@@ -130,9 +130,13 @@ def _run_with_progress(run: Callable[[], dict], show: bool) -> dict:
 
     def render() -> None:
         task = bar.add_task("scanning", total=None)
-        while not done.wait(0.1):
+        while True:
+            finished = done.wait(0.1)
             bar.update(task, description=f"{state.phase} {state.files_done}/{state.files_total} files",
                        completed=state.bytes_done, total=state.bytes_total or None)
+            if finished:  # one last frame with the final counts, then stop: the user sees where it ended
+                bar.refresh()
+                return
 
     with progress.installed(state), bar:
         t = threading.Thread(target=render, daemon=True)

@@ -48,12 +48,17 @@ def tree_of(n: int) -> dict[str, bytes]:
     return {f"part-{i % 3}/f{i:03d}.bin": hashlib.sha256(str(i).encode()).digest() * (1 + i % 40) for i in range(n)}
 
 
-def ran_on(client: distributed.Client, stream: list[dict], task: str) -> list[str]:
-    """The workers (addresses) the cluster ran ``task`` on, one per task run."""
-    workers = set(client.scheduler_info()["workers"])
-    got = [t["worker"] for t in stream if distributed.utils.key_split(t["key"]) == task]
-    assert set(got) <= workers, (got, workers)
-    return got
+def ran_on(stream: list[dict], task: str) -> list[str]:
+    """The worker (address) the cluster ran each task run of ``task`` on, one per task run.
+
+    Keyed by the Dask key, so a task the scheduler recomputed after it replaced a worker (a worker
+    that missed its heartbeats, e.g. on a stalled machine) counts once, at the worker that last ran it.
+    """
+    last: dict[str, str] = {}
+    for t in stream:
+        if distributed.utils.key_split(t["key"]) == task:
+            last[t["key"]] = t["worker"]
+    return list(last.values())
 
 
 def test_a_local_folder_on_two_dask_workers_commits_what_threads_commit(
@@ -69,8 +74,8 @@ def test_a_local_folder_on_two_dask_workers_commits_what_threads_commit(
 
     assert on_dask["digest"] == on_threads["digest"]
     assert (on_dask["files"], on_dask["bytes"]) == (60, on_threads["bytes"])
-    workers = ran_on(cluster, ts.data, "transfer_local")
-    assert len(workers) == 12 and len(set(workers)) == 2  # every group on the cluster, both workers used
+    workers = ran_on(ts.data, "transfer_local")
+    assert len(workers) == 12 and len(set(workers)) >= 2  # every group on the cluster, both workers used
     transfers = [t for t in task_runs_of(state.state_details.flow_run_id) if t.name.startswith("transfer ")]
     assert len(transfers) == 12 and all(t.state.is_completed() for t in transfers)  # Prefect task runs all the same
     store = open_store()
@@ -86,7 +91,7 @@ def test_an_s3_prefix_copied_on_dask_matches_threads(
     with distributed.get_task_stream(cluster) as ts:
         on_dask = create_from_s3(f"s3://{bucket}/data/", name="spread")
     assert on_dask["digest"] == on_threads["digest"] and on_dask["files"] == 300
-    assert len(ran_on(cluster, ts.data, "copy_s3")) == 6
+    assert len(ran_on(ts.data, "copy_s3")) == 6
 
 
 def test_a_dask_worker_that_cannot_see_a_local_path_says_which(cluster: distributed.Client, tmp_path: Path) -> None:
