@@ -283,6 +283,28 @@ class DatastoreNotFound(DatastoreError, LookupError):
         super().__init__(f"{what} does not exist", "run 'datastore list' to see what exists")
 
 
+class PathNotInVersion(DatastoreError, LookupError):
+    """A path asked for inside a version (``ls``, ``cat``, ``du``) that the version does not have."""
+
+    def __init__(self, name: str, version: int, path: str) -> None:
+        self.name = name
+        self.version = version
+        self.path = path
+        super().__init__(f"datastore {name!r} version {version} has no file or folder {path!r}",
+                         f"'datastore ls {name}@{version}' lists its top level")
+
+
+class NotAFile(DatastoreError, IsADirectoryError):
+    """``cat`` of a folder."""
+
+    def __init__(self, name: str, version: int, path: str) -> None:
+        self.name = name
+        self.version = version
+        self.path = path
+        super().__init__(f"{path!r} is a folder in datastore {name!r} version {version}, not a file",
+                         f"'datastore ls {name}@{version} {path}' lists it")
+
+
 class AlreadyDeleted(DatastoreError, LookupError):
     """The version asked for was deleted before."""
 

@@ -15,6 +15,10 @@ CREATION = {
     "s3-reference": ("datastore-create-s3-reference", "s3-reference", "flows/s3_reference.py:reference_s3"),
     "http-archive": ("datastore-create-http-archive", "http-archive", "flows/http_archive.py:create_from_http"),
 }
+#: Maintenance deployments (``flows/admin.py``): their ``<flow>/<deployment>`` names.
+DELETE = "datastore-delete/delete"
+VERIFY = "datastore-verify/verify"
+GC = "datastore-gc/gc"
 PERIODIC_FLOW = "datastore-periodic"
 PERIODIC_ENTRYPOINT = "flows/periodic.py:refresh_datastore"
 

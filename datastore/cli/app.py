@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from datastore.cli import output
+from datastore.cli.output import Column
 from datastore.errors import DatastoreError, DatastoreNotFound, OrchestrationError, UsageError, one_line
 from datastore.model import progress
 from datastore.model.progress import human_bytes
@@ -38,15 +39,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: a line longer than the terminal (a digest, a path) is never broken into two in a
+# pipe or a file; tables are still drawn to the width.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def reset_consoles() -> None:
     """New consoles for a warm runner's child: width, colour and terminal are read from its client's environment."""
     global out, err  # noqa: PLW0603 - the module's two consoles, used by every command
-    out = Console()
-    err = Console(stderr=True)
+    out = Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(exc: DatastoreError) -> None:
@@ -63,6 +66,9 @@ def guarded(fn: Callable[[], None]) -> None:
     """
     try:
         fn()
+        sys.stdout.flush()  # inside, so a reader that went away is seen here, not by Typer (which exits 1)
+    except BrokenPipeError:
+        output.quiet_broken_pipe()
     except DatastoreError as exc:
         fail(exc)
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -110,6 +116,8 @@ def usage_line(exc: Exception) -> str:
     text = " ".join(exc.format_message().split()).rstrip(".")
     text = text[:1].lower() + text[1:]
     hint = getattr(exc, "hint", None)
+    if hint is None and "unexpected extra argument" in text:
+        hint = "quote a path or name that has spaces, e.g. datastore create \"my folder\""
     if hint is None:
         ctx = getattr(exc, "ctx", None)
         command = ctx.command_path if ctx is not None else "datastore"
@@ -236,7 +244,10 @@ def list_(
     name: Annotated[Optional[str], typer.Argument(help="Only this datastore.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of version records.")] = False,
 ) -> None:
-    """List datastores and their versions."""
+    """List datastores and their versions.
+
+    Piped, one tab-separated line per version: name, version, status, files, size, created, source.
+    """
 
     def run() -> None:
         from datastore.service.status import listing
@@ -248,23 +259,25 @@ def list_(
             print(json.dumps([r.to_json() for r in records] + [p.to_json() for p in pending], indent=2))
             return
         if not records and not pending:
-            out.print("no datastores yet: create one with 'datastore create PATH'")
+            if name is not None:
+                raise DatastoreNotFound(name)
+            output.hint(out, err, "no datastores yet: create one with 'datastore create PATH'")
             return
-        table = Table()
-        for col in ("name", "version", "status", "files", "size", "created (UTC)"):
-            table.add_column(col, no_wrap=True)
-        table.add_column("source", overflow="fold")
-        rows = [(r.name, str(r.version), r.status, str(r.files), human_bytes(r.bytes), r.created_at, f"{r.kind}: {r.source}")
-                for r in records]
-        rows += [(p.name, "-", p.status, str(p.files), human_bytes(p.bytes), p.since, f"{p.kind}: {p.source}")
-                 for p in pending]
-        for row in sorted(rows, key=lambda x: (x[0], x[1] == "-", x[5])):
-            table.add_row(*row[:5], row[5][:16].replace("T", " "), row[6])
-        out.print(table)
+        rows = [(r.name, str(r.version), "deleted" if r.deleted_at else r.status, str(r.files), human_bytes(r.bytes),
+                 r.created_at[:16].replace("T", " "), f"{r.kind}: {r.source}") for r in records]
+        rows += [(p.name, "-", p.status, str(p.files), human_bytes(p.bytes), p.since[:16].replace("T", " "),
+                  f"{p.kind}: {p.source}") for p in pending]
+        rows.sort(key=lambda x: (x[0], x[1] == "-", int(x[1]) if x[1].isdigit() else 0, x[5]))
+        output.rows(out, LIST_COLUMNS, rows)
         if pending:
-            out.print("see 'datastore status' for progress and reasons", style="dim")
+            output.hint(out, err, "see 'datastore status' for progress and reasons")
 
     guarded(run)
+
+
+#: ``list``: on a narrow terminal the creation time goes first, then the file count; the name never.
+LIST_COLUMNS = (Column("name", 100), Column("version", 90), Column("status", 80), Column("files", 40),
+                Column("size", 70), Column("created (UTC)", 30), Column("source", 60, fold=True))
 
 
 @app.command()
@@ -274,7 +287,7 @@ def show(
                                                               help="Version (default: newest live).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the version record as JSON.")] = False,
 ) -> None:
-    """Show the details of one version, including its original source."""
+    """Show the details of one version, including its original source (piped: KEY<TAB>VALUE lines)."""
 
     def run() -> None:
         from datastore.service.status import show as lookup
@@ -284,9 +297,6 @@ def show(
         if as_json:
             print(json.dumps(r.to_json(), indent=2))
             return
-        table = Table(show_header=False, box=None)
-        table.add_column(no_wrap=True)
-        table.add_column(overflow="fold")  # digests and URLs wrap instead of being cut with "…"
         rows = [
             ("name", r.name), ("version", str(r.version)), ("status", "deleted" if r.deleted_at else r.status),
             ("source", r.source), ("kind", r.kind), *_source_rows(r), ("files", str(r.files)), ("size", f"{human_bytes(r.bytes)} ({r.bytes} bytes)"),
@@ -296,9 +306,7 @@ def show(
         ]
         if r.deleted_at:
             rows.append(("deleted", r.deleted_at))
-        for k, v in rows:
-            table.add_row(f"[bold]{k}[/]", v)
-        out.print(table)
+        output.pairs(out, rows)
         _print_skipped(shown.skipped())
 
     guarded(run)
@@ -323,27 +331,197 @@ def _source_rows(r: VersionRecord) -> list[tuple[str, str]]:
 def _print_skipped(skipped: Iterator[tuple[str, str]], limit: int = 20) -> None:
     for shown, (path, reason) in enumerate(skipped):
         if shown == limit:
-            out.print("  …")
+            output.hint(out, err, "  … and more (the 'skipped' count above is the total)")
             break
-        out.print(f"  skipped {path}: {reason}", markup=False)
+        if out.is_terminal:
+            out.print(f"  skipped {path}: {reason}", markup=False, highlight=False)
+        else:
+            print(f"skipped\t{output.cell(path)}\t{output.cell(reason)}")
+
+
+@app.command("ls")
+def ls_(
+    ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="Datastore (default version: newest live).")],
+    path: Annotated[Optional[str], typer.Argument(help="A folder or file inside the version (default: its top level).")] = None,
+    long: Annotated[bool, typer.Option("-l", "--long", help="Sizes and sha256 too.")] = False,
+    recursive: Annotated[bool, typer.Option("-R", "--recursive", help="Every file below PATH, not only its own entries.")] = False,
+    version: Annotated[Optional[int], typer.Option("--version", parser=version_number, help="Version (or NAME@VERSION).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array of {path, type, size, checksum}.")] = False,
+) -> None:
+    """List the files and folders of a version, from its manifest (nothing is downloaded).
+
+    Paths are relative to the version's root; folders end with '/'. With -l each line is SIZE,
+    SHA256, PATH (piped: bytes<TAB>sha256<TAB>path; '-' for folders).
+    """
+
+    def run() -> None:
+        from datastore.service import browse
+
+        _, rows = browse.ls(*split_ref(ref, version), path, recursive=recursive)
+        if as_json:
+            _json_array(({"path": r.path, "type": "folder"} if r.entry is None else
+                         {"path": r.path, "type": "file", "size": r.entry.size, "checksum": r.entry.checksum})
+                        for r in rows)
+            return
+        write, tty = sys.stdout.write, out.is_terminal
+        for r in rows:
+            if not long:
+                write(f"{output.cell(r.path)}\n")
+            elif r.entry is None:
+                write(f"{'-':>10}  {'-':64}  {output.cell(r.path)}\n" if tty else f"-\t-\t{output.cell(r.path)}\n")
+            else:
+                e = r.entry
+                write(f"{human_bytes(e.size):>10}  {e.checksum:64}  {output.cell(e.path)}\n" if tty else
+                      f"{e.size}\t{e.checksum}\t{output.cell(e.path)}\n")
+
+    guarded(run)
+
+
+def _json_array(items: Iterator[dict]) -> None:
+    """A JSON array written element by element (a million-row listing is never built in memory)."""
+    write = sys.stdout.write
+    sep = "[\n  "
+    for item in items:
+        write(sep + json.dumps(item, ensure_ascii=False))
+        sep = ",\n  "
+    write("[]\n" if sep.startswith("[") else "\n]\n")
+
+
+@app.command()
+def du(
+    ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="Datastore (default version: newest live).")],
+    path: Annotated[Optional[str], typer.Argument(help="A folder inside the version (default: all of it).")] = None,
+    summarize: Annotated[bool, typer.Option("-s", "--summarize", help="Only the total.")] = False,
+    version: Annotated[Optional[int], typer.Option("--version", parser=version_number, help="Version (or NAME@VERSION).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="{folders: [...], total: {...}} as JSON.")] = False,
+) -> None:
+    """Files and bytes of each folder in PATH, then of PATH in all, from the manifest.
+
+    Piped, one line per folder and a last one for PATH: bytes<TAB>files<TAB>path.
+    """
+
+    def run() -> None:
+        from datastore.reading.browse import Usage
+        from datastore.service import browse
+
+        record, folders, total = browse.du(*split_ref(ref, version), path, summarize=summarize)
+        name = total.path or "."
+        if as_json:
+            print(json.dumps({"name": record.name, "version": record.version,
+                              "folders": [{"path": f.path, "files": f.files, "bytes": f.bytes} for f in folders],
+                              "total": {"path": name, "files": total.files, "bytes": total.bytes}}, indent=2))
+            return
+        for u in [*folders, Usage(name, total.files, total.bytes)]:
+            if out.is_terminal:
+                print(f"{human_bytes(u.bytes):>10}  {u.files:>9,} files  {output.cell(u.path)}")
+            else:
+                print(f"{u.bytes}\t{u.files}\t{output.cell(u.path)}")
+
+    guarded(run)
+
+
+@app.command()
+def cat(
+    ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]", help="Datastore (default version: newest live).")],
+    path: Annotated[str, typer.Argument(help="The file inside the version.")],
+    version: Annotated[Optional[int], typer.Option("--version", parser=version_number, help="Version (or NAME@VERSION).")] = None,
+) -> None:
+    """Write one file of a version to stdout, its bytes checked against the manifest."""
+
+    def run() -> None:
+        from datastore.service import browse
+
+        _, pieces = browse.cat(*split_ref(ref, version), path)
+        sink = sys.stdout.buffer
+        for piece in pieces:
+            sink.write(piece)
+        sink.flush()
+
+    guarded(run)
+
+
+@app.command()
+def diff(
+    old: Annotated[str, typer.Argument(metavar="NAME@A", help="The version to compare from.")],
+    new: Annotated[str, typer.Argument(metavar="NAME@B", help="The version to compare to (NAME alone: newest live).")],
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array of {change, path, old_size, new_size, …}.")] = False,
+) -> None:
+    """The files added, removed and changed from one version to another; exit 1 when they differ (like diff).
+
+    On a terminal '+ PATH (SIZE)', '- PATH (SIZE)', '~ PATH (OLD → NEW)' and a summary;
+    piped, one line per file: added|removed|changed<TAB>path<TAB>old bytes<TAB>new bytes.
+    """
+    code = [0]
+
+    def run() -> None:
+        from datastore.reading.browse import ChangeKind
+        from datastore.service import browse
+
+        a, b, changes = browse.diff(split_ref(old, None), split_ref(new, None))
+        counts = dict.fromkeys(ChangeKind, 0)
+        grown = 0
+
+        def counted() -> Iterator:
+            nonlocal grown
+            for c in changes:
+                counts[c.kind] += 1
+                grown += (c.new.size if c.new else 0) - (c.old.size if c.old else 0)
+                yield c
+
+        if as_json:
+            _json_array(c.to_json() for c in counted())
+        else:
+            marks = {ChangeKind.ADDED: ("+", "green"), ChangeKind.REMOVED: ("-", "red"), ChangeKind.CHANGED: ("~", "yellow")}
+            for c in counted():
+                if not out.is_terminal:
+                    print(f"{c.kind.value}\t{output.cell(c.path)}\t{c.old.size if c.old else ''}\t"
+                          f"{c.new.size if c.new else ''}")
+                    continue
+                mark, colour = marks[c.kind]
+                sizes = (human_bytes((c.new or c.old).size) if c.kind is not ChangeKind.CHANGED
+                         else f"{human_bytes(c.old.size)} → {human_bytes(c.new.size)}")
+                out.print(f"[{colour}]{mark} {escape(c.path)}[/] ({sizes})", highlight=False)
+            what = f"{a.name}@{a.version} → {b.name}@{b.version}"
+            if any(counts.values()):
+                sign = "+" if grown >= 0 else "-"
+                output.hint(out, err, f"{counts[ChangeKind.ADDED]} added, {counts[ChangeKind.REMOVED]} removed, "
+                                      f"{counts[ChangeKind.CHANGED]} changed ({sign}{human_bytes(abs(grown))}): {what}")
+            else:
+                output.hint(out, err, f"no differences: {what}")
+        code[0] = 1 if any(counts.values()) else 0
+
+    guarded(run)
+    raise typer.Exit(code[0])
 
 
 @app.command()
 def delete(
-    name: Annotated[str, typer.Option("--name", help="Datastore name.")],
-    version: Annotated[Optional[int], typer.Option("--version", parser=version_number,
+    ref: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Datastore name (NAME or NAME@VERSION).")] = None,
+    name_opt: Annotated[Optional[str], typer.Option("--name", help="Same as NAME (kept for scripts).")] = None,
+    version_: Annotated[Optional[int], typer.Option("--version", parser=version_number,
                                                               help="The version to delete.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Delete every version of NAME (asks first).")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
 ) -> None:
-    """Delete one version (immediately; its number is never reused), or every version with --all."""
+    """Delete one version (immediately; its number is never reused), or every version with --all.
+
+    ``datastore delete NAME --version N``, ``datastore delete NAME@N`` and ``--name NAME`` all work.
+    """
 
     def run() -> None:
         from datastore.service import delete as deletion
 
+        if ref is not None and name_opt is not None and split_ref(ref, None)[0] != name_opt:
+            raise UsageError(f"NAME {ref!r} and --name {name_opt!r} disagree", "give the name once")
+        if ref is None and name_opt is None:
+            raise UsageError("missing NAME", "for example: datastore delete NAME --version 1")
+        if all_ and ref is not None and "@" in ref:
+            raise UsageError(f"{ref!r} names one version and --all every version", "give one of them")
+        name, version = split_ref(ref or name_opt or "", version_)
         if (version is None) == (not all_):
             raise UsageError("give either --version N (one version) or --all (every version)",
-                                 f"for example: datastore delete --name {name} --version 1")
+                             f"for example: datastore delete {name} --version 1")
+
         if version is not None:
             gone = deletion.delete_version(name, version)
             rec = gone.records[0]
@@ -452,19 +630,19 @@ def mounts_(
             print(json.dumps([m.to_json() for m in found], indent=2))
             return
         if not found:
-            out.print("no datastore mounts on this machine: mount one with 'datastore mount NAME'")
+            output.hint(out, err, "no datastore mounts on this machine: mount one with 'datastore mount NAME'")
         else:
-            table = Table()
-            for col in ("name", "version", "dir", "pid", "files", "size", "fetched", "reads", "errors"):
-                table.add_column(col, no_wrap=col != "dir", overflow="fold")
-            for m in found:
-                table.add_row(m.name, str(m.version), m.dir, str(m.pid), str(m.files), human_bytes(m.bytes),
-                              human_bytes(m.fetched_bytes), str(m.reads), str(m.errors))
-            out.print(table)
-        out.print(f"block cache: {human_bytes(usage.bytes)} of {human_bytes(usage.limit)} ({usage.entries} blocks)",
-                  style="dim")
+            output.rows(out, MOUNT_COLUMNS, [
+                (m.name, str(m.version), m.dir, str(m.pid), str(m.files), human_bytes(m.bytes),
+                 human_bytes(m.fetched_bytes), str(m.reads), str(m.errors)) for m in found])
+        output.hint(out, err, f"block cache: {human_bytes(usage.bytes)} of {human_bytes(usage.limit)} "
+                              f"({usage.entries} blocks)")
 
     guarded(run)
+
+
+MOUNT_COLUMNS = (Column("name", 100), Column("version", 90), Column("dir", 85, fold=True), Column("pid", 80),
+                 Column("files", 40), Column("size", 50), Column("fetched", 30), Column("reads", 20), Column("errors", 60))
 
 
 @app.command()
@@ -550,7 +728,10 @@ def status(
     name: Annotated[Optional[str], typer.Argument(help="Only this datastore.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as a JSON array.")] = False,
 ) -> None:
-    """Creations in progress (with progress) and recently failed (with the reason)."""
+    """Creations in progress (with progress) and recently failed (with the reason).
+
+    Piped, one tab-separated line per creation: name, status, kind, since, flow run id, detail.
+    """
 
     def run() -> None:
         from datastore.service.status import status as collect
@@ -565,7 +746,10 @@ def status(
             return
         if not rows:
             days = settings.failed_retention / 86400
-            out.print(f"no creation in progress, and none failed in the last {days:g} days")
+            output.hint(out, err, f"no creation in progress, and none failed in the last {days:g} days")
+            return
+        if not out.is_terminal:
+            output.rows(out, (), ((r.name, r.status, r.kind or "", r.since, r.flow_run_id or "", r.detail) for r in rows))
             return
         # One line per creation (not a table): reasons are long and must not be cut.
         for r in rows:
@@ -601,15 +785,10 @@ def schedule(
             if as_json:
                 print(json.dumps([i.to_json() for i in items], indent=2))
             elif not items:
-                out.print("no schedules: add one with 'datastore schedule SOURCE --name NAME --every 1d'")
+                output.hint(out, err, "no schedules: add one with 'datastore schedule SOURCE --name NAME --every 1d'")
             else:
-                table = Table()
-                for col in ("name", "schedule", "active"):
-                    table.add_column(col, no_wrap=True)
-                table.add_column("source", overflow="fold")
-                for i in items:
-                    table.add_row(i.name, i.schedule, "yes" if i.active else "no", i.source)
-                out.print(table)
+                output.rows(out, SCHEDULE_COLUMNS,
+                            [(i.name, i.schedule, "yes" if i.active else "no", i.source) for i in items])
             return
         if name is None:
             raise UsageError("--name is required", "for example: datastore schedule s3://bucket/data/ --name data --every 1d")
@@ -630,6 +809,8 @@ def schedule(
 
     guarded(run)
 
+
+SCHEDULE_COLUMNS = (Column("name", 100), Column("schedule", 90), Column("active", 40), Column("source", 60, fold=True))
 
 server_app = typer.Typer(help="The local Prefect server and the warm runners of this machine.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
@@ -708,6 +889,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run ``datastore ARGV`` (default: ``sys.argv``); usage errors (unknown option, bad value) become one ``error:`` line too, exit 2."""
     try:
         code = app(args=argv, prog_name="datastore", standalone_mode=False)
+        sys.stdout.flush()  # here, so a reader that went away is seen by the handler below
+    except BrokenPipeError:
+        output.quiet_broken_pipe()
     except _UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed: Typer's own exit code
             sys.exit(exc.exit_code)

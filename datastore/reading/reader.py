@@ -129,16 +129,26 @@ class Reader:
         ``path`` sorts before its first entry; whether ``path`` is among the entries is the
         caller's question (absent there means the version has no file at ``path``).
         """
+        toc = self.toc()
+        part = toc.part_of(path) if toc else None
+        if part is None:
+            return None
+        return part, self.part(part)
+
+    def toc(self) -> ManifestToc | None:
+        """The manifest's table of contents (fetched once); None for a version committed before there was one."""
         if not self.record.manifest_toc:
             return None
-        with self._live():
-            if self._toc is None:
+        if self._toc is None:
+            with self._live():
                 self._toc = ManifestToc.decode(self.store.get_bytes(self.record.manifest_toc))
-            part = self._toc.part_of(path)
-            if part is None:
-                return None
+        return self._toc
+
+    def part(self, part: ManifestPart) -> list[Entry]:
+        """The file entries of one manifest part: one ranged read of the manifest."""
+        with self._live():
             raw = self.store.get_range(self.record.manifest, part.offset, part.length)
-        return part, list(read_entries(io.BytesIO(raw)))
+        return list(read_entries(io.BytesIO(raw)))
 
     @property
     def source(self):  # noqa: ANN201 - S3Source, imported lazily (boto3/Prefect blocks only when needed)

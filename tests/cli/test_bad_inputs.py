@@ -291,7 +291,7 @@ ROWS: list[Row] = [
         setup=full_folder, store="shared"),
     # options and usage
     Row("delete-neither-version-nor-all", ("delete", "--name", "ds"),
-        "give either --version N (one version) or --all (every version): for example: datastore delete --name ds "
+        "give either --version N (one version) or --all (every version): for example: datastore delete ds "
         "--version 1", store="shared"),
     Row("delete-all-unconfirmed", ("delete", "--name", "ds", "--all"),
         "refusing to delete all 1 versions of 'ds' (2) without confirmation: pass --yes to confirm in a script",

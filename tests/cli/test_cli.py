@@ -249,7 +249,7 @@ def test_delete_from_the_command_line(cli: Cli, tmp_path: Path, local_store: str
     for _ in range(2):
         assert cli.run("create", str(src), "--name", "del").returncode == 0
     assert_one_line_error(cli.run("delete", "--name", "del"), "give either --version N (one version) or --all",
-                          "datastore delete --name del --version 1")
+                          "datastore delete del --version 1")
     assert_one_line_error(cli.run("delete", "--name", "del", "--version", "9"), "datastore 'del' version 9 does not exist")
     assert_one_line_error(cli.run("delete", "--name", "nope", "--all", "--yes"), "datastore 'nope' does not exist")
     assert_one_line_error(cli.run("delete", "--name", "del", "--all"),

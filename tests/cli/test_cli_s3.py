@@ -28,7 +28,7 @@ def test_create_copy_and_no_copy_then_show_and_verify(cli: Cli, seaweed_store: s
                                     "versioned": False, "no_copy": False}
     shown = cli.run("show", "esredditjson")
     assert shown.returncode == 0
-    for fragment in (url, f"bucket       {bucket}", "copied into the store", "default AWS chain", "pinned by    ETag"):
+    for fragment in (url, f"bucket\t{bucket}", "copied into the store", "default AWS chain", "pinned by\tETag"):
         assert fragment in shown.stdout, shown.stdout
 
     ref = cli.run("create", url, "--no-copy", "--name", "reddit-ref", "--json")

@@ -173,7 +173,7 @@ def test_submit_returns_at_once_and_status_shows_progress_then_the_version(deplo
     row = wait_until("status to show the download in progress", downloading, timeout=120)
     assert row["name"] == "slowset" and row["kind"] == "http-archive"
     human = deployed.cli("status")
-    assert "slowset processing (http-archive" in human.stdout and "downloading" in human.stdout
+    assert "slowset\tprocessing\thttp-archive\t" in human.stdout and "downloading" in human.stdout
     listed = json.loads(deployed.cli("list", "--json").stdout)
     assert any(x["name"] == "slowset" and x["status"] == "processing" and x["version"] is None for x in listed)
 
@@ -194,7 +194,7 @@ def test_a_failed_creation_shows_in_status_with_its_reason(deployed: Deployed) -
     (row,) = [x for x in rows if x["name"] == "missing"]
     assert row["status"] == "failed" and "404" in row["detail"]
     human = deployed.cli("status").stdout
-    assert "missing failed (http-archive" in human and "404" in human
+    assert "missing\tfailed\thttp-archive\t" in human and "404" in human
     (event,) = wait_until("the failed event", lambda: deployed.events("datastore.create.failed", "datastore.missing"))
     assert event["payload"]["version"] is None and "404" in event["payload"]["reason"]
 

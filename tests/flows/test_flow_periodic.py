@@ -57,9 +57,10 @@ def test_a_failed_creation_leaves_its_reason_for_status(tmp_path: Path, local_st
     assert (row["name"], row["status"], row["flow_run_id"]) == ("gone", "failed", rec.flow_run_id)
     assert row["detail"] == rec.reason
     r = cli.run("status")
-    assert "gone failed (local, started" in r.stdout and "does not exist" in r.stdout
+    assert r.stdout.startswith("gone\tfailed\tlocal\t") and "does not exist" in r.stdout  # piped: tab-separated
     r = cli.run("list", "--json")
     assert [(x["name"], x["status"], x["version"]) for x in json.loads(r.stdout)] == [("gone", "failed", None)]
     r = cli.run("gc", "--json", DATASTORE_FAILED_RETENTION="0")
     assert json.loads(r.stdout)["expired_failed_runs"] == 1
-    assert cli.run("status").stdout.startswith("no creation in progress, and none failed in the last 7 days")
+    r = cli.run("status")
+    assert r.stdout == "" and r.stderr.startswith("no creation in progress, and none failed in the last 7 days")
