@@ -445,6 +445,24 @@ class LocalServerFailed(DatastoreError, RuntimeError):
                          "DATASTORE_LOCAL_SERVER=0 for Prefect's ephemeral mode; nothing was committed")
 
 
+class LocalStackFailed(DatastoreError, RuntimeError):
+    """A step of ``datastore server start`` (work pool, deployments, worker) did not succeed.
+
+    Attributes:
+        step: What was being done ("create the work pool 'datastore-process'", ...).
+        detail: The last meaningful line of the command's output.
+        log: Where the whole output is.
+    """
+
+    def __init__(self, step: str, detail: str, log: str = "") -> None:
+        self.step = step
+        self.detail = detail
+        self.log = log
+        super().__init__(f"could not {step}" + (f": {detail}" if detail else ""),
+                         f"see {log or 'the output above'}; the local server keeps running "
+                         "('datastore server stop' ends it), 'datastore server start' tries again")
+
+
 class DeploymentMissing(DatastoreError, LookupError):
     """The deployment or work pool a command needs is not on the Prefect server."""
 

@@ -63,6 +63,11 @@ def default_state_dir() -> Path:
     return Path(base) / "datastore"
 
 
+def default_repo_dir() -> Path:
+    """The checkout this package runs from: its ``prefect.yaml`` and ``flows/`` are what workers run."""
+    return Path(__file__).resolve().parent.parent
+
+
 def default_work_dir() -> Path:
     """Scratch space for downloads and extracted archives (XDG cache; safe to delete when idle)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -122,6 +127,8 @@ class Settings:
         local_server: With no Prefect server configured, start a local one on first use and keep
             it (off: Prefect's ephemeral mode, a temporary server inside every command).
         server_start_timeout: Seconds the first command waits for the local server to start.
+        repo_dir: The checkout whose ``prefect.yaml`` ``datastore server start`` deploys and whose
+            flows its worker runs (also read by ``prefect.yaml``'s pull step).
         warm: Run Prefect commands in a warm runner (a process that has Prefect imported
             already; started in the background on first use) instead of importing it each time.
         warm_idle: Seconds a warm runner waits for a command before it exits.
@@ -164,6 +171,7 @@ class Settings:
     state_dir: str = _path(default_state_dir)
     local_server: bool = _flag(default=True)
     server_start_timeout: int = _int(180, minimum=1)
+    repo_dir: str = _path(default_repo_dir)
     warm: bool = _flag(default=True)
     warm_idle: int = _int(600, minimum=1)
     max_resumes: int = _int(3, minimum=0)

@@ -17,6 +17,7 @@ from datastore.errors import DeploymentMissing, InvalidSchedule
 from datastore.model.kinds import check_options, safe_source
 from datastore_deployments import secret_urls
 from datastore_deployments.submit import with_url_stashed
+from datastore_deployments.pools import ensure_work_pool, workers_online
 from datastore_deployments.names import PERIODIC_ENTRYPOINT, PERIODIC_FLOW, REPO, server_api, work_pool
 
 COMMAND = "datastore schedule"
@@ -89,28 +90,23 @@ class Scheduled:
 
 
 def upsert(name: str, source: str, schedule, *, no_copy: bool = False, credentials: str | None = None,  # noqa: ANN001
-           always: bool = False, store: str | None = None) -> str:
-    """Create or replace the periodic deployment of ``name``; returns its id.
+           always: bool = False, store: str | None = None) -> tuple[str, int]:
+    """Create or replace the periodic deployment of ``name``; returns its id and the workers polling its pool.
 
     Raises:
         NoPrefectServer: no server configured.
-        DeploymentMissing: the work pool does not exist (create it and start a worker).
+
+    The work pool is created when it is missing (:func:`~datastore_deployments.pools.ensure_work_pool`).
     """
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
-    from prefect.exceptions import ObjectNotFound as PrefectNotFound
     from prefect.utilities.callables import parameter_schema
 
     from datastore_flows.periodic import refresh_datastore
 
     pool = work_pool()
     with _client() as client:
-        try:
-            client.read_work_pool(pool)
-        except PrefectNotFound:
-            raise DeploymentMissing(f"work pool {pool!r}", server_api(COMMAND),
-                                    f"create it and start a worker: prefect work-pool create {pool} --type process; "
-                                    f"prefect worker start --pool {pool}") from None
+        ensure_work_pool(client, pool)
         flow_id = client.create_flow_from_name(PERIODIC_FLOW)
         params = {"source": source, "name": name, "no_copy": no_copy, "credentials": credentials,
                   "always": always, "store": store}
@@ -136,7 +132,8 @@ def upsert(name: str, source: str, schedule, *, no_copy: bool = False, credentia
             parameter_openapi_schema=parameter_schema(refresh_datastore).model_dump(),
             paused=False,
         )
-    return str(dep_id)
+        online = workers_online(client, pool)
+    return str(dep_id), online
 
 
 def describe(schedule) -> str:  # noqa: ANN001

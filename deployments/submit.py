@@ -18,6 +18,7 @@ from datastore.model.urls import recorded_url
 from datastore.orchestration.runs import TERMINAL_STATES
 from datastore.store import Store, inflight, versions
 from datastore_deployments import secret_urls
+from datastore_deployments.pools import ensure_work_pool
 from datastore_deployments.names import full_name, server_api, work_pool
 
 
@@ -71,8 +72,10 @@ def submit(kind: str, name: str, parameters: dict) -> Submitted:
             dep = client.read_deployment_by_name(deployment)
         except PrefectNotFound:
             raise DeploymentMissing(f"deployment {deployment!r}", url,
-                                    "deploy the project's deployments first: DATASTORE_REPO_DIR=$PWD prefect deploy --all "
-                                    f"(and start a worker: prefect worker start --pool {work_pool()})") from None
+                                    "deploy the project's deployments first: datastore server start (or "
+                                    "DATASTORE_REPO_DIR=$PWD prefect deploy --all, and a worker: "
+                                    f"prefect worker start --pool {work_pool()})") from None
+        ensure_work_pool(client, dep.work_pool_name or work_pool())
         run = client.create_flow_run_from_deployment(
             dep.id, parameters=parameters, name=f"create-{name}", tags=["datastore", f"datastore:{name}", kind])
     return Submitted(str(run.id), run.name, deployment, ui_link(str(run.id)))

@@ -82,10 +82,12 @@ def stray_runners(base: Path) -> list[int]:
 
 
 def stop_helpers(state: Path) -> None:
-    """Stop the warm runners and the local Prefect server whose state lives in ``state``."""
+    """Stop the worker, the warm runners and the local Prefect server whose state lives in ``state``."""
     from datastore.cli import warm
+    from datastore.orchestration import local_stack
     from datastore.settings import Settings
 
+    local_stack.stop_worker(Settings(state_dir=str(state)))
     warm.stop_all(Settings(state_dir=str(state)))
 
 
@@ -249,11 +251,13 @@ def local_prefect(cli_home: Path) -> str:
     """The local Prefect server of the out-of-the-box setup, started as a user's first create would.
 
     Started once per session, as on a user's machine after the first command (what that first
-    start does is tests/cli/test_local_server.py's subject).
+    start does is tests/orchestration/test_local_server.py's subject). Only the server: ``datastore
+    server start`` would also deploy and start a worker (tests/orchestration/test_local_stack.py).
     """
-    started = run_cli("server", "start", env=Cli(cli_home).env())
-    assert started.returncode == 0, started.stderr
-    return started.stdout
+    from datastore.orchestration import local_server
+    from datastore.settings import Settings
+
+    return local_server.ensure(Settings.from_env()).url
 
 
 @pytest.fixture

@@ -806,6 +806,10 @@ def schedule(
         else:
             out.print(f"scheduled {name}: {done.schedule} from {done.source} "
                       f"({'every run commits' if always else 'a version only when the source changed'})", highlight=False)
+        if not done.workers_online:
+            err.print(f"note: no worker polls the work pool {done.pool!r} now, so the runs will wait in it: "
+                      f"'datastore server start' starts one (or: prefect worker start --pool {done.pool})",
+                      highlight=False, soft_wrap=True)
 
     guarded(run)
 
@@ -824,15 +828,18 @@ def server_status(
 
     def run() -> None:
         from datastore.cli import warm
-        from datastore.orchestration import local_server
+        from datastore.orchestration import local_server, local_stack
 
         settings = Settings.from_env()
         configured = local_server.configured_api_url()
         local = local_server.running(settings)
         runners = warm.runners(settings)
+        worker = local_stack.worker_running(settings)
         if as_json:
             print(json.dumps({"configured_api_url": configured, "local_server": None if local is None else
                               {"url": local.url, "api_url": local.api_url, "pid": local.pid},
+                              "worker": None if worker is None else {"pid": worker.pid, "pool": worker.pool,
+                                                                     "log": worker.log},
                               "local_server_enabled": settings.local_server, "warm_runners": runners,
                               "warm_enabled": settings.warm}, indent=2))
             return
@@ -846,6 +853,8 @@ def server_status(
         else:
             out.print("local server: not running (the next 'datastore create' starts it)" if not configured
                       and settings.local_server else "local server: not running", highlight=False)
+        out.print(f"worker: pid {worker.pid} on pool {worker.pool} (log {worker.log})" if worker else
+                  "worker: none ('datastore server start' starts one, with the deployments)", highlight=False)
         out.print(f"warm runners: {', '.join(f'pid {p}' for p in runners) if runners else 'none'}"
                   f"{'' if settings.warm else ' (DATASTORE_WARM=0: off)'}", highlight=False)
 
@@ -854,30 +863,50 @@ def server_status(
 
 @server_app.command("start")
 def server_start() -> None:
-    """Start the local Prefect server now (the first 'datastore create' otherwise does)."""
+    """Start the local Prefect stack: server, work pool, deployments and a worker, in the background.
+
+    Prints the UI and API addresses; the last line, on stdout, is the one ``export`` for Prefect's
+    own CLI and scripts (``eval "$(datastore server start)"`` sets it). Each part is started only
+    if it is not running; the deployments of ``prefect.yaml`` are applied every time.
+    """
 
     def run() -> None:
-        from datastore.orchestration import local_server
+        from datastore.orchestration import local_server, local_stack
 
         settings = Settings.from_env()
         configured = local_server.configured_api_url()
         if configured:
             raise UsageError(f"a Prefect server is configured ({configured}), the local one would not be used",
                              "unset PREFECT_API_URL (and the profile's) to use the local server")
-        server = local_server.ensure(settings, on_start=lambda text: err.print(f"note: {text}", highlight=False))
-        out.print(f"local server: running at {server.url} (UI), pid {server.pid}", highlight=False)
+        stack = local_stack.start(settings, on_step=lambda text: err.print(f"note: {text}", highlight=False))
+        w = stack.worker
+        lines = [f"Prefect UI:   {stack.server.url}",
+                 f"Prefect API:  {stack.server.api_url}",
+                 f"server:       pid {stack.server.pid}, data in {local_server.folder(settings)}",
+                 f"work pool:    {stack.pool}, worker pid {w.pid} "
+                 f"({'started' if stack.started_worker else 'already running'}; log {w.log})",
+                 f"deployments:  {len(stack.deployments)} ({', '.join(stack.deployments)})",
+                 "'datastore server stop' ends them; for Prefect's own CLI and scripts:"]
+        for line in lines:
+            output.hint(out, err, line)
+        print(f"export PREFECT_API_URL={stack.server.api_url}")
 
     guarded(run)
 
 
 @server_app.command("stop")
 def server_stop() -> None:
-    """Stop the local Prefect server and the warm runners (commands they run go on to their end)."""
+    """Stop what 'server start' started: the worker, the warm runners and the local Prefect server."""
 
     def run() -> None:
         from datastore.cli import warm
+        from datastore.orchestration import local_stack
 
-        runners, stopped = warm.stop_all(Settings.from_env())
+        settings = Settings.from_env()
+        worker = local_stack.stop_worker(settings)
+        runners, stopped = warm.stop_all(settings)
+        if worker:
+            out.print(f"stopped the worker (pid {worker.pid})", highlight=False)
         out.print(f"stopped the local server (pid {stopped.pid})" if stopped else "the local server was not running",
                   highlight=False)
         out.print(f"stopped {len(runners)} warm runner{'s' if len(runners) != 1 else ''}", highlight=False)

@@ -101,8 +101,8 @@ def describe_schedule(sched) -> str:  # noqa: ANN001
     return schedule.describe(sched)
 
 
-def upsert_schedule(name: str, source: str, sched, **options: Any) -> str:  # noqa: ANN001
-    """Create or replace the periodic deployment of ``name``; returns its id."""
+def upsert_schedule(name: str, source: str, sched, **options: Any) -> tuple[str, int]:  # noqa: ANN001
+    """Create or replace the periodic deployment of ``name``; returns its id and the workers online on its pool."""
     from datastore_deployments import schedule
 
     return schedule.upsert(name, source, sched, **options)
@@ -120,3 +120,10 @@ def remove_schedule(name: str) -> None:
     from datastore_deployments import schedule
 
     schedule.remove(name)
+
+
+def work_pool() -> str:
+    """The work pool the deployments run on (see :func:`datastore_deployments.names.work_pool`)."""
+    from datastore_deployments.names import work_pool as pool
+
+    return pool()

@@ -217,7 +217,7 @@ def ensure(settings: Settings, on_start: Callable[[str], None] | None = None) ->
         while not _healthy(url):
             exited = proc.poll()
             if exited is not None or time.monotonic() > deadline:
-                _stop_group(proc.pid)
+                stop_group(proc.pid)
                 tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-1:]
                 raise LocalServerFailed(f"exit {exited}" if exited is not None else
                                         f"no answer in {settings.server_start_timeout} s", " ".join(tail), str(log))
@@ -229,7 +229,8 @@ def ensure(settings: Settings, on_start: Callable[[str], None] | None = None) ->
         return server
 
 
-def _stop_group(pid: int, timeout: float = 20) -> None:
+def stop_group(pid: int, timeout: float = 20) -> None:
+    """SIGTERM the process group led by ``pid``, SIGKILL it after ``timeout`` s; returns when it is gone."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -254,7 +255,7 @@ def stop(settings: Settings) -> LocalServer | None:
         except (OSError, ValueError, TypeError):
             return None
         if _alive(server.pid):
-            _stop_group(server.pid)
+            stop_group(server.pid)
         else:
             server = None
         with contextlib.suppress(OSError):

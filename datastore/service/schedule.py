@@ -33,11 +33,13 @@ class ScheduleSet:
     schedule: str  #: e.g. ``every 1 day, 0:00:00 (UTC)``
     deployment_id: str
     always: bool
+    pool: str  #: the work pool its runs wait in
+    workers_online: int  #: workers polling that pool when it was scheduled (0: the runs will wait)
 
     def to_json(self) -> dict:
         """``schedule --json``."""
         return {"name": self.name, "source": self.source, "schedule": self.schedule,
-                "deployment_id": self.deployment_id}
+                "deployment_id": self.deployment_id, "work_pool": self.pool, "workers_online": self.workers_online}
 
 
 def schedule(source: str, name: str, *, cron: str | None = None, every: str | None = None,
@@ -70,9 +72,10 @@ def schedule(source: str, name: str, *, cron: str | None = None, every: str | No
     else:
         src = source
     settings = settings or Settings.from_env()
-    dep_id = launch.upsert_schedule(name, src, sched, no_copy=no_copy, credentials=credentials, always=always,
-                                    store=open_store(settings.store, settings).url)
-    return ScheduleSet(name, safe_source(src), launch.describe_schedule(sched), dep_id, always)
+    dep_id, online = launch.upsert_schedule(name, src, sched, no_copy=no_copy, credentials=credentials,
+                                            always=always, store=open_store(settings.store, settings).url)
+    return ScheduleSet(name, safe_source(src), launch.describe_schedule(sched), dep_id, always, launch.work_pool(),
+                       online)
 
 
 def schedules() -> list[Scheduled]:

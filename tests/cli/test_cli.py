@@ -339,9 +339,14 @@ def test_submit_and_schedule_check_a_local_path_here_unless_it_is_the_workers(cl
     proc = cli.run("create", missing, "--submit", "--worker-path")
     assert_one_line_error(proc, "deployment 'datastore-create-local/local' does not exist on the Prefect server at "
                                 "http://127.0.0.1:", "prefect deploy --all")
-    proc = cli.run("schedule", missing, "--name", "nightly", "--every", "1d", "--worker-path")
-    assert_one_line_error(proc, "work pool 'datastore-process' does not exist on the Prefect server at "
-                                "http://127.0.0.1:", "prefect work-pool create datastore-process")
+    # schedule creates the work pool it needs, and says that no worker polls it yet.
+    proc = cli.run("schedule", missing, "--name", "nightly", "--every", "1d", "--worker-path", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["work_pool"] == "datastore-process" and json.loads(proc.stdout)["workers_online"] == 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "note: no worker polls the work pool 'datastore-process' now, so the runs will wait in it: 'datastore server "
+        "start' starts one (or: prefect worker start --pool datastore-process)")
+    assert cli.run("schedule", "--list").stdout.startswith("nightly\tevery 1 day")
     # With no local server up either, the server itself is what is missing (and neither starts one:
     # a server without the deployments and a worker would not run the creation).
     for args in (["create", missing, "--submit", "--worker-path"],
