@@ -11,9 +11,9 @@ from prefect.runtime import deployment, flow_run
 
 from datastore.creation.sources.http import refused_on_worker
 from datastore.errors import UrlRefused
-from datastore.orchestration.monitor import Monitor, display_name, monitored, run_name, settings_for
+from datastore.orchestration.monitor import Monitor, display_name, monitored, reported, run_name, settings_for
 
-__all__ = ["Monitor", "display_name", "monitored", "run_name", "settings_for", "worker_host", "worker_refusals"]
+__all__ = ["Monitor", "display_name", "monitored", "reported", "run_name", "settings_for", "worker_host", "worker_refusals"]
 
 
 def worker_host() -> str | None:

@@ -16,7 +16,7 @@ from datastore.creation.sources import http
 from datastore.errors import is_transient
 from datastore.model.kinds import Kind
 from datastore_deployments import secret_urls
-from datastore_flows.common import monitored, run_name, settings_for, worker_refusals
+from datastore_flows.common import monitored, reported, run_name, settings_for, worker_refusals
 from datastore_flows.pipeline import run_batched
 from datastore_tasks.commit import commit_version
 from datastore_tasks.http_archive import download_archive, extract_archive
@@ -25,6 +25,7 @@ from datastore_tasks.local import scan_local, transfer_local
 
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
 @flow(name="datastore-create-http-archive", flow_run_name=run_name, task_runner=ThreadPoolTaskRunner())
+@reported
 def create_from_http(source: str, name: str | None = None, store: str | None = None,
                      if_changed: bool = False, url: SecretStr | None = None, url_block: str | None = None) -> dict:
     """Create the next version of a datastore from the contents of an archive at ``source``.

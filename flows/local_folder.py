@@ -12,13 +12,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from datastore.creation.pipeline import prepare
 from datastore.creation.sources.local import resolve_source
 from datastore.model.kinds import Kind
-from datastore_flows.common import monitored, run_name, settings_for, worker_host
+from datastore_flows.common import monitored, reported, run_name, settings_for, worker_host
 from datastore_flows.pipeline import run_batched
 from datastore_tasks.local import scan_local, transfer_local
 
 
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
 @flow(name="datastore-create-local", flow_run_name=run_name, task_runner=ThreadPoolTaskRunner())
+@reported
 def create_from_local(source: str, name: str | None = None, store: str | None = None,
                       if_changed: bool = False) -> dict:
     """Create the next version of a datastore from a local folder or file.

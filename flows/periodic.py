@@ -9,11 +9,11 @@ name never overlap: the deployment has a concurrency limit of 1 that cancels the
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.runtime import flow_run
 
 from datastore.model.kinds import check_options
-from datastore_flows.common import display_name
+from datastore_flows.common import display_name, reported
 
 
 def _run_name() -> str:
@@ -21,6 +21,7 @@ def _run_name() -> str:
 
 
 @flow(name="datastore-periodic", flow_run_name=_run_name)
+@reported
 def refresh_datastore(source: str, name: str, no_copy: bool = False, credentials: str | None = None,
                       always: bool = False, store: str | None = None, url_block: str | None = None) -> dict:
     """Create the next version of ``name`` from ``source`` if the source changed.
@@ -57,9 +58,4 @@ def refresh_datastore(source: str, name: str, no_copy: bool = False, credentials
         from datastore_flows.local_folder import create_from_local
 
         record = create_from_local(source=source, name=name, store=store, if_changed=if_changed)
-    log = get_run_logger()
-    if record.get("status") == "unchanged":
-        log.info("%s unchanged: the newest version is still %s", name, record["version"])
-    else:
-        log.info("%s version %s committed", name, record["version"])
-    return record
+    return record  # @reported logs the outcome and makes it the state message

@@ -12,13 +12,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from datastore.creation.sources import s3 as s3_job
 from datastore.model.kinds import Kind
-from datastore_flows.common import monitored, run_name, settings_for
+from datastore_flows.common import monitored, reported, run_name, settings_for
 from datastore_flows.pipeline import run_batched
 from datastore_tasks.s3_copy import copy_s3, scan_s3
 
 
 # Batches in flight are bounded by settings.workers in run_batched, read when the run starts.
 @flow(name="datastore-create-s3-copy", flow_run_name=run_name, task_runner=ThreadPoolTaskRunner())
+@reported
 def create_from_s3(source: str, name: str | None = None, credentials: str | None = None,
                    store: str | None = None, if_changed: bool = False) -> dict:
     """Create the next version of a datastore by copying ``s3://bucket/prefix/``.

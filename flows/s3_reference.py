@@ -10,12 +10,13 @@ from prefect import flow
 
 from datastore.creation.sources import s3 as s3_job
 from datastore.model.kinds import Kind
-from datastore_flows.common import monitored, run_name, settings_for
+from datastore_flows.common import monitored, reported, run_name, settings_for
 from datastore_flows.pipeline import run_batched
 from datastore_tasks.s3_reference import pin_s3_prefix
 
 
 @flow(name="datastore-create-s3-reference", flow_run_name=run_name)
+@reported
 def reference_s3(source: str, name: str | None = None, credentials: str | None = None,
                  store: str | None = None, if_changed: bool = False) -> dict:
     """Create the next version of a datastore that references ``s3://bucket/prefix/`` in place.

@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import inspect
 import threading
+import typing
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from datastore.creation.pipeline import CreateJob
-from datastore.errors import ResumeLimit, one_line
+from datastore.errors import DatastoreError, ResumeLimit, one_line
 from datastore.model import progress
 from datastore.model.kinds import mask_urls, safe_source
 from datastore.model.naming import derive_name
@@ -241,3 +245,46 @@ def monitored(kind: str, source: str, name: str | None, settings: Settings) -> I
     finally:
         if own:
             progress.install(None)
+
+
+def outcome(record: dict) -> str:
+    """The line that ends a creation run's log and is its state message in the UI."""
+    size = progress.human_bytes(int(record.get("bytes") or 0))
+    where = safe_source(str(record.get("source") or ""))
+    if record.get("status") == "unchanged":
+        return (f"{record.get('name')} unchanged: the newest version is still {record.get('version')} "
+                f"({record.get('files')} files, {size} from {where}); nothing committed")
+    return f"committed {record.get('name')} version {record.get('version')}: {record.get('files')} files, {size} from {where}"
+
+
+def reported(fn: Callable[..., dict]) -> Callable[..., Any]:
+    """Make a creation flow end in a state whose message is what a user needs from the UI.
+
+    A finished run is ``Completed`` with "committed NAME version N: …" (also its last log line);
+    a refused or failed one (any :class:`~datastore.errors.DatastoreError`) is ``Failed`` with the
+    one-line reason and the fix, logged once as an error without a traceback (the reason is the
+    story; a traceback is noise to the user). The data is the same either way: the record, or the
+    exception, which calling the flow in-process raises as before. Anything else (a bug) still
+    raises, so Prefect records its traceback.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - the flow's own parameters
+        from prefect.states import Completed, Failed
+
+        log = get_run_logger()
+        try:
+            record = fn(*args, **kwargs)
+        except DatastoreError as exc:
+            line = mask_urls(exc.line())
+            log.error(line)
+            return Failed(message=line, data=exc)
+        text = outcome(record)
+        log.info(text)
+        return Completed(message=text, data=record)
+
+    # Prefect builds the parameter model from the signature and resolves string annotations in
+    # the wrapper's module, where the flow's types (SecretStr, ...) are not: hand it them resolved.
+    run.__signature__ = inspect.signature(fn, eval_str=True)
+    run.__annotations__ = typing.get_type_hints(fn)
+    return run
