@@ -87,8 +87,9 @@ def stop_helpers(state: Path) -> None:
     from datastore.orchestration import local_stack
     from datastore.settings import Settings
 
-    local_stack.stop_worker(Settings(state_dir=str(state)))
-    warm.stop_all(Settings(state_dir=str(state)))
+    settings = Settings(state_dir=str(state))
+    local_stack.stop_worker(settings)
+    warm.stop_all(settings)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from datastore.orchestration import local_server
 from datastore.orchestration.local_server import BIN, LocalServer
 from datastore.settings import Settings
 
-DEPLOY_TIMEOUT = 300  # `prefect deploy --all` of nine deployments: ~15 s here, far more on a loaded machine
+DEPLOY_TIMEOUT = 300  # `prefect deploy --all` of prefect.yaml's deployments: ~10 s here, far more on a loaded machine
 
 
 @dataclass(frozen=True)

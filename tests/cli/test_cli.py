@@ -342,7 +342,8 @@ def test_submit_and_schedule_check_a_local_path_here_unless_it_is_the_workers(cl
     # schedule creates the work pool it needs, and says that no worker polls it yet.
     proc = cli.run("schedule", missing, "--name", "nightly", "--every", "1d", "--worker-path", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["work_pool"] == "datastore-process" and json.loads(proc.stdout)["workers_online"] == 0
+    scheduled = json.loads(proc.stdout)
+    assert (scheduled["work_pool"], scheduled["workers_online"]) == ("datastore-process", 0)
     assert proc.stderr.strip().splitlines()[-1] == (
         "note: no worker polls the work pool 'datastore-process' now, so the runs will wait in it: 'datastore server "
         "start' starts one (or: prefect worker start --pool datastore-process)")
