@@ -19,7 +19,7 @@ from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
 @task(name="commit-version", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=transient_only)
+      retry_condition_fn=transient_only, task_run_name="commit")
 def commit_version(job: CreateJob, batch_keys: list[str], uploaded: int, settings: Settings,
                    if_changed: bool = False) -> dict:
     """Write the manifest and make the version visible with one put-if-absent.

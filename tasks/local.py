@@ -15,7 +15,7 @@ from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
 @task(name="scan-local", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=transient_only)
+      retry_condition_fn=transient_only, task_run_name="scan")
 def scan_local(job: CreateJob, settings: Settings, root: str | None = None,
                progress: Reporter = NO_PROGRESS) -> PlanSummary:
     """Walk the folder (``root``, default the job's source) and store batch plans; returns their keys and totals."""

@@ -15,7 +15,7 @@ from datastore_tasks.retry import RETRIES, RETRY_DELAYS, transient_only
 
 
 @task(name="scan-s3", cache_policy=NONE, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=transient_only)
+      retry_condition_fn=transient_only, task_run_name="scan")
 def scan_s3(job: CreateJob, settings: Settings, progress: Reporter = NO_PROGRESS) -> PlanSummary:
     """List the prefix and store batch plans; returns their keys and the totals."""
     return s3_copy.scan(job, settings, progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,14 @@ def test_ten_thousand_small_files_use_few_task_runs(tmp_path: Path, local_store:
     runs = task_runs_of(record["flow_run_id"])
     assert 3 <= len(runs) <= 20, [r.name for r in runs]
     assert all(r.state.is_completed() for r in runs)
+    # Named for what they do, as the UI's graph shows them.
+    names = [r.name for r in sorted(runs, key=lambda r: r.start_time)]
+    assert names[0] == "scan" and names[-1] == "commit", names
+    n = len(names) - 2
+    # Transfers run concurrently: their start order is not theirs to keep, their numbers are.
+    transfers = sorted(names[1:-1], key=lambda x: int(re.match(r"transfer (\d+)/", x)[1]))
+    assert [re.sub(r" · .*", "", x) for x in transfers] == [f"transfer {i}/{n}" for i in range(1, n + 1)], names
+    assert sum(int(re.search(r" · ([\d,]+) files · ", x)[1].replace(",", "")) for x in transfers) == 10_000, names
     # packed: far fewer objects than files
     data_objects = list(open_store().list("data/"))
     assert len(data_objects) <= 10
