@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from datastore.creation import pipeline as creation
 from datastore.creation.pipeline import CreateJob
+from datastore.orchestration import artifacts
 from datastore.orchestration import events as notify
 from datastore.settings import Settings
 from datastore.store import open_store
@@ -38,7 +36,7 @@ def commit_version(job: CreateJob, batch_keys: list[str], uploaded: int, setting
         logger.info("%s unchanged since version %d (digest %s): no new version", job.name, newest.version, newest.digest)
         return newest.to_json() | {"status": "unchanged"}
     try:
-        _details_artifact(record)
+        artifacts.committed(record)
     except Exception as exc:  # noqa: BLE001 - the version is committed; a retry would commit it twice
         logger.warning("could not create the details artifact: %s", type(exc).__name__)
     notify.emit(notify.COMMITTED, record.name, _event_payload(record, store.url))
@@ -50,21 +48,3 @@ def _event_payload(r: VersionRecord, store_url: str) -> dict:
     return {"name": r.name, "version": r.version, "kind": r.kind, "source": r.source, "files": r.files,
             "bytes": r.bytes, "bytes_uploaded": r.bytes_uploaded, "digest": r.digest, "store": store_url,
             "flow_run_id": r.flow_run_id, "created_at": r.created_at}
-
-
-def artifact_key(name: str) -> str:
-    """``datastore-<name>``, in the alphabet Prefect allows for artifact keys (a-z, 0-9, '-')."""
-    return "datastore-" + re.sub(r"[^a-z0-9-]", "-", name)
-
-
-def _details_artifact(r: VersionRecord) -> None:
-    """The version's details in the Prefect UI, keyed per datastore name (its history lists the versions)."""
-    d = r.source_detail or {}
-    rows = [("name", r.name), ("version", r.version), ("source", r.source), ("kind", r.kind),
-            ("files", f"{r.files:,}"), ("bytes", f"{r.bytes:,}"), ("uploaded bytes", f"{r.bytes_uploaded:,}"),
-            ("digest", f"`{r.digest}`"), ("skipped items", r.skipped), ("duration", f"{r.duration_s} s"),
-            ("throughput", f"{r.bytes / max(r.duration_s or 0, 1e-3) / 2**20:.1f} MiB/s")]
-    rows += [(k.replace("_", " "), v) for k, v in d.items() if v not in (None, "") and k not in ("url",)]
-    table = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)
-    create_markdown_artifact(key=artifact_key(r.name), markdown=f"### {r.name} version {r.version}\n\n| | |\n|---|---|\n{table}\n",
-                             description=f"datastore {r.name} version {r.version}")

@@ -45,6 +45,10 @@ def test_service_delete_emits_the_deleted_event_and_reclaims(tmp_path: Path, loc
     assert sent == [(events.DELETED, "svc", {"name": "svc", "version": 1, "digest": gone.records[0].digest,
                                              "deleted_at": gone.records[0].deleted_at, "store": store.url}, True)]
     assert verify(store, versions.read_record(store, "svc", 2)).ok  # the shared file stays
+    # The name's artifact history marks version 1 deleted (the UI's Artifacts page for the key).
+    assert [(a.description, "svc version 1 — deleted" in a.data, gone.records[0].deleted_at in a.data)
+            for a in artifacts_of("datastore-svc") if "deleted" in (a.description or "")] == [
+        ("datastore svc version 1 (deleted)", True, True)]
 
     with leases.acquire(store, "svc", 2, ttl=30), pytest.raises(VersionInUse):
         deletion.delete_all("svc")
@@ -54,7 +58,19 @@ def test_service_delete_emits_the_deleted_event_and_reclaims(tmp_path: Path, loc
     rest = deletion.delete_all("svc")
     assert rest.numbers == [2] and rest.bytes >= 4096
     assert [(e, p["version"], handed) for e, _, p, handed in sent[1:]] == [(events.DELETED, 2, True)]
+    assert sorted(a.description for a in artifacts_of("datastore-svc")) == [
+        "datastore svc version 1", "datastore svc version 1 (deleted)",
+        "datastore svc version 2", "datastore svc version 2 (deleted)"]
     assert versions.live_numbers(store, "svc") == []
+
+
+def artifacts_of(key: str) -> list:
+    """Every artifact under ``key`` (the key's history, not only its latest)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
 
 
 def test_import_datastore_installs_the_adapters_without_importing_prefect_or_boto3() -> None:
