@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -125,23 +126,48 @@ def usage_line(exc: Exception) -> str:
     return f"{text}: {hint}"
 
 
-def _run_with_progress(run: Callable[[], dict], show: bool) -> dict:
-    """Run ``run`` while a Rich bar on stderr shows files, bytes and rate (terminals only)."""
-    if not show:
-        return run()
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+def cli_started() -> float:
+    """When this command started (``time.time()``), as the console script recorded it; else now."""
+    from datastore.cli.entry import STARTED_ENV
 
-    state = progress.Progress()
+    try:
+        return float(os.environ[STARTED_ENV])
+    except (KeyError, ValueError):
+        return time.time()
+
+
+def _elapsed(seconds: float) -> str:
+    """0:00:07, like Rich's elapsed column, but from the command's start."""
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _run_with_progress(run: Callable[[], dict], state: progress.Progress, show: bool) -> dict:
+    """Run ``run`` reporting to ``state``; on a terminal a Rich bar on stderr shows phase, files, bytes, rate.
+
+    The bar's clock counts from the command's start (``state.started``), Prefect's start-up
+    included, so what it shows at the end is the wall time the summary prints.
+    """
+    if not show:
+        with progress.installed(state):
+            return run()
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     done = threading.Event()
     bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-                   TransferSpeedColumn(), TimeElapsedColumn(), console=err, transient=True)
+                   TransferSpeedColumn(), TextColumn("[yellow]{task.fields[elapsed]}"), console=err, transient=True)
+
+    def describe() -> str:
+        if state.files_total == 0 and state.files_done == 0:
+            return state.phase  # nothing counted yet: no "0/0 files"
+        return f"{state.phase} {state.files_done:,}/{state.files_total:,} files"
 
     def render() -> None:
-        task = bar.add_task("scanning", total=None)
+        task = bar.add_task(describe(), total=None, elapsed=_elapsed(time.time() - state.started))
         while True:
             finished = done.wait(0.1)
-            bar.update(task, description=f"{state.phase} {state.files_done}/{state.files_total} files",
-                       completed=state.bytes_done, total=state.bytes_total or None)
+            bar.update(task, description=describe(), completed=state.bytes_done, total=state.bytes_total or None,
+                       elapsed=_elapsed(time.time() - state.started))
             if finished:  # one last frame with the final counts, then stop: the user sees where it ended
                 bar.refresh()
                 return
@@ -154,6 +180,15 @@ def _run_with_progress(run: Callable[[], dict], show: bool) -> dict:
         finally:
             done.set()
             t.join()
+
+
+def interrupted_line(state: progress.Progress, gc_grace: int) -> str:
+    """What a Ctrl-C during a create leaves: what is kept, and that running it again resumes."""
+    if state.files_done:
+        kept = (f"the {state.files_done:,} of {state.files_total:,} files already stored "
+                f"({human_bytes(state.bytes_done)}) are kept for at least {gc_grace:,} s (DATASTORE_GC_GRACE)")
+        return f"interrupted while {state.phase}: no version was committed; {kept}: run the same command again to resume"
+    return f"interrupted while {state.phase}: no version was committed and no file was stored: run the same command again"
 
 
 @app.command()
@@ -188,12 +223,19 @@ def create(
             if record is None:
                 return
         else:
-            record = _run_with_progress(lambda: creation.create(source, name, no_copy=no_copy, credentials=credentials),
-                                        show)
+            state = progress.Progress(started=cli_started())
+            try:
+                record = _run_with_progress(
+                    lambda: creation.create(source, name, no_copy=no_copy, credentials=credentials), state, show)
+            except KeyboardInterrupt:
+                err.print(interrupted_line(state, Settings.from_env().gc_grace), markup=False, highlight=False)
+                raise
         if as_json:
             print(json.dumps(record, indent=2))
+        elif submit_:
+            _print_created(record, cli_started())
         else:
-            _print_created(record)
+            _print_created(record, state.started, state.durations())
 
     guarded(run)
 
@@ -229,11 +271,13 @@ def _create_submitted(source: str, name: str | None, no_copy: bool, credentials:
                          on_notice=lambda text: err.print(f"note: {text}", highlight=False))
 
 
-def _print_created(r: dict) -> None:
+def _print_created(r: dict, started: float, phases: list[tuple[str, float]] | None = None) -> None:
+    """The summary: what was committed, in how much wall time (since the command started), and where it went."""
+    spent = f" ({', '.join(f'{phase} {s:.1f}s' for phase, s in phases)})" if phases else ""
     out.print(
-        f"[bold green]created[/] {r['name']} version {r['version']}: {r['files']} files, {human_bytes(r['bytes'])} "
-        f"({human_bytes(r['bytes_uploaded'])} uploaded) in {r['duration_s']}s"
-    )
+        f"[bold green]created[/] {escape(r['name'])} version {r['version']}: {r['files']:,} files, "
+        f"{human_bytes(r['bytes'])} ({human_bytes(r['bytes_uploaded'])} uploaded) in {time.time() - started:.1f}s{spent}",
+        highlight=False)
     if r.get("skipped"):
         out.print(f"[yellow]skipped {r['skipped']} items[/] (see 'datastore show {r['name']}')")
     out.print(f"digest {r['digest']}")

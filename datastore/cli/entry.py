@@ -13,12 +13,16 @@ runs the command.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
 from datastore.errors import DatastoreError
 from datastore.orchestration import local_server, runtime
 from datastore.settings import Settings
 
+
+STARTED_ENV = "DATASTORE_CLI_STARTED"  # internal: not a setting, set by every command
 
 #: Commands that may talk to Prefect (events, flow runs, AwsCredentials blocks): they use the local
 #: server when it is up; ``create`` starts it.
@@ -39,6 +43,8 @@ def _use_local_server(argv: list[str], settings: Settings) -> None:
 def main() -> None:
     """``datastore ARGS``: prepare the Prefect setup, run in a warm runner if one is up, else here."""
     argv = sys.argv[1:]
+    # The command's start, for its wall time (a warm runner's child gets it with the environment).
+    os.environ[STARTED_ENV] = repr(time.time())
     runtime.configure(quiet=True)
     from datastore.cli import warm
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -51,17 +52,34 @@ class _NoProgress:
 NO_PROGRESS: Reporter = _NoProgress()
 
 
+#: The phase before the flow runs: Prefect is imported, the flow run is created (and, out of the
+#: box, the local Prefect server started on first use).
+STARTING = "starting Prefect"
+
+
 @dataclass
 class Progress:
-    """Thread-safe counters of one creation."""
+    """Thread-safe counters of one creation, and when each of its phases began.
+
+    Attributes:
+        started: When the work began (``time.time()``; the CLI passes its own start, so that the
+            time before the flow runs counts as the phase :data:`STARTING`).
+        timeline: ``(phase, began)`` in order, one entry per change of phase.
+    """
 
     files_total: int = 0
     bytes_total: int = 0
     files_done: int = 0
     bytes_done: int = 0
     bytes_uploaded: int = 0
-    phase: str = "starting"
+    phase: str = STARTING
+    started: float = field(default_factory=time.time)
+    timeline: list[tuple[str, float]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.timeline:
+            self.timeline.append((self.phase, self.started))
 
     def add_total(self, files: int, nbytes: int) -> None:
         """Grow the known totals (the scan streams, so totals arrive in steps)."""
@@ -79,9 +97,22 @@ class Progress:
     def set_phase(self, phase: str, reset: bool = False) -> None:
         """Name the step now running; ``reset`` starts the counters afresh (a new unit of work)."""
         with self._lock:
+            if phase != self.phase:
+                self.timeline.append((phase, time.time()))
             self.phase = phase
             if reset:
                 self.files_total = self.bytes_total = self.files_done = self.bytes_done = 0
+
+
+    def durations(self, end: float | None = None) -> list[tuple[str, float]]:
+        """Seconds spent in each phase up to ``end`` (default now), in the order they first ran; "done" left out."""
+        with self._lock:
+            marks = [*self.timeline, ("", end if end is not None else time.time())]
+        spent: dict[str, float] = {}
+        for (phase, began), (_, ended) in zip(marks, marks[1:]):
+            if phase != "done":
+                spent[phase] = spent.get(phase, 0.0) + max(ended - began, 0.0)
+        return list(spent.items())
 
 
 _current: Progress | None = None

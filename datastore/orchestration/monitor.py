@@ -77,6 +77,7 @@ class Monitor:
                                          flow_run_id=flow_run.id, flow_run_name=flow_run.name,
                                          parent_flow_run_id=_parent_run_id())
         self.progress = progress.current() or progress.Progress()
+        self.progress.set_phase("preparing")  # Prefect runs the flow: checking the source and the quota
         self.store: Store | None = None
         self.artifact_id = None
         self._stop = threading.Event()

@@ -221,18 +221,65 @@ def test_show_missing(cli: Cli, local_store: str) -> None:
     assert_one_line_error(cli.run("show", "ghost"), "datastore 'ghost' does not exist", "datastore list")
 
 
+PHASES = ["starting Prefect", "preparing", "scanning", "transferring", "committing", "done"]
+
+
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs script (util-linux) to give the CLI a terminal")
 def test_progress_bar_on_a_terminal_only(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    import time
+
     src = make_tree(tmp_path / "src", {f"f{i}": os.urandom(1000) for i in range(20)})
     cmd = f"{DATASTORE} create {shlex.quote(str(src))} --name tty"
+    began = time.time()
     proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], env=cli.env(COLUMNS="120"), capture_output=True,
                           text=True, timeout=300, stdin=subprocess.DEVNULL)
+    wall = time.time() - began
     assert proc.returncode == 0, proc.stdout
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", proc.stdout)  # drop colours and cursor moves
     assert "20/20 files" in screen  # the bar's last frame, drawn on the terminal
-    assert "created tty version 1" in screen
+    frames = [f.strip() for f in re.split(r"[\r\n]+", screen) if "━" in f]
+    seen = [next(p for p in PHASES if f.startswith(p)) for f in frames]
+    # Phases only move forward, from Prefect's start-up (its own phase) to the end: never back to one left.
+    assert seen[0] == "starting Prefect" and seen[-1] == "done", seen
+    assert [PHASES.index(p) for p in seen] == sorted(PHASES.index(p) for p in seen), seen
+    assert not any(re.match(r"starting Prefect \d", f) for f in frames)  # no "0/0 files" before there are any
+    # The summary's time is the command's wall time, split into its phases.
+    (summary,) = [line for line in screen.splitlines() if line.startswith("created tty version 1: 20 files")]
+    took = re.search(r" in (\d+\.\d)s \((.*)\)$", summary.strip())
+    assert took, summary
+    parts = dict(re.fullmatch(r"(.+) (\d+\.\d)s", part).groups() for part in took[2].split(", "))
+    assert list(parts) == [p for p in PHASES if p in parts] and "starting Prefect" in parts and "committing" in parts
+    assert sum(map(float, parts.values())) <= float(took[1]) + 0.1 * len(parts) <= wall + 1
     piped = cli.run("create", str(src), "--name", "tty")
     assert "files" not in piped.stderr and piped.stderr == ""
+    assert re.fullmatch(r"created tty version 2: 20 files, 19\.5 KiB \(0 B uploaded\) in \d+\.\ds \(starting Prefect .*\)",
+                        piped.stdout.splitlines()[0]), piped.stdout
+
+
+def test_ctrl_c_says_what_was_kept_and_a_rerun_resumes(cli: Cli, tmp_path: Path, local_store: str) -> None:
+    import signal
+    import time
+
+    src = make_tree(tmp_path / "src", {f"f{i}": os.urandom(1000) for i in range(20)})
+    marker = tmp_path / "at-commit"
+    proc = cli.start("create", str(src), "--name", "intr", DATASTORE_FAILPOINT="before-commit",
+                     DATASTORE_FAILPOINT_FILE=str(marker))
+    deadline = time.monotonic() + 240
+    while not marker.exists():  # every batch is stored; the creation waits just before its commit
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode in (-signal.SIGINT, 130), (proc.returncode, stderr)
+    assert stdout == ""
+    assert stderr.strip().splitlines()[-1] == (
+        "interrupted while committing: no version was committed; the 20 of 20 files already stored (19.5 KiB) "
+        "are kept for at least 3,600 s (DATASTORE_GC_GRACE): run the same command again to resume"), stderr
+    assert versions.live_numbers(open_store(), "intr") == []
+    again = cli.run("create", str(src), "--name", "intr", "--json")
+    assert again.returncode == 0, again.stderr
+    rec = json.loads(again.stdout)
+    assert (rec["version"], rec["files"], rec["bytes_uploaded"]) == (1, 20, 0)  # resumed: nothing sent twice
 
 
 def test_unreachable_prefect_api_is_one_line(cli: Cli, tmp_path: Path, local_store: str) -> None:

@@ -1,0 +1,36 @@
+"""A creation's progress: counters and the time each phase took."""
+
+from __future__ import annotations
+
+import pytest
+
+from datastore.model import progress
+from datastore.model.progress import STARTING, Progress
+
+
+def test_phases_are_timed_in_the_order_they_first_ran_and_done_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = Progress(started=100.0)
+    assert p.phase == STARTING and p.timeline == [(STARTING, 100.0)]
+    for phase, at in (("scanning", 103.0), ("scanning", 103.5), ("transferring", 104.0), ("committing", 110.0),
+                      ("done", 110.5)):
+        monkeypatch.setattr(progress.time, "time", lambda at=at: at)
+        p.set_phase(phase)
+    # A repeated phase adds no entry: the time runs on in the phase already running.
+    assert p.timeline == [(STARTING, 100.0), ("scanning", 103.0), ("transferring", 104.0), ("committing", 110.0),
+                          ("done", 110.5)]
+    assert p.durations(end=111.0) == [(STARTING, 3.0), ("scanning", 1.0), ("transferring", 6.0), ("committing", 0.5)]
+
+
+def test_a_phase_run_twice_adds_up() -> None:
+    p = Progress(started=0.0, timeline=[(STARTING, 0.0), ("downloading", 1.0), ("extracting", 2.0),
+                                        ("downloading", 4.0), ("committing", 7.0)])
+    assert p.durations(end=8.0) == [(STARTING, 1.0), ("downloading", 4.0), ("extracting", 2.0), ("committing", 1.0)]
+
+
+def test_reset_starts_the_counters_afresh_but_keeps_the_timeline() -> None:
+    p = Progress()
+    p.add_total(10, 1000)
+    p.advance(4, 400, 400)
+    p.set_phase("extracting", reset=True)
+    assert (p.files_total, p.files_done, p.bytes_total, p.bytes_done, p.bytes_uploaded) == (0, 0, 0, 0, 400)
+    assert [name for name, _ in p.timeline] == [STARTING, "extracting"]
