@@ -273,7 +273,8 @@ def _create_submitted(source: str, name: str | None, no_copy: bool, credentials:
 
 def _print_created(r: dict, started: float, phases: list[tuple[str, float]] | None = None) -> None:
     """The summary: what was committed, in how much wall time (since the command started), and where it went."""
-    spent = f" ({', '.join(f'{phase} {s:.1f}s' for phase, s in phases)})" if phases else ""
+    shown = [(phase, s) for phase, s in phases or [] if s >= 0.05]  # "0.0s" phases are noise
+    spent = f" ({', '.join(f'{phase} {s:.1f}s' for phase, s in shown)})" if shown else ""
     out.print(
         f"[bold green]created[/] {escape(r['name'])} version {r['version']}: {r['files']:,} files, "
         f"{human_bytes(r['bytes'])} ({human_bytes(r['bytes_uploaded'])} uploaded) in {time.time() - started:.1f}s{spent}",

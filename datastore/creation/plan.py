@@ -152,7 +152,8 @@ class TransferGroup:
     @property
     def label(self) -> str:
         """The task run's name in the Prefect UI: ``transfer 3/16 · 1,000 files · 97.0 MiB``."""
-        return f"transfer {self.index}/{self.count} · {self.new_files:,} files · {human_bytes(self.new_bytes)}"
+        files = "1 file" if self.new_files == 1 else f"{self.new_files:,} files"
+        return f"transfer {self.index}/{self.count} · {files} · {human_bytes(self.new_bytes)}"
 
 
 def groups(summary: PlanSummary, max_tasks: int) -> list[TransferGroup]:

@@ -101,5 +101,6 @@ def test_plans_are_cut_into_at_most_n_even_runs_of_consecutive_plans() -> None:
     assert [g.label for g in got][2] == "transfer 3/4 · 3,000 files · 3.0 MiB"
     assert [g.plan_keys for g in groups(summary, 256)] == [(f"p{i}",) for i in range(10)]  # never an empty run
     assert groups(PlanSummary(), 4) == []
+    assert groups(PlanSummary(["p"], [(1, 6)]), 4)[0].label == "transfer 1/1 · 1 file · 6 B"
     million = PlanSummary([f"p{i}" for i in range(1000)], [(1000, 1000 * 1024)] * 1000)
     assert len(groups(million, 256)) == 256 and sum(len(g.plan_keys) for g in groups(million, 256)) == 1000

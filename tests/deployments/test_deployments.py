@@ -340,12 +340,32 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
-def test_the_prefect_ui_shows_the_run_and_the_details_artifact(deployed: Deployed, tmp_path: Path) -> None:
+def test_the_prefect_ui_shows_the_run_graph_the_failure_and_the_artifact_history(deployed: Deployed,
+                                                                                 tmp_path: Path) -> None:
+    """What a user reads in the UI, read from the rendered pages (headless Chromium), with screenshots.
+
+    The screenshots (run graph, failed run, artifact history, one version's details) stay in
+    this test's temporary folder, ``screenshots/``.
+    """
     from playwright.sync_api import sync_playwright
 
     src = make_tree(tmp_path / "uiset", {f"img/{i}.png": os.urandom(100) for i in range(7)})
-    rec = json.loads(deployed.cli("create", str(src), "--submit", "--wait", "--json").stdout)
-    (artifact,) = deployed.api("POST", "/artifacts/filter", {"artifacts": {"key": {"any_": ["datastore-uiset"]}}})
+    # Version 1 here, in batches of 2 files (a graph of four transfers); version 2 on the worker.
+    first = run_cli("create", str(src), "--json", env=deployed.env | {"DATASTORE_BATCH_FILES": "2"})
+    assert first.returncode == 0, first.stderr
+    rec = json.loads(first.stdout)
+    second = json.loads(deployed.cli("create", str(src), "--submit", "--wait", "--json").stdout)
+    assert (rec["version"], second["version"]) == (1, 2)
+    assert deployed.cli("delete", "uiset", "--version", "1").returncode == 0
+    deployed.http.files["/broken.tar.gz"] = b"not an archive at all"
+    broken = deployed.cli("create", deployed.http.url("/broken.tar.gz"))
+    reason = broken.stderr.strip().removeprefix("error: ")
+    assert broken.returncode == 1 and "is not a usable archive" in reason, broken.stderr
+    (failed,) = deployed.api("POST", "/flow_runs/filter", {"flow_runs": {"name": {"any_": ["create-broken"]}}})
+    assert (failed["state_type"], failed["state"]["message"]) == ("FAILED", reason)  # the one-line reason, no prefix
+    (details,) = [a for a in deployed.api("POST", "/artifacts/filter", {"artifacts": {"key": {"any_": ["datastore-uiset"]}}})
+                  if a["flow_run_id"] == second["flow_run_id"]]
+
     shots = tmp_path / "screenshots"
     shots.mkdir()
     ui = deployed.server.url
@@ -355,20 +375,48 @@ def test_the_prefect_ui_shows_the_run_and_the_details_artifact(deployed: Deploye
             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # The run: its graph (a canvas) over its logs, whose last line names the committed version.
             page.goto(f"{ui}/runs/flow-run/{rec['flow_run_id']}")
-            page.get_by_text("create-uiset").first.wait_for(timeout=90_000)
-            page.screenshot(path=str(shots / "flow-run.png"), full_page=True)
-            # The key's page lists the versions' artifacts; a click opens this version's details.
+            page.get_by_text(f"committed uiset version 1: 7 files, 700 B from {src}").first.wait_for(timeout=90_000)
+            page.wait_for_timeout(1500)  # the graph draws its bars after the data arrives
+            page.screenshot(path=str(shots / "run-graph.png"), full_page=True)
+            run_page = page.inner_text("body")
+            page.get_by_text("Task Runs", exact=True).first.click()
+            page.get_by_text("transfer 4/4").first.wait_for(timeout=90_000)
+            task_tab = page.inner_text("body")
+            # The failed run: its state message is the reason, as the CLI printed it.
+            page.goto(f"{ui}/runs/flow-run/{failed['id']}")
+            page.get_by_text("Failed", exact=True).first.wait_for(timeout=90_000)
+            page.get_by_text(reason, exact=True).first.wait_for(timeout=90_000)
+            page.screenshot(path=str(shots / "failed-run.png"), full_page=True)
+            failed_page = page.inner_text("body")
+            # The name's artifact history, every entry opened: versions 1 and 2, and version 1 deleted.
             page.goto(f"{ui}/artifacts/key/datastore-uiset")
-            page.get_by_text("datastore uiset version 1").first.wait_for(timeout=90_000)
-            page.screenshot(path=str(shots / "artifact-key.png"), full_page=True)
-            page.get_by_text(artifact["id"][:8]).first.click()
+            page.get_by_text("Created datastore-uiset").wait_for(timeout=90_000)
+            headings = page.locator(".artifact-timeline-item-content__heading")
+            for i in range(headings.count()):
+                headings.nth(i).click()
+            page.get_by_text("uiset version 1 — deleted").first.wait_for(timeout=90_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(shots / "artifact-history.png"), full_page=True)
+            history = page.inner_text("body")
+            # One version's details page (an entry's link).
+            page.get_by_text(details["id"][:8], exact=True).first.click()
             page.get_by_text(str(src)).first.wait_for(timeout=90_000)
-            body = page.inner_text("body")
             page.screenshot(path=str(shots / "artifact.png"), full_page=True)
+            details_page = page.inner_text("body")
         finally:
             browser.close()
-    assert "uiset version 1" in body
-    assert "files\t7" in body or "files\n7" in body or "files 7" in body, body[:2000]
-    for shot in ("flow-run.png", "artifact-key.png", "artifact.png"):
+    assert "Completed" in run_page and "6 Task runs" in run_page
+    assert f"Finished in state Completed('committed uiset version 1: 7 files, 700 B from {src}')" in run_page
+    names = ["scan", "transfer 1/4 · 2 files · 200 B", "transfer 2/4 · 2 files · 200 B", "transfer 3/4 · 2 files · 200 B",
+             "transfer 4/4 · 1 file · 100 B", "commit"]
+    assert [n for n in names if n not in task_tab.splitlines()] == [], task_tab
+    assert "transfer-staging" not in task_tab and "plans/" not in task_tab  # no storage paths in the names
+    assert "create-broken" in failed_page and failed_page.count("Traceback") == 0
+    order = [history.index(text) for text in ("datastore uiset version 1 (deleted)", "uiset version 1 — deleted",
+                                              "datastore uiset version 2", "datastore uiset version 1\n")]
+    assert order == sorted(order), history  # newest first: the deletion, version 2, version 1
+    assert "version\t2" in details_page or "version\n2" in details_page or "version 2" in details_page, details_page[:2000]
+    for shot in ("run-graph.png", "failed-run.png", "artifact-history.png", "artifact.png"):
         assert (shots / shot).stat().st_size > 10_000
