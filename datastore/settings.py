@@ -114,6 +114,9 @@ class Settings:
         cache_dir: The on-disk cache of verified blocks and manifest indexes, shared by every
             mount and ``datastore://`` reader of this machine.
         cache_bytes: Upper bound of the block cache; least recently used blocks are evicted.
+        index_files: A commit of at least this many files also stores the tree index a mount
+            needs (``manifests/<id>.index.sqlite``), so the first mount on a machine downloads
+            it instead of building it from the manifest (0: never).
         read_timeout: Seconds a mount waits for the store before answering ``EIO`` (never a hang).
         gc_grace: Seconds an unreferenced object must be old before ``gc`` reclaims it.
         lease_ttl: Seconds a reader's lease lives without a heartbeat (renewed every third of it).
@@ -165,6 +168,7 @@ class Settings:
     mount_dir: str = _path(lambda: "/datastores")
     cache_dir: str = _path(default_cache_dir)
     cache_bytes: int = _int(10 * 1024 * MiB, minimum=64 * MiB)
+    index_files: int = _int(100_000, minimum=0)
     read_timeout: int = _int(30, minimum=1)
     status_interval: int = _int(2, minimum=1)
     failed_retention: int = _int(7 * 24 * 3600, minimum=0)

@@ -38,6 +38,7 @@ from datastore.model.plan import Candidate, New, PlanItem, Reused
 from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
 from datastore.store import Store, layout, manifests, open_store, versions
+from datastore.store import index as tree_index
 
 
 @dataclass(frozen=True)
@@ -345,28 +346,46 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
             if newest is not None and newest.digest == summary.digest:
                 return Unchanged(newest)
         _check_present(store, objects)
-        mkey, tkey = layout.manifest_key(job.create_id), layout.manifest_toc_key(job.create_id)
-        store.put_file(mkey, out)
-        store.put_bytes(tkey, writer.toc.encode())
+        record = versions.VersionRecord(
+            name=job.name,
+            version=0,
+            status="succeeded",
+            kind=job.kind.value,
+            source=job.source,
+            files=summary.files,
+            bytes=summary.bytes,
+            digest=summary.digest,
+            created_at="",
+            flow_run_id=flow_run_id,
+            bytes_uploaded=uploaded,
+            skipped=summary.skipped,
+            manifest=layout.manifest_key(job.create_id),
+            manifest_toc=layout.manifest_toc_key(job.create_id),
+            source_detail=job.source_detail,
+            create_id=job.create_id,
+        )
+        store.put_file(record.manifest, out)
+        store.put_bytes(record.manifest_toc, writer.toc.encode())
+        if settings.index_files and summary.files >= settings.index_files:
+            _store_index(store, record, out, Path(tmp) / "index.sqlite")
     failpoints.hit("before-commit")
-    record = versions.VersionRecord(
-        name=job.name,
-        version=0,
-        status="succeeded",
-        kind=job.kind.value,
-        source=job.source,
-        files=summary.files,
-        bytes=summary.bytes,
-        digest=summary.digest,
-        created_at=versions.now_iso(),
-        flow_run_id=flow_run_id,
-        bytes_uploaded=uploaded,
-        skipped=summary.skipped,
-        manifest=mkey,
-        manifest_toc=tkey,
-        source_detail=job.source_detail,
-        duration_s=round(time.time() - job.started, 3),
-        create_id=job.create_id,
-    )
+    record.created_at = versions.now_iso()
+    record.duration_s = round(time.time() - job.started, 3)
     return versions.commit(store, record, settings.max_versions)
+
+
+def _store_index(store: Store, record: versions.VersionRecord, manifest: Path, tmp: Path) -> None:
+    """Build the tree index of the manifest just written and store it beside it, named in ``record``.
+
+    A mount's first open of a large version then downloads this file (checked against the sha256
+    recorded here) instead of parsing the manifest and sorting a million rows on every machine.
+    The builder is the one a reader uses, so the two can never disagree.
+    """
+    with open(manifest, "rb") as fh:
+        tree_index.build(fh, tmp, record, store.url)
+    with open(tmp, "rb") as fh:
+        hashed = copy_hashed(chunks(fh, 4 << 20))
+    record.manifest_index = layout.manifest_index_key(record.create_id or "")
+    record.manifest_index_sha256 = hashed.sha256
+    store.put_file(record.manifest_index, tmp)
 

@@ -59,9 +59,7 @@ def _live_references(store: Store) -> tuple[set[str], set[str]]:
     data: set[str] = set()
     for rec in versions.list_records(store):
         if rec.manifest:
-            manifests.add(rec.manifest)
-            if rec.manifest_toc:
-                manifests.add(rec.manifest_toc)
+            manifests.update(rec.manifest_objects)
             for e in entries(store, rec):
                 if e.object:
                     data.add(e.object)
@@ -132,9 +130,8 @@ def reclaim_version(store: Store, record: versions.VersionRecord) -> Report:
         report.bytes += size
         if len(report.reclaimed) < 1000:
             report.reclaimed.append(key)
-    store.delete(record.manifest)
-    if record.manifest_toc:
-        store.delete(record.manifest_toc)
+    for key in record.manifest_objects:
+        store.delete(key)
     return report
 
 

@@ -8,6 +8,8 @@
     names/<name>/leases/<0000000001>/<id>.json a reader's lease on a version (blocks delete)
     manifests/<uuid>.jsonl.gz                 immutable manifest of one version
     manifests/<uuid>.toc.json                 where each part of that manifest starts (lookups)
+    manifests/<uuid>.index.sqlite             the tree index of that manifest, for large versions
+                                              (a mount downloads it instead of building it)
     data/p-<address>                          a pack of small files (address: sha256 over its
                                               members' sizes and sha256s, which fix its bytes)
     data/<sha256>                             one large file (local store)
@@ -58,6 +60,11 @@ def manifest_key(create_id: str) -> str:
 def manifest_toc_key(create_id: str) -> str:
     """Key of the table of contents of that manifest (where each of its parts starts)."""
     return f"{MANIFESTS}{create_id}.toc.json"
+
+
+def manifest_index_key(create_id: str) -> str:
+    """Key of the tree index of that manifest (:mod:`datastore.store.index`), stored by large versions' commits."""
+    return f"{MANIFESTS}{create_id}.index.sqlite"
 
 
 def source_id(kind: str, source: str) -> str:

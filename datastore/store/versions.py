@@ -40,12 +40,21 @@ class VersionRecord(JsonRecord):
     manifest: str = ""
     #: The manifest's table of contents ("" for versions committed before there was one).
     manifest_toc: str = ""
+    #: The manifest's tree index, stored by the commit of a large version ("" when there is none:
+    #: a reader builds it), and that file's sha256, which a reader checks before using it.
+    manifest_index: str = ""
+    manifest_index_sha256: str = ""
     source_detail: dict = field(default_factory=dict)
     duration_s: float | None = None
     deleted_at: str | None = None
     #: The creation that committed this record: a commit whose answer was lost reads the
     #: record back and knows it by this id (see :func:`commit`).
     create_id: str | None = None
+
+    @property
+    def manifest_objects(self) -> tuple[str, ...]:
+        """The store objects that describe this version (manifest, its TOC and index, where it has them)."""
+        return tuple(k for k in (self.manifest, self.manifest_toc, self.manifest_index) if k)
 
 
 

@@ -21,6 +21,7 @@ from datastore.errors import ManifestDamaged
 from datastore.model.manifest import Entry, Item, ManifestWriter, Skipped
 from datastore.reading import index as index_module
 from datastore.reading.index import ManifestIndex, Node, index_path
+from datastore.store import index as tree
 from datastore.store.local import LocalStore
 from datastore.store.versions import VersionRecord
 
@@ -152,7 +153,7 @@ def test_unsafe_paths_are_left_out_with_a_warning(store: LocalStore, cache: Path
                                                   caplog: pytest.LogCaptureFixture) -> None:
     bad = ["/etc/passwd", "a//b", "a/./b", "a/../b", "../up", "trail/", ".", "nul\x00x"]
     items = [entry("a/ok"), entry("z")] + [entry(p) for p in bad]
-    with caplog.at_level(logging.WARNING, logger=index_module.__name__):
+    with caplog.at_level(logging.WARNING, logger=tree.__name__):
         idx = ManifestIndex.open(store, version(store, items), cache)
     assert idx.files == 2
     assert [n for n, _ in idx.children("")] == ["a", "z"]
@@ -167,7 +168,7 @@ def test_a_file_and_a_folder_of_one_name_keep_the_first(store: LocalStore, cache
                                                         caplog: pytest.LogCaptureFixture) -> None:
     items = [entry("a", 1), entry("a b", 2), entry("a.txt", 3), entry("a/b", 4), entry("a/c/d", 5), entry("b/c", 6),
              entry("a0/x", 7)]
-    with caplog.at_level(logging.WARNING, logger=index_module.__name__):
+    with caplog.at_level(logging.WARNING, logger=tree.__name__):
         idx = ManifestIndex.open(store, version(store, items), cache)
     a = idx.lookup("a")
     assert a is not None and not a.is_dir and a.size == 1
@@ -179,10 +180,10 @@ def test_a_file_and_a_folder_of_one_name_keep_the_first(store: LocalStore, cache
 
 def test_many_left_out_paths_are_summarized(store: LocalStore, cache: Path, caplog: pytest.LogCaptureFixture) -> None:
     items = [entry(f"x/{i:03d}/") for i in range(50)] + [entry("ok")]
-    with caplog.at_level(logging.WARNING, logger=index_module.__name__):
+    with caplog.at_level(logging.WARNING, logger=tree.__name__):
         idx = ManifestIndex.open(store, version(store, items), cache)
     assert idx.files == 1
-    assert len(caplog.records) == index_module.WARN_LIMIT + 1
+    assert len(caplog.records) == tree.WARN_LIMIT + 1
     assert "50 paths are not in the mounted tree (50 unsafe)" in caplog.records[-1].getMessage()
 
 
@@ -418,8 +419,8 @@ def test_close_then_use_again(store: LocalStore, cache: Path) -> None:
 
 
 def test_memory_does_not_grow_with_the_files(store: LocalStore, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index_module, "BATCH", 200)  # both sizes span many batches and chunks
-    monkeypatch.setattr(index_module, "CHUNK", 16 * 1024)
+    monkeypatch.setattr(tree, "BATCH", 200)  # both sizes span many batches and chunks
+    monkeypatch.setattr(tree, "CHUNK", 16 * 1024)
     peaks = []
     for n, files in enumerate((1_000, 8_000)):
         record = version(store, [entry(f"d{i // 300:03d}/f{i:06d}") for i in range(files)], number=n + 1)
@@ -429,3 +430,67 @@ def test_memory_does_not_grow_with_the_files(store: LocalStore, cache: Path, mon
         tracemalloc.stop()
     # 7,000 more files would be ~1 MB if anything were kept per file; buffers are the same size
     assert peaks[1] < peaks[0] + 128 * 1024, peaks
+
+
+# --- the index a large version's commit stores beside its manifest ---------------------------
+
+
+def stored_index(store: LocalStore, record: VersionRecord, tmp_path: Path, corrupt: bool = False) -> VersionRecord:
+    """``record`` with an index stored the way a commit stores it (optionally damaged after hashing)."""
+    built = tmp_path / "built.sqlite"
+    built.unlink(missing_ok=True)
+    with store.open_read(record.manifest) as fh:
+        tree.build(fh, built, record, store.url)
+    data = built.read_bytes()
+    record.manifest_index, record.manifest_index_sha256 = "manifests/c1.index.sqlite", hashlib.sha256(data).hexdigest()
+    if corrupt:
+        data = data[:-1] + bytes([data[-1] ^ 1])
+    store.put_bytes(record.manifest_index, data)
+    return record
+
+
+class CountingStore(LocalStore):
+    """A store that remembers every key opened for reading."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.opened: list[str] = []
+
+    def open_read(self, key: str) -> BinaryIO:
+        self.opened.append(key)
+        return super().open_read(key)
+
+
+def test_a_stored_index_is_downloaded_not_built(tmp_path: Path, cache: Path) -> None:
+    store = CountingStore(tmp_path / "store")
+    record = stored_index(store, version(store, TREE), tmp_path)
+    store.opened.clear()
+    idx = ManifestIndex.open(store, record, cache)
+    assert store.opened == [record.manifest_index]  # the manifest itself is never read
+    assert idx.path.read_bytes() == store.get_bytes(record.manifest_index)
+    assert (idx.files, idx.bytes) == (record.files, record.bytes)
+    for e in TREE:
+        assert idx.entry(e.path) == e
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing", "other-manifest"])
+def test_a_damaged_or_missing_stored_index_is_built_from_the_manifest_instead(
+        tmp_path: Path, cache: Path, caplog: pytest.LogCaptureFixture, damage: str) -> None:
+    store = CountingStore(tmp_path / "store")
+    record = stored_index(store, version(store, TREE), tmp_path, corrupt=damage == "corrupt")
+    if damage == "missing":
+        store.delete(record.manifest_index)
+    if damage == "other-manifest":  # its sha256 matches, but it was built from another manifest
+        other = version(LocalStore(tmp_path / "other"), [entry("elsewhere")])
+        elsewhere = stored_index(LocalStore(tmp_path / "other"), other, tmp_path)
+        store.put_bytes(record.manifest_index, LocalStore(tmp_path / "other").get_bytes(elsewhere.manifest_index))
+        record.manifest_index_sha256 = elsewhere.manifest_index_sha256
+    store.opened.clear()
+    with caplog.at_level(logging.WARNING, logger=index_module.__name__):
+        idx = ManifestIndex.open(store, record, cache)
+    assert store.opened == [record.manifest_index, record.manifest]
+    assert {e.path: idx.entry(e.path) for e in TREE} == {e.path: e for e in TREE}
+    expected = {"corrupt": "does not have the sha256 its record names", "missing": "is missing",
+                "other-manifest": "was not built from this manifest"}[damage]
+    assert f"ds version 1: its stored index {record.manifest_index} {expected}; building it from the manifest" \
+        in caplog.text

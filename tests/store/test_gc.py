@@ -45,6 +45,7 @@ def test_delete_then_gc_keeps_exactly_what_live_versions_reference(
         tmp_path: Path, store_fixture: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     request.getfixturevalue(store_fixture)
     monkeypatch.setenv("DATASTORE_LARGE_FILE_BYTES", str(1024 * 1024))
+    monkeypatch.setenv("DATASTORE_INDEX_FILES", "1")  # every version stores its tree index too
     src = make_tree(tmp_path / "src", {f"shared/{i}.txt": os.urandom(3000) for i in range(50)}
                     | {"big.bin": os.urandom(3 * 1024 * 1024)})
     for i in range(3):
@@ -66,10 +67,10 @@ def test_delete_then_gc_keeps_exactly_what_live_versions_reference(
     assert list(store.list("staging/")) == []
     for v in (1, 3):
         assert verify(store, versions.read_record(store, "gcme", v)).ok
-    # The manifests left are the live versions', each with its table of contents.
+    # The manifests left are the live versions', each with its table of contents and tree index.
     live = [versions.read_record(store, "gcme", v) for v in (1, 3)]
-    assert sorted(o.key for o in store.list("manifests/")) == sorted(
-        k for r in live for k in (r.manifest, r.manifest_toc))
+    assert [len(r.manifest_objects) for r in live] == [3, 3]
+    assert sorted(o.key for o in store.list("manifests/")) == sorted(k for r in live for k in r.manifest_objects)
     assert collect(store, grace_s=0).objects == 0  # a second pass finds nothing
 
 
@@ -134,7 +135,9 @@ def test_delete_and_gc_during_a_create(tmp_path: Path, seaweed_store: str) -> No
     assert [verify(store, versions.read_record(store, "busy", v)).ok for v in (2, 3)] == [True, True]
 
 
-def test_delete_reclaims_what_only_that_version_used_at_once(tmp_path: Path, seaweed_store: str) -> None:
+def test_delete_reclaims_what_only_that_version_used_at_once(tmp_path: Path, seaweed_store: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATASTORE_INDEX_FILES", "31")  # version 2 (31 files) stores its tree index, 1 does not
     src = make_tree(tmp_path / "src", {f"shared/{i}.txt": os.urandom(3000) for i in range(30)})
     age(tmp_path, "src")
     create_from_local(str(src), name="prompt")  # v1: the shared files
@@ -146,7 +149,8 @@ def test_delete_reclaims_what_only_that_version_used_at_once(tmp_path: Path, sea
     rec = delete_version(store, "prompt", 2)
     freed = reclaim_version(store, rec)
     assert freed.objects >= 1 and freed.bytes >= 400_000
-    assert not store.exists(rec.manifest) and not store.exists(rec.manifest_toc) and rec.manifest_toc
+    assert rec.manifest_toc and rec.manifest_index and not versions.read_record(store, "prompt", 1).manifest_index
+    assert not any(store.exists(k) for k in (rec.manifest, rec.manifest_toc, rec.manifest_index))
     assert data_bytes(store) == before - freed.bytes == referenced_bytes(store)
     assert verify(store, versions.read_record(store, "prompt", 1)).ok
 
