@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Union
 
+from datastore.model.codecs import gzip_reader
+
 FORMAT = "datastore-manifest/1"
 
 MiB = 1024 * 1024
@@ -318,7 +320,7 @@ def read_items(source: Path | BinaryIO) -> Iterator[Item]:
     """Stream the items of a manifest file (local path or open binary file)."""
     fh = open(source, "rb") if isinstance(source, (str, Path)) else source
     try:
-        with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+        with gzip_reader(fh) as gz:
             for line in io.BufferedReader(gz, buffer_size=1 << 20):  # type: ignore[arg-type]
                 if line.strip():
                     yield parse_line(line)

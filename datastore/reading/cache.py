@@ -17,8 +17,8 @@ Design, and why:
   payload over :data:`PAGE_BYTES` has a crc per 256 KiB page after the header instead (the
   header's crc covers that table), so that ``get_range`` reads and checks only its pages. A
   mismatch (a flipped byte, a truncated file, a zero-filled one after a crash, another version's
-  format) is a miss, and the file is deleted. crc32 is the cheapest whole-payload check in the
-  standard library (zlib's, ~2.4 GB/s here; sha256 is half that, blake2b a quarter): callers
+  format) is a miss, and the file is deleted. crc32 is the cheapest whole-payload check there is
+  (ISA-L's through :mod:`datastore.model.codecs`, ~12 GB/s here; zlib's ~2 GB/s, sha256 half that): callers
   verify fetched bytes against the manifest's sha256 once, before ``put``; the crc then only has
   to catch what happened to the file since.
 * **Keys are opaque.** A key's name is ``blake2b(key, 16 bytes)`` in hex, sharded
@@ -83,12 +83,12 @@ import secrets
 import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from datastore.errors import UsageError
+from datastore.model.codecs import crc32
 
 log = logging.getLogger(__name__)
 
@@ -727,11 +727,11 @@ class BlockCache:
         path = self._path(digest)
         if len(data) > PAGE_BYTES:
             view = memoryview(data)
-            table = struct.pack(f"<{_pages(len(data))}I", *(zlib.crc32(view[at:at + PAGE_BYTES])
+            table = struct.pack(f"<{_pages(len(data))}I", *(crc32(view[at:at + PAGE_BYTES])
                                                             for at in range(0, len(data), PAGE_BYTES)))
-            header = _HEADER.pack(_MAGIC, zlib.crc32(table), len(data), digest) + table
+            header = _HEADER.pack(_MAGIC, crc32(table), len(data), digest) + table
         else:
-            header = _HEADER.pack(_MAGIC, zlib.crc32(data), len(data), digest)
+            header = _HEADER.pack(_MAGIC, crc32(data), len(data), digest)
         shard, name = os.path.split(path)
         tmp = f"{shard}/.{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
@@ -781,12 +781,12 @@ class BlockCache:
         offset = min(max(0, offset), end)
         if size <= PAGE_BYTES:
             payload = _read_exactly(fd, size)
-            if len(payload) != size or zlib.crc32(payload) != crc:
+            if len(payload) != size or crc32(payload) != crc:
                 return None
             return payload if (offset, end) == (0, size) else payload[offset:end]
         pages = _pages(size)
         raw = _read_exactly(fd, 4 * pages)
-        if len(raw) != 4 * pages or zlib.crc32(raw) != crc:
+        if len(raw) != 4 * pages or crc32(raw) != crc:
             return None
         table = struct.unpack(f"<{pages}I", raw)
         if offset == end:
@@ -800,7 +800,7 @@ class BlockCache:
         view = memoryview(data)
         for i in range(first, last + 1):
             at = (i - first) * PAGE_BYTES
-            if zlib.crc32(view[at:at + PAGE_BYTES]) != table[i]:
+            if crc32(view[at:at + PAGE_BYTES]) != table[i]:
                 return None
         return data if (offset, end) == (start, start + want) else data[offset - start:end - start]
 

@@ -37,7 +37,6 @@ are left out of the tree with a warning; ``{"skipped": …}`` lines are not file
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import logging
 import queue
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from datastore.errors import ManifestDamaged
+from datastore.model.codecs import gzip_reader
 from datastore.model.paths import is_safe
 from datastore.store.versions import VersionRecord
 
@@ -134,7 +134,7 @@ def _read_ahead(fh: BinaryIO) -> Iterator[Iterator[bytes]]:
 
     def read() -> None:
         try:
-            with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+            with gzip_reader(fh) as gz:
                 while put(chunk := gz.read(CHUNK)) and chunk:
                     pass
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
