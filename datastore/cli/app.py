@@ -152,10 +152,20 @@ def _run_with_progress(run: Callable[[], dict], state: progress.Progress, show: 
         with progress.installed(state):
             return run()
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.table import Column
 
     done = threading.Event()
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-                   TransferSpeedColumn(), TextColumn("[yellow]{task.fields[elapsed]}"), console=err, transient=True)
+    # One line whatever the width: a narrow terminal drops the rate, then the bar, and a cell
+    # that still does not fit is cut with an ellipsis rather than wrapped onto a second line.
+    width = err.width
+    columns: list = [TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis"))]
+    if width >= 70:
+        columns.append(BarColumn(bar_width=40 if width >= 100 else max(10, width - 64)))
+    columns.append(DownloadColumn(binary_units=True, table_column=Column(no_wrap=True)))
+    if width >= 100:
+        columns.append(TransferSpeedColumn(table_column=Column(no_wrap=True)))
+    columns.append(TextColumn("[yellow]{task.fields[elapsed]}", table_column=Column(no_wrap=True)))
+    bar = Progress(*columns, console=err, transient=True)
 
     def describe() -> str:
         if state.files_total == 0 and state.files_done == 0:

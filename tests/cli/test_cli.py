@@ -252,6 +252,14 @@ def test_progress_bar_on_a_terminal_only(cli: Cli, tmp_path: Path, local_store: 
     assert sum(map(float, parts.values())) <= float(took[1]) + 0.1 * len(parts) <= wall + 1
     piped = cli.run("create", str(src), "--name", "tty")
     assert "files" not in piped.stderr and piped.stderr == ""
+    # In a 60-column terminal every frame still fits on one line (the rate and the bar are dropped).
+    narrow = subprocess.run(["script", "-qec", cmd, "/dev/null"], env=cli.env(COLUMNS="60"), capture_output=True,
+                            text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert narrow.returncode == 0, narrow.stdout
+    frames = [f.strip() for f in re.split(r"[\r\n]+", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", narrow.stdout))
+              if re.search(r"\d:\d\d:\d\d$", f.strip())]
+    assert frames and all(len(f) <= 60 and f.startswith(tuple(PHASES)) for f in frames), frames
+    assert any(f.startswith("done 20/20 files") for f in frames), frames
     assert re.fullmatch(r"created tty version 2: 20 files, 19\.5 KiB \(0 B uploaded\) in \d+\.\ds \(starting Prefect .*\)",
                         piped.stdout.splitlines()[0]), piped.stdout
 
