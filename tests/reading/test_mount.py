@@ -128,6 +128,28 @@ def test_mount_is_the_source_tree_read_on_demand(version: tuple[dict, Path], tmp
     one_line_error(cli("unmount", str(target)), f"{target} is not a datastore mount", "'datastore mounts' lists")
 
 
+def test_a_version_whose_commit_stored_its_index_mounts_from_that_index(tmp_path: Path, env: Settings,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       mounts_cleanup: None) -> None:
+    monkeypatch.setenv("DATASTORE_INDEX_FILES", "100")  # what a million-file version does, at 300 files
+    small = {k: v for k, v in TREE.items() if k.startswith("small/")}
+    src = make_tree(tmp_path / "src", small)
+    record = create_from_local(str(src), name="indexed")
+    assert record["manifest_index"] and record["manifest_index_sha256"]
+    stored = open_store().get_bytes(record["manifest_index"])
+    assert hashlib.sha256(stored).hexdigest() == record["manifest_index_sha256"]
+    target = tmp_path / "mnt"
+    done = cli("mount", "indexed", "--dir", str(target))
+    assert done.returncode == 0, done.stderr
+    diff = subprocess.run(["diff", "-r", str(src), str(target)], capture_output=True, text=True)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    # The machine's index is the stored file, byte for byte: downloaded, not built again.
+    (built,) = (Path(env.cache_dir) / "index").glob("indexed-1-*.sqlite")
+    assert built.read_bytes() == stored
+    assert "building it from the manifest" not in _log_of(env, target)
+    assert cli("unmount", str(target)).returncode == 0
+
+
 def test_mount_is_read_only(version: tuple[dict, Path], tmp_path: Path, env: Settings, mounts_cleanup: None) -> None:
     target = tmp_path / "mnt"
     mounting.mount("mnt", dest=target, settings=env)
