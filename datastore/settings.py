@@ -115,7 +115,7 @@ class Settings:
             mount and ``datastore://`` reader of this machine.
         cache_bytes: Upper bound of the block cache; least recently used blocks are evicted.
         index_files: A commit of at least this many files also stores the tree index a mount
-            needs (``manifests/<id>.index.sqlite``), so the first mount on a machine downloads
+            needs (``manifests/<id>.index-<sha256>.sqlite``), so the first mount on a machine downloads
             it instead of building it from the manifest (0: never).
         read_timeout: Seconds a mount waits for the store before answering ``EIO`` (never a hang).
         gc_grace: Seconds an unreferenced object must be old before ``gc`` reclaims it.

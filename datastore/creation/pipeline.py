@@ -385,7 +385,7 @@ def _store_index(store: Store, record: versions.VersionRecord, manifest: Path, t
         tree_index.build(fh, tmp, record, store.url)
     with open(tmp, "rb") as fh:
         hashed = copy_hashed(chunks(fh, 4 << 20))
-    record.manifest_index = layout.manifest_index_key(record.create_id or "")
+    record.manifest_index = layout.manifest_index_key(record.create_id or "", hashed.sha256)
     record.manifest_index_sha256 = hashed.sha256
     store.put_file(record.manifest_index, tmp)
 

@@ -3,7 +3,7 @@
 A mount (:mod:`datastore.reading.index`) answers every ``getattr``, ``readdir`` and ``open`` from
 this SQLite file. It is derived from the manifest alone, so it can be built by whoever has the
 manifest: by a reader, once per version per machine, or by the commit of a large version, which
-stores it beside the manifest (``manifests/<id>.index.sqlite``, its sha256 in the version record)
+stores it beside the manifest (``manifests/<id>.index-<sha256>.sqlite``, its sha256 in the version record)
 so that the first mount of a million files downloads it instead of spending seconds building it.
 
 Layout (one row per node; ids are small integers so rows stay short):

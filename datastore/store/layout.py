@@ -8,7 +8,7 @@
     names/<name>/leases/<0000000001>/<id>.json a reader's lease on a version (blocks delete)
     manifests/<uuid>.jsonl.gz                 immutable manifest of one version
     manifests/<uuid>.toc.json                 where each part of that manifest starts (lookups)
-    manifests/<uuid>.index.sqlite             the tree index of that manifest, for large versions
+    manifests/<uuid>.index-<sha256>.sqlite    the tree index of that manifest, for large versions
                                               (a mount downloads it instead of building it)
     data/p-<address>                          a pack of small files (address: sha256 over its
                                               members' sizes and sha256s, which fix its bytes)
@@ -62,9 +62,13 @@ def manifest_toc_key(create_id: str) -> str:
     return f"{MANIFESTS}{create_id}.toc.json"
 
 
-def manifest_index_key(create_id: str) -> str:
-    """Key of the tree index of that manifest (:mod:`datastore.store.index`), stored by large versions' commits."""
-    return f"{MANIFESTS}{create_id}.index.sqlite"
+def manifest_index_key(create_id: str, sha256: str) -> str:
+    """Key of the tree index of that manifest (:mod:`datastore.store.index`), stored by large versions' commits.
+
+    Named by its content too: a commit run again (its first answer lost) that built different
+    bytes writes another object, never replaces the one a committed record names.
+    """
+    return f"{MANIFESTS}{create_id}.index-{sha256[:16]}.sqlite"
 
 
 def source_id(kind: str, source: str) -> str:
