@@ -567,7 +567,7 @@ def _store_version(run: LazyRun, ds: DataSet) -> None:
 
 
 def prepare_lazy(ctx: Context, tools: list[Tool]) -> LazyRun:
-    """The scenario's data (untimed): three sets, each uploaded as plain objects and stored."""
+    """The scenario's data (untimed): three sets, each stored as a version (and uploaded as plain objects when a peer runs)."""
     args = ctx.args
     assert ctx.small_dir is not None and ctx.s3 is not None
     run = LazyRun(ctx, tools)

@@ -1,5 +1,5 @@
-"""``python -m datastore.cli``: the same as the ``datastore`` command."""
+"""``python -m datastore.cli``: the same as the ``datastore`` command (the same entry point)."""
 
-from datastore.cli.app import main
+from datastore.cli.entry import main
 
 main()

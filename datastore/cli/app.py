@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -193,11 +194,19 @@ def _run_with_progress(run: Callable[[], dict], state: progress.Progress, show: 
 
 
 def interrupted_line(state: progress.Progress, gc_grace: int) -> str:
-    """What a Ctrl-C during a create leaves: what is kept, and that running it again resumes."""
+    """What a Ctrl-C during a create leaves: what is kept, and that running it again resumes.
+
+    Once the commit has begun, this process cannot tell whether the version record was written
+    before the interrupt, so the line says to look before running the command again (a re-run
+    of a committed creation would make the next version).
+    """
+    kept = f"finished batches are kept for at least {gc_grace:,} s (DATASTORE_GC_GRACE)"
+    if state.phase in ("committing", "done"):
+        return (f"interrupted while {state.phase}: the version may or may not have been committed: 'datastore list' "
+                f"shows it; if it is not there, run the same command again to resume ({kept})")
     if state.files_done:
-        kept = (f"the {state.files_done:,} of {state.files_total:,} files already stored "
-                f"({human_bytes(state.bytes_done)}) are kept for at least {gc_grace:,} s (DATASTORE_GC_GRACE)")
-        return f"interrupted while {state.phase}: no version was committed; {kept}: run the same command again to resume"
+        return (f"interrupted while {state.phase}: no version was committed; {state.files_done:,} of "
+                f"{state.files_total:,} files were transferred and {kept}: run the same command again to resume")
     return f"interrupted while {state.phase}: no version was committed and no file was stored: run the same command again"
 
 
@@ -234,12 +243,20 @@ def create(
                 return
         else:
             state = progress.Progress(started=cli_started())
+
+            def interrupt(signum: int, frame: object) -> None:
+                state.cancelled.set()  # the transfer threads stop at their next file (progress.Interrupted)
+                raise KeyboardInterrupt
+
+            previous = signal.signal(signal.SIGINT, interrupt)
             try:
                 record = _run_with_progress(
                     lambda: creation.create(source, name, no_copy=no_copy, credentials=credentials), state, show)
             except KeyboardInterrupt:
                 err.print(interrupted_line(state, Settings.from_env().gc_grace), markup=False, highlight=False)
                 raise
+            finally:
+                signal.signal(signal.SIGINT, previous)
         if as_json:
             print(json.dumps(record, indent=2))
         elif submit_:

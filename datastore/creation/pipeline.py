@@ -14,6 +14,8 @@ record.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import tempfile
 import time
 import uuid
@@ -39,6 +41,8 @@ from datastore.model.progress import NO_PROGRESS, Reporter
 from datastore.settings import Settings
 from datastore.store import Store, layout, manifests, open_store, versions
 from datastore.store import index as tree_index
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -345,7 +349,6 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
             newest = versions.latest_live(store, job.name)
             if newest is not None and newest.digest == summary.digest:
                 return Unchanged(newest)
-        _check_present(store, objects)
         record = versions.VersionRecord(
             name=job.name,
             version=0,
@@ -364,28 +367,39 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
             source_detail=job.source_detail,
             create_id=job.create_id,
         )
+        index = Path(tmp) / "index.sqlite"
+        # Built before the checks below, so that the time between checking the data and
+        # committing the record (what gc's grace period must cover) stays what it was.
+        indexed = settings.index_files and summary.files >= settings.index_files and _build_index(record, out, index, store.url)
+        _check_present(store, objects)
         store.put_file(record.manifest, out)
         store.put_bytes(record.manifest_toc, writer.toc.encode())
-        if settings.index_files and summary.files >= settings.index_files:
-            _store_index(store, record, out, Path(tmp) / "index.sqlite")
+        if indexed:
+            record.manifest_index = layout.manifest_index_key(job.create_id, record.manifest_index_sha256)
+            store.put_file(record.manifest_index, index)
     failpoints.hit("before-commit")
     record.created_at = versions.now_iso()
     record.duration_s = round(time.time() - job.started, 3)
     return versions.commit(store, record, settings.max_versions)
 
 
-def _store_index(store: Store, record: versions.VersionRecord, manifest: Path, tmp: Path) -> None:
-    """Build the tree index of the manifest just written and store it beside it, named in ``record``.
+def _build_index(record: versions.VersionRecord, manifest: Path, out: Path, store_url: str) -> bool:
+    """Build the tree index of the manifest just written into ``out``; True when it was built.
 
     A mount's first open of a large version then downloads this file (checked against the sha256
-    recorded here) instead of parsing the manifest and sorting a million rows on every machine.
-    The builder is the one a reader uses, so the two can never disagree.
+    recorded in ``record`` here) instead of parsing the manifest and sorting a million rows on
+    every machine. The index is an optimization: a failure to build it (a full scratch disk) is
+    logged and the version is committed without one; mounts then build it from the manifest.
     """
-    with open(manifest, "rb") as fh:
-        tree_index.build(fh, tmp, record, store.url)
-    with open(tmp, "rb") as fh:
-        hashed = copy_hashed(chunks(fh, 4 << 20))
-    record.manifest_index = layout.manifest_index_key(record.create_id or "", hashed.sha256)
-    record.manifest_index_sha256 = hashed.sha256
+    try:
+        with open(manifest, "rb") as fh:
+            tree_index.build(fh, out, record, store_url)
+        with open(out, "rb") as fh:
+            record.manifest_index_sha256 = copy_hashed(chunks(fh, 4 << 20)).sha256
+        return True
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("%s: the tree index was not built (%s); mounts will build it from the manifest", record.name, exc)
+        record.manifest_index_sha256 = ""
+        return False
     store.put_file(record.manifest_index, tmp)
 

@@ -52,6 +52,16 @@ class _NoProgress:
 NO_PROGRESS: Reporter = _NoProgress()
 
 
+class Interrupted(KeyboardInterrupt):
+    """Raised by :meth:`Progress.advance` in a transfer thread once the user interrupted the creation.
+
+    Ctrl-C reaches only the main thread; the transfer threads would finish their batches before
+    the flow could end. Reporting progress is what every transfer does often (once a file), so
+    that is where they learn of it and stop. Committed nothing is ever affected: the commit runs
+    in the main thread, after the transfers.
+    """
+
+
 #: The phase before the flow runs: Prefect is imported, the flow run is created (and, out of the
 #: box, the local Prefect server started on first use).
 STARTING = "starting Prefect"
@@ -75,6 +85,7 @@ class Progress:
     phase: str = STARTING
     started: float = field(default_factory=time.time)
     timeline: list[tuple[str, float]] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -88,7 +99,14 @@ class Progress:
             self.bytes_total += nbytes
 
     def advance(self, files: int, nbytes: int, uploaded: int = 0) -> None:
-        """Count finished work."""
+        """Count finished work.
+
+        Raises:
+            Interrupted: :attr:`cancelled` is set (the user pressed Ctrl-C); nothing is counted
+                (the batch this work belongs to will not be finished).
+        """
+        if self.cancelled.is_set():
+            raise Interrupted
         with self._lock:
             self.files_done += files
             self.bytes_done += nbytes

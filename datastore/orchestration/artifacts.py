@@ -63,7 +63,15 @@ def committed(r: VersionRecord) -> None:
 
 
 def deleted(records: list[VersionRecord]) -> None:
-    """One "deleted" entry per deleted version, under the name's key (best-effort, logged)."""
+    """One "deleted" entry per deleted version, under the name's key, when a Prefect server is configured.
+
+    Best-effort and logged. Callers record it last (after the events and the reclaim): it is
+    what the UI shows, and a slow Prefect API must not hold up what automations and the store need.
+    """
+    from datastore.orchestration.events import api_configured
+
+    if not api_configured():
+        return
     for r in records:
         rows: list[tuple[str, object]] = [
             ("name", r.name), ("version", r.version), ("status", "deleted"), ("deleted at", r.deleted_at),

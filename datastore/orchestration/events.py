@@ -15,7 +15,6 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from datastore.orchestration import artifacts
 from datastore.orchestration.imports import importing
 
 if TYPE_CHECKING:
@@ -81,15 +80,9 @@ def flush() -> None:
 
 
 def versions_deleted(store_url: str, gone: Iterable[VersionRecord]) -> None:
-    """``datastore.version.deleted`` and a "deleted" artifact per version, when a Prefect server is configured.
-
-    See :func:`api_configured`; the artifact marks the version deleted in the name's artifact
-    history (:mod:`datastore.orchestration.artifacts`).
-    """
+    """``datastore.version.deleted`` per version, when a Prefect server is configured (see :func:`api_configured`)."""
     if not api_configured():
         return
-    gone = list(gone)
-    artifacts.deleted(gone)
     for r in gone:
         emit(DELETED, r.name, {"name": r.name, "version": r.version, "digest": r.digest,
                                "deleted_at": r.deleted_at, "store": store_url})

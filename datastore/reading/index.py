@@ -125,7 +125,7 @@ class ManifestIndex:
 
     @classmethod
     def open(cls, store: Store, record: VersionRecord, cache_dir: str | Path) -> ManifestIndex:
-        """The index of ``record``, built from its manifest if this machine has none yet.
+        """The index of ``record``: this machine's, else the one its commit stored, else built from its manifest.
 
         Args:
             store: The store holding the version (its URL is part of the index's key).
@@ -139,7 +139,8 @@ class ManifestIndex:
 
         Raises:
             ManifestDamaged: The manifest is out of order or holds a line that is no item.
-            StoreError: Reading the manifest failed (nothing is left behind; try again).
+            StoreError: Reading the stored index (other than its absence) or the manifest failed
+                (nothing is left behind; try again).
             OSError: The cache folder cannot be written.
         """
         final = index_path(store, record, cache_dir)
@@ -182,7 +183,7 @@ class ManifestIndex:
         index = cls(path)
         try:
             with index._db() as db:
-                meta = tree.check(db, record.digest)
+                meta = tree.check(db, record)
             if meta is not None:
                 index.files, index.bytes, index.dirs = meta["files"], meta["bytes"], meta["dirs"]
                 return index
@@ -343,11 +344,11 @@ def _download(store: Store, record: VersionRecord, tmp: Path) -> bool:
     try:
         conn = sqlite3.connect(tmp.absolute().as_uri() + "?mode=ro", uri=True)
         try:
-            if tree.check(conn, record.digest) is not None:
+            if tree.check(conn, record) is not None:
                 return True
         finally:
             conn.close()
-        why = "was not built from this manifest"
+        why = "was not built from this manifest, or is of another index format"
     except sqlite3.DatabaseError as exc:
         why = f"cannot be read ({exc})"
     log.warning("%s version %d: its stored index %s %s; building it from the manifest",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datastore.errors import DatastoreNotFound
-from datastore.orchestration import events
+from datastore.orchestration import artifacts, events
 from datastore.settings import Settings
 from datastore.store import Store, deletion, inflight, open_store, versions
 from datastore.store.gc import reclaim_version
@@ -35,6 +35,7 @@ def _finish(store: Store, name: str, gone: list[VersionRecord]) -> Deleted:
     for rec in gone:
         freed = reclaim_version(store, rec)
         objects, size = objects + freed.objects, size + freed.bytes
+    artifacts.deleted(gone)  # the UI's history, last: nothing above waits for it
     return Deleted(name, tuple(gone), objects, size)
 
 

@@ -63,7 +63,9 @@ except ImportError:  # pragma: no cover - the standard library does the same, sl
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 1
-"""Bumped when the layout changes; part of the file's key, so an old index is simply not found."""
+"""Bumped when the layout changes. It is part of a machine's index file name, so an old local index
+is simply not found; an index stored by an older commit is of the old format, which :func:`check`
+refuses, and a mount then builds the new one from the manifest."""
 
 BATCH = 5_000
 """Rows per ``executemany`` while building: the call costs nothing next to the rows (5,000 or
@@ -193,16 +195,19 @@ def build(fh: BinaryIO, tmp: Path, record: VersionRecord, store_url: str) -> Non
         conn.close()
 
 
-def check(conn: sqlite3.Connection, digest: str) -> dict | None:
-    """The ``meta`` of the index open on ``conn`` if it is complete and built from the manifest ``digest``; else None.
+def check(conn: sqlite3.Connection, record: VersionRecord) -> dict | None:
+    """The ``meta`` of the index open on ``conn`` if it is complete, of this format and built from ``record``'s manifest.
+
+    The manifest is recognised by its key and its digest (the digest covers paths, sizes and
+    checksums, the key the creation that wrote object names and offsets); None otherwise.
 
     Raises:
         sqlite3.DatabaseError: The file is not an index SQLite can read.
     """
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     last = conn.execute("SELECT max(seq) FROM files").fetchone()[0]  # the last leaf page: no scan
-    if meta.get("format") == INDEX_FORMAT and meta.get("digest") == digest \
-            and meta.get("files") == (-1 if last is None else last) + 1:
+    if meta.get("format") == INDEX_FORMAT and meta.get("digest") == record.digest \
+            and meta.get("manifest") == record.manifest and meta.get("files") == (-1 if last is None else last) + 1:
         return meta
     return None
 

@@ -68,7 +68,7 @@ def manifest_index_key(create_id: str, sha256: str) -> str:
     Named by its content too: a commit run again (its first answer lost) that built different
     bytes writes another object, never replaces the one a committed record names.
     """
-    return f"{MANIFESTS}{create_id}.index-{sha256[:16]}.sqlite"
+    return f"{MANIFESTS}{create_id}.index-{sha256}.sqlite"
 
 
 def source_id(kind: str, source: str) -> str:

@@ -264,30 +264,44 @@ def test_progress_bar_on_a_terminal_only(cli: Cli, tmp_path: Path, local_store: 
                         piped.stdout.splitlines()[0]), piped.stdout
 
 
-def test_ctrl_c_says_what_was_kept_and_a_rerun_resumes(cli: Cli, tmp_path: Path, local_store: str) -> None:
+@pytest.mark.parametrize("where", ["after-batch", "before-commit"])
+def test_ctrl_c_says_what_was_kept_and_a_rerun_resumes(cli: Cli, tmp_path: Path, local_store: str, where: str) -> None:
     import signal
     import time
 
-    src = make_tree(tmp_path / "src", {f"f{i}": os.urandom(1000) for i in range(20)})
-    marker = tmp_path / "at-commit"
-    proc = cli.start("create", str(src), "--name", "intr", DATASTORE_FAILPOINT="before-commit",
-                     DATASTORE_FAILPOINT_FILE=str(marker))
+    src = make_tree(tmp_path / "src", {f"f{i:02d}": os.urandom(1000) for i in range(20)})
+    marker = tmp_path / "at-failpoint"
+    # Two batches of 10 in one transfer task run: the first batch waits after it is stored (the
+    # task would go on to the second), or every batch is stored and the creation waits just
+    # before its commit.
+    release = tmp_path / "release"
+    proc = cli.start("create", str(src), "--name", "intr", DATASTORE_FAILPOINT=where,
+                     DATASTORE_FAILPOINT_FILE=str(marker), DATASTORE_FAILPOINT_RELEASE=str(release),
+                     DATASTORE_BATCH_FILES="10", DATASTORE_TRANSFER_TASKS="1")
     deadline = time.monotonic() + 240
-    while not marker.exists():  # every batch is stored; the creation waits just before its commit
+    while not marker.exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    time.sleep(1)
+    release.touch()  # the frozen thread goes on, as a transfer in flight would: it must stop, not finish
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode in (-signal.SIGINT, 130), (proc.returncode, stderr)
     assert stdout == ""
-    assert stderr.strip().splitlines()[-1] == (
-        "interrupted while committing: no version was committed; the 20 of 20 files already stored (19.5 KiB) "
-        "are kept for at least 3,600 s (DATASTORE_GC_GRACE): run the same command again to resume"), stderr
+    kept = "finished batches are kept for at least 3,600 s (DATASTORE_GC_GRACE)"
+    assert stderr.strip().splitlines()[-1] == {
+        "after-batch": f"interrupted while transferring: no version was committed; 10 of 20 files were transferred "
+                       f"and {kept}: run the same command again to resume",
+        "before-commit": "interrupted while committing: the version may or may not have been committed: 'datastore "
+                         f"list' shows it; if it is not there, run the same command again to resume ({kept})",
+    }[where], stderr
     assert versions.live_numbers(open_store(), "intr") == []
-    again = cli.run("create", str(src), "--name", "intr", "--json")
+    again = cli.run("create", str(src), "--name", "intr", "--json", DATASTORE_BATCH_FILES="10")
     assert again.returncode == 0, again.stderr
     rec = json.loads(again.stdout)
-    assert (rec["version"], rec["files"], rec["bytes_uploaded"]) == (1, 20, 0)  # resumed: nothing sent twice
+    # Resumed: what was stored is not sent again (after one batch, only the other batch's 10 files).
+    assert (rec["version"], rec["files"]) == (1, 20)
+    assert rec["bytes_uploaded"] == {"after-batch": 10_000, "before-commit": 0}[where]
 
 
 def test_unreachable_prefect_api_is_one_line(cli: Cli, tmp_path: Path, local_store: str) -> None:

@@ -130,3 +130,28 @@ def test_a_resumed_run_whose_lost_execution_committed_returns_that_version(tmp_p
     assert versions.live_numbers(open_store(), "resumed") == [1]
     assert commit("run-2", resumed=True).version == 2  # another run's creation is a new version
     assert commit("run-1", resumed=False).version == 3  # a first execution does not look (nothing to find)
+
+
+def test_a_large_version_stores_its_tree_index_and_a_failed_build_only_leaves_it_out(
+        tmp_path: Path, local_store: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import sqlite3
+
+    from datastore.store import index as tree_index
+
+    src = make_tree(tmp_path / "src", {f"d{i % 3}/f{i}.txt": os.urandom(100) for i in range(12)})
+    small = create(src, "few", Settings(store=local_store, index_files=13))  # under the threshold: none
+    assert (small.manifest_index, small.manifest_index_sha256) == ("", "")
+    big = create(src, "many", Settings(store=local_store, index_files=12))
+    stored = open_store().get_bytes(big.manifest_index)
+    assert hashlib.sha256(stored).hexdigest() == big.manifest_index_sha256
+    assert big.manifest_index == f"manifests/{big.create_id}.index-{big.manifest_index_sha256}.sqlite"
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(tree_index, "build", broken)
+    settle(src)
+    again = create(src, "many", Settings(store=local_store, index_files=12))  # committed all the same
+    assert (again.version, again.manifest_index, again.manifest_index_sha256) == (2, "", "")
+    assert "many: the tree index was not built (database or disk is full); mounts will build it from the manifest" \
+        in caplog.text

@@ -34,3 +34,27 @@ def test_reset_starts_the_counters_afresh_but_keeps_the_timeline() -> None:
     p.set_phase("extracting", reset=True)
     assert (p.files_total, p.files_done, p.bytes_total, p.bytes_done, p.bytes_uploaded) == (0, 0, 0, 0, 400)
     assert [name for name, _ in p.timeline] == [STARTING, "extracting"]
+
+
+def test_once_cancelled_advance_raises_in_the_transfer_thread_and_counts_nothing() -> None:
+    import threading
+
+    from datastore.model.progress import Interrupted
+
+    p = Progress()
+    p.add_total(3, 30)
+    p.advance(1, 10)
+    p.cancelled.set()  # what the CLI's Ctrl-C handler does
+    raised: list[BaseException] = []
+
+    def transfer() -> None:
+        try:
+            p.advance(1, 10)
+        except BaseException as exc:  # noqa: BLE001
+            raised.append(exc)
+
+    t = threading.Thread(target=transfer)
+    t.start()
+    t.join()
+    assert [type(e) for e in raised] == [Interrupted] and isinstance(raised[0], KeyboardInterrupt)
+    assert (p.files_done, p.bytes_done) == (1, 10)
