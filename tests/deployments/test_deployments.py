@@ -396,15 +396,24 @@ def test_the_prefect_ui_shows_the_run_graph_the_failure_and_the_artifact_history
             headings = page.locator(".artifact-timeline-item-content__heading")
             for i in range(headings.count()):
                 headings.nth(i).click()
-            page.get_by_text("uiset version 1 — deleted").first.wait_for(timeout=90_000)
-            page.wait_for_timeout(1000)
+            entries = ("datastore uiset version 1 (deleted)", "uiset version 1 — deleted", "datastore uiset version 2",
+                       "datastore uiset version 1\n")
+            for _ in range(180):  # an opened entry shows its body after a moment
+                history = page.inner_text("body")
+                if all(text in history for text in entries):
+                    break
+                page.wait_for_timeout(500)
             page.screenshot(path=str(shots / "artifact-history.png"), full_page=True)
-            history = page.inner_text("body")
-            # One version's details page (an entry's link).
+            # One version's details page (an entry's link). The history shows the same source
+            # path, so wait for the new page's address first, then for its content.
             page.get_by_text(details["id"][:8], exact=True).first.click()
-            page.get_by_text(str(src)).first.wait_for(timeout=90_000)
+            page.wait_for_url(lambda url: details["id"] in url, timeout=90_000)
+            for _ in range(180):  # the route changes before its content has rendered
+                details_page = page.inner_text("body")
+                if "uiset version 2" in details_page and str(src) in details_page:
+                    break
+                page.wait_for_timeout(500)
             page.screenshot(path=str(shots / "artifact.png"), full_page=True)
-            details_page = page.inner_text("body")
         finally:
             browser.close()
     assert "Completed" in run_page and "6 Task runs" in run_page
@@ -414,9 +423,8 @@ def test_the_prefect_ui_shows_the_run_graph_the_failure_and_the_artifact_history
     assert [n for n in names if n not in task_tab.splitlines()] == [], task_tab
     assert "transfer-staging" not in task_tab and "plans/" not in task_tab  # no storage paths in the names
     assert "create-broken" in failed_page and failed_page.count("Traceback") == 0
-    order = [history.index(text) for text in ("datastore uiset version 1 (deleted)", "uiset version 1 — deleted",
-                                              "datastore uiset version 2", "datastore uiset version 1\n")]
+    order = [history.index(text) for text in entries]
     assert order == sorted(order), history  # newest first: the deletion, version 2, version 1
-    assert "version\t2" in details_page or "version\n2" in details_page or "version 2" in details_page, details_page[:2000]
+    assert "uiset version 2" in details_page and str(src) in details_page, details_page[:2000]
     for shot in ("run-graph.png", "failed-run.png", "artifact-history.png", "artifact.png"):
         assert (shots / shot).stat().st_size > 10_000
