@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import requests
@@ -55,7 +56,15 @@ def test_server_start_brings_up_the_stack_and_the_run_button_deletes_one_version
         assert name in deps, deps
 
     def call(method: str, path: str, body: dict | None = None) -> requests.Response:
-        return requests.request(method, f"{api}{path}", json=body, timeout=60)
+        # The local server's SQLite database, on 2 cores shared with the other pytest worker,
+        # sometimes answers 503 (its transaction rolled back: nothing was done); the UI's user
+        # would press Run again, and so does the test.
+        for attempt in range(4):
+            r = requests.request(method, f"{api}{path}", json=body, timeout=60)
+            if r.status_code != 503 or attempt == 3:
+                return r
+            time.sleep(2)
+        return r
 
     # The worker polls the pool (the UI's work pool page shows it online).
     wait_until("the worker online", lambda: any(
