@@ -370,12 +370,14 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
         index = Path(tmp) / "index.sqlite"
         # Built before the checks below, so that the time between checking the data and
         # committing the record (what gc's grace period must cover) stays what it was.
-        indexed = settings.index_files and summary.files >= settings.index_files and _build_index(record, out, index, store.url)
+        big = settings.index_files and summary.files >= settings.index_files
+        index_sha = _build_index(record, out, index, store.url) if big else None
         _check_present(store, objects)
         store.put_file(record.manifest, out)
         store.put_bytes(record.manifest_toc, writer.toc.encode())
-        if indexed:
-            record.manifest_index = layout.manifest_index_key(job.create_id, record.manifest_index_sha256)
+        if index_sha:
+            record.manifest_index = layout.manifest_index_key(job.create_id, index_sha)
+            record.manifest_index_sha256 = index_sha
             store.put_file(record.manifest_index, index)
     failpoints.hit("before-commit")
     record.created_at = versions.now_iso()
@@ -383,11 +385,11 @@ def commit(store: Store, job: CreateJob, batch_keys: list[str], uploaded: int, s
     return versions.commit(store, record, settings.max_versions)
 
 
-def _build_index(record: versions.VersionRecord, manifest: Path, out: Path, store_url: str) -> bool:
-    """Build the tree index of the manifest just written into ``out``; True when it was built.
+def _build_index(record: versions.VersionRecord, manifest: Path, out: Path, store_url: str) -> str | None:
+    """Build the tree index of the manifest just written into ``out``; its sha256, or None when it was not built.
 
     A mount's first open of a large version then downloads this file (checked against the sha256
-    recorded in ``record`` here) instead of parsing the manifest and sorting a million rows on
+    the commit records) instead of parsing the manifest and sorting a million rows on
     every machine. The index is an optimization: a failure to build it (a full scratch disk) is
     logged and the version is committed without one; mounts then build it from the manifest.
     """
@@ -395,11 +397,9 @@ def _build_index(record: versions.VersionRecord, manifest: Path, out: Path, stor
         with open(manifest, "rb") as fh:
             tree_index.build(fh, out, record, store_url)
         with open(out, "rb") as fh:
-            record.manifest_index_sha256 = copy_hashed(chunks(fh, 4 << 20)).sha256
-        return True
+            return copy_hashed(chunks(fh, 4 << 20)).sha256
     except (OSError, sqlite3.Error) as exc:
         log.warning("%s: the tree index was not built (%s); mounts will build it from the manifest", record.name, exc)
-        record.manifest_index_sha256 = ""
-        return False
+        return None
     store.put_file(record.manifest_index, tmp)
 
